@@ -332,8 +332,16 @@ impl TimelinePoint {
             messages,
             errors,
             established,
-            p50_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.5) },
-            p99_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.99) },
+            p50_us: if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(0.5)
+            },
+            p99_us: if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(0.99)
+            },
             hdr: encode_histogram(h)?,
         })
     }

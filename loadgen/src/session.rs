@@ -119,7 +119,10 @@ impl Failure {
             }
             Failure::ShortEcho => {
                 s.short_echo += 1;
-                ("short_echo", "server closed in the middle of an echo".into())
+                (
+                    "short_echo",
+                    "server closed in the middle of an echo".into(),
+                )
             }
             Failure::ClosedEarly => {
                 s.closed_early += 1;
@@ -139,7 +142,10 @@ impl Failure {
             }
             Failure::RunDeadline => {
                 s.run_deadline += 1;
-                ("run_deadline", "outstanding at the hard run deadline".into())
+                (
+                    "run_deadline",
+                    "outstanding at the hard run deadline".into(),
+                )
             }
         };
         shard
@@ -517,7 +523,11 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
         let interval = config.conns as f64 / rate;
         // Spread connections evenly over one interval so the total rate is smooth.
         let offset = interval * (conn as f64 / config.conns as f64);
-        (steady.barrier + Duration::from_secs_f64(offset), 1, interval)
+        (
+            steady.barrier + Duration::from_secs_f64(offset),
+            1,
+            interval,
+        )
     });
     let plan = Plan {
         limit: config.messages,
