@@ -28,6 +28,8 @@ pub(crate) fn raise_nofile_limit() -> (u64, u64) {
             }
         }
     }
+    // rlim_t is u64 on 64-bit Linux but not everywhere.
+    #[allow(clippy::unnecessary_cast)]
     (lim.rlim_cur as u64, lim.rlim_max as u64)
 }
 

@@ -357,7 +357,7 @@ fn merge_sums_counts_and_adds_histograms_exactly() {
     let timeline: u64 = rm.timeline.iter().map(|p| p.messages).sum();
     assert_eq!(timeline, rm.counters.messages_verified);
     // Merging is associative with a single report: merge(merge(a, b)) == merge(a, b) counts.
-    let again = loadgen::Report::merge(&[rm.clone()]).unwrap();
+    let again = loadgen::Report::merge(std::slice::from_ref(&rm)).unwrap();
     assert_eq!(again.counters, rm.counters);
     assert_eq!(again.latency.echo.hdr, rm.latency.echo.hdr);
 }
