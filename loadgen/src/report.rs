@@ -146,6 +146,11 @@ pub struct HistogramReport {
     pub max_us: u64,
     pub mean_us: f64,
     pub stddev_us: f64,
+    /// Median, always present whatever `percentiles` lists (0 when empty).
+    pub p50_us: u64,
+    /// 99th percentile, always present whatever `percentiles` lists (0 when empty).
+    pub p99_us: u64,
+    /// The configured percentiles (`--percentiles`).
     pub percentiles: Vec<PercentileValue>,
     /// HdrHistogram V2 compressed encoding, base64 (1 us .. 60 s, 3 significant digits).
     pub hdr: String,
@@ -382,6 +387,16 @@ impl HistogramReport {
             max_us: if empty { 0 } else { h.max() },
             mean_us: if empty { 0.0 } else { h.mean() },
             stddev_us: if empty { 0.0 } else { h.stdev() },
+            p50_us: if empty {
+                0
+            } else {
+                h.value_at_percentile(50.0)
+            },
+            p99_us: if empty {
+                0
+            } else {
+                h.value_at_percentile(99.0)
+            },
             percentiles: percentiles
                 .iter()
                 .map(|&p| PercentileValue {

@@ -263,6 +263,11 @@ impl Session {
 
     /// Runs `plan` until it has nothing more to send and nothing outstanding, or fails.
     async fn drive(&mut self, plan: &Plan, shared: &RunShared) -> Result<(), Failure> {
+        // One timer for the whole plan. It is only moved earlier (or re-armed after firing):
+        // a wake-up that comes too early just goes round the loop once, which is far cheaper
+        // than re-registering a timer for every message.
+        let timer = tokio::time::sleep_until(plan.deadline);
+        tokio::pin!(timer);
         loop {
             let now = Instant::now();
             // Queue whatever is due; remember when the next scheduled message is.
@@ -305,6 +310,9 @@ impl Session {
                 .min()
                 .unwrap_or(plan.deadline);
 
+            if wake < timer.deadline() || timer.is_elapsed() {
+                timer.as_mut().reset(wake);
+            }
             let pending_write = self.out_off < self.out.len();
             let event = {
                 let (mut rd, mut wr) = self.stream.split();
@@ -313,7 +321,7 @@ impl Session {
                 tokio::select! {
                     r = rd.read(rbuf) => Event::Read(r),
                     w = wr.write(out), if pending_write => Event::Wrote(w),
-                    _ = tokio::time::sleep_until(wake) => Event::Timer,
+                    _ = &mut timer => Event::Timer,
                 }
             };
             match event {

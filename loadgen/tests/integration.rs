@@ -756,3 +756,59 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
         assert!(stdout.contains(needle), "{needle} missing from {stdout}");
     }
 }
+
+#[test]
+fn run_async_works_inside_a_callers_runtime() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(loadgen::echo_server::serve(listener));
+        loadgen::run_async(loadgen::Config {
+            conns: 50,
+            duration: None,
+            messages: Some(10),
+            ..util::config(addr)
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(report.counters.messages_verified, 500);
+    assert_eq!(report.errors.total(), 0);
+    assert_eq!(
+        report.latency.echo.p99_us,
+        report.latency.echo.value_at_percentile_us(99.0).unwrap()
+    );
+    // Setup errors come back as errors, not as reports.
+    let bad = loadgen::run(loadgen::Config {
+        size: 0,
+        ..loadgen::Config::default()
+    });
+    assert!(matches!(bad, Err(loadgen::Error::Config(_))));
+}
+
+#[test]
+fn json_to_stdout_moves_the_text_to_stderr() {
+    let server = TestServer::start(Behaviour::Echo);
+    let out = util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "-c",
+            "2",
+            "--messages",
+            "5",
+            "--json",
+            "-",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(value["counters"]["messages_verified"], 10);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("latency"));
+}
