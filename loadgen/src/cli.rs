@@ -202,7 +202,7 @@ fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
     let config = args.to_config()?;
     let report = crate::run(config.clone())?;
     present(&report, args.json.as_ref(), args.hgrm.as_ref(), args.quiet)?;
-    Ok(report.failed_checks(config.max_error_rate, &config.slos))
+    Ok(report.failed_checks_for(&config))
 }
 
 fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {

@@ -480,6 +480,11 @@ impl Report {
         failed
     }
 
+    /// [`Report::failed_checks`] with the thresholds of `config`.
+    pub fn failed_checks_for(&self, config: &crate::Config) -> Vec<String> {
+        self.failed_checks(config.max_error_rate, &config.slos)
+    }
+
     /// Reads a report written with `--json`.
     pub fn read_json(path: &Path) -> Result<Report, Error> {
         let file_err = |reason: String| Error::File {

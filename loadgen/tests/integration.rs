@@ -757,6 +757,10 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
     }
 }
 
+fn report_addr() -> SocketAddr {
+    "127.0.0.1:9".parse().unwrap()
+}
+
 #[test]
 fn run_async_works_inside_a_callers_runtime() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -782,6 +786,9 @@ fn run_async_works_inside_a_callers_runtime() {
         report.latency.echo.p99_us,
         report.latency.echo.value_at_percentile_us(99.0).unwrap()
     );
+    // The blocking entry point refuses to nest runtimes instead of panicking.
+    let nested = runtime.block_on(async { loadgen::run(util::config(report_addr())) });
+    assert!(matches!(nested, Err(loadgen::Error::Config(m)) if m.contains("run_async")));
     // Setup errors come back as errors, not as reports.
     let bad = loadgen::run(loadgen::Config {
         size: 0,

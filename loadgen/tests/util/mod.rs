@@ -246,7 +246,13 @@ impl SpawnedServer {
         let addr = line
             .trim_end()
             .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .unwrap_or_else(|| {
+                let status = child.try_wait().ok().flatten();
+                panic!(
+                    "{}: first stdout line is {line:?}, not `listening on IP:PORT` (exit: {status:?})",
+                    program.display()
+                )
+            })
             .parse()
             .unwrap();
         SpawnedServer { addr, child }
@@ -271,34 +277,42 @@ impl Drop for SpawnedServer {
     }
 }
 
-/// The `fork-echo-server` binary next to this test's profile dir, built first if missing.
+/// The `fork-echo-server` binary next to this test's profile dir. It is (re)built first with
+/// the same profile, so a stale or missing binary never gets tested; cargo makes that a no-op
+/// when it is up to date.
 pub fn fork_echo_server() -> PathBuf {
-    let path = target_profile_dir().join("fork-echo-server");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "fork-echo-server",
-                "--bin",
-                "fork-echo-server",
-            ])
-            .spawn()
-            .expect("cannot run cargo to build fork-echo-server");
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let status = loop {
-            if let Some(status) = build.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = build.kill();
-                panic!("building fork-echo-server took over 10 minutes");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        assert!(status.success(), "building fork-echo-server failed");
-    }
+    let dir = target_profile_dir();
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "fork-echo-server",
+            "--bin",
+            "fork-echo-server",
+        ])
+        .args(["--profile", &profile])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot run cargo to build fork-echo-server");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        if let Some(status) = build.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = build.kill();
+            panic!("building fork-echo-server took over 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "cargo build -p fork-echo-server failed");
+    let path = dir.join("fork-echo-server");
     assert!(path.exists(), "{} is missing", path.display());
     path
 }
