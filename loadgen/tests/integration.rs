@@ -819,3 +819,42 @@ fn json_to_stdout_moves_the_text_to_stderr() {
     assert_eq!(value["counters"]["messages_verified"], 10);
     assert!(String::from_utf8_lossy(&out.stderr).contains("latency"));
 }
+
+#[test]
+fn connect_timeout_is_its_own_kind() {
+    // A listener with backlog 0 that never accepts: once its accept queue is full the kernel
+    // drops further SYNs, so those connects can only time out (the tutorial's backlog problem).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket.listen(0).unwrap()
+    });
+    let addr = listener.local_addr().unwrap();
+    let started = Instant::now();
+    let report = loadgen::run(loadgen::Config {
+        conns: 6,
+        duration: Some(secs(0.5)),
+        connect_timeout: Duration::from_millis(300),
+        io_timeout: Duration::from_millis(300),
+        ..util::config(addr)
+    })
+    .unwrap();
+    drop(listener);
+    let c = &report.counters;
+    assert!(report.errors.connect.timeout >= 3, "{:?}", report.errors);
+    assert_eq!(report.errors.connect.timeout + c.connections_established, 6);
+    assert_eq!(c.connections_failed, report.errors.connect.timeout);
+    // Queued but never accepted: established, yet never echoed.
+    assert_eq!(
+        report.errors.session.echo_timeout,
+        c.connections_established
+    );
+    assert!(report.all_first_echo_secs.is_none() || c.connections_established == 0);
+    assert!(started.elapsed() < secs(10.0));
+    let example = report.errors.examples.get("connect.timeout").unwrap();
+    assert!(example.contains("300ms"), "{example}");
+}
