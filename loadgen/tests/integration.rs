@@ -858,3 +858,30 @@ fn connect_timeout_is_its_own_kind() {
     let example = report.errors.examples.get("connect.timeout").unwrap();
     assert!(example.contains("300ms"), "{example}");
 }
+
+#[test]
+fn merge_refuses_what_is_not_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.json");
+    let future = dir.path().join("future.json");
+    std::fs::write(&junk, "{\"hello\": 1}").unwrap();
+    std::fs::write(&future, "{\"schema_version\": 99}").unwrap();
+    for (path, needle) in [(&junk, "no schema_version"), (&future, "schema_version 99")] {
+        let out = util::loadgen()
+            .arg("merge")
+            .arg(path)
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(needle) && stderr.lines().count() == 1,
+            "{stderr}"
+        );
+    }
+    util::loadgen()
+        .args(["merge", "/nonexistent/report.json"])
+        .assert()
+        .code(2);
+}
