@@ -17,6 +17,9 @@ struct Args {
     /// Port; 0 picks a free one.
     #[arg(long, default_value_t = 8888)]
     port: u16,
+    /// Listen backlog (the kernel caps it at net.core.somaxconn).
+    #[arg(long, default_value_t = 4096)]
+    backlog: u32,
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
@@ -37,7 +40,16 @@ fn main() -> ExitCode {
     };
     let addr = SocketAddr::new(args.bind, args.port);
     runtime.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        };
+        let listener = match socket.and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            s.listen(args.backlog)
+        }) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("tokio-echo: cannot listen on {addr}: {e}");
