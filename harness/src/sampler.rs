@@ -1,0 +1,212 @@
+//! A background thread that watches a server's process tree at a fixed interval (100 ms in `run`)
+//! and records a timeline: live children, zombies, the tree's PSS and the PSS per child. It reads
+//! only /proc, so it can run beside a load generator in the same process without disturbing it.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::procfs;
+
+/// One observation of the tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the sampler started.
+    pub t_secs: f64,
+    pub live_children: usize,
+    pub zombies: usize,
+    pub server_pss_kib: u64,
+    /// Sum over the live children.
+    pub children_pss_kib: u64,
+    pub children_private_kib: u64,
+    /// Server plus children.
+    pub tree_pss_kib: u64,
+    /// `children_pss_kib / live_children`; `null` with no live child.
+    pub pss_per_child_kib: Option<f64>,
+    /// The server's open descriptors; `null` if it could not be read.
+    pub server_fds: Option<usize>,
+    /// The server's own CPU time (user + system) so far.
+    pub server_cpu_secs: f64,
+    /// How long taking this sample took (reading thousands of smaps_rollup files is not free).
+    pub sample_ms: f64,
+}
+
+/// Takes one sample of `pid`'s tree; `t0` is the timeline's origin.
+pub fn sample_tree(pid: i32, t0: Instant) -> Sample {
+    let started = Instant::now();
+    let processes = procfs::all_processes().unwrap_or_default();
+    let ticks = procfs::clock_ticks_per_sec() as f64;
+    let mut sample = Sample {
+        t_secs: started.duration_since(t0).as_secs_f64(),
+        live_children: 0,
+        zombies: 0,
+        server_pss_kib: 0,
+        children_pss_kib: 0,
+        children_private_kib: 0,
+        tree_pss_kib: 0,
+        pss_per_child_kib: None,
+        server_fds: procfs::open_fd_count(pid).ok(),
+        server_cpu_secs: 0.0,
+        sample_ms: 0.0,
+    };
+    for p in &processes {
+        if p.pid == pid {
+            sample.server_cpu_secs = (p.utime_ticks + p.stime_ticks) as f64 / ticks;
+            sample.server_pss_kib = procfs::memory_rollup(pid).map_or(0, |m| m.pss_kib);
+        } else if p.ppid == pid {
+            if p.is_zombie() {
+                sample.zombies += 1;
+            } else if let Some(m) = procfs::memory_rollup(p.pid) {
+                sample.live_children += 1;
+                sample.children_pss_kib += m.pss_kib;
+                sample.children_private_kib += m.private_kib;
+            }
+        }
+    }
+    sample.tree_pss_kib = sample.server_pss_kib + sample.children_pss_kib;
+    if sample.live_children > 0 {
+        sample.pss_per_child_kib =
+            Some(sample.children_pss_kib as f64 / sample.live_children as f64);
+    }
+    sample.sample_ms = started.elapsed().as_secs_f64() * 1000.0;
+    sample
+}
+
+/// A running sampler; `stop` ends it and hands back the timeline.
+pub struct Sampler {
+    /// Dropping or sending on this wakes the thread at once and makes it return; it never
+    /// outlives the `Sampler` by more than one sample.
+    stop_tx: mpsc::Sender<()>,
+    handle: JoinHandle<Vec<Sample>>,
+}
+
+impl Sampler {
+    /// Samples `pid` now and then every `interval` (on a fixed schedule, so a slow sample does
+    /// not shift later ones) until stopped.
+    pub fn start(pid: i32, interval: Duration) -> std::io::Result<Sampler> {
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("tree-sampler".into())
+            .spawn(move || {
+                let t0 = Instant::now();
+                let mut timeline = Vec::new();
+                let mut next = t0;
+                loop {
+                    timeline.push(sample_tree(pid, t0));
+                    next += interval;
+                    let now = Instant::now();
+                    while next < now {
+                        next += interval;
+                    }
+                    match stop_rx.recv_timeout(next - now) {
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                timeline
+            })?;
+        Ok(Sampler { stop_tx, handle })
+    }
+
+    pub fn stop(self) -> Vec<Sample> {
+        let _ = self.stop_tx.send(());
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+/// The figures the report summary takes from a timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineSummary {
+    pub samples: usize,
+    pub peak_live_children: usize,
+    pub max_zombies: usize,
+    pub peak_tree_pss_kib: u64,
+    /// Median PSS per child over the samples taken at the peak child count.
+    pub pss_per_child_kib: Option<f64>,
+    pub private_per_child_kib: Option<f64>,
+}
+
+pub fn summarize(timeline: &[Sample]) -> TimelineSummary {
+    let peak = timeline.iter().map(|s| s.live_children).max().unwrap_or(0);
+    let at_peak: Vec<&Sample> = timeline
+        .iter()
+        .filter(|s| s.live_children == peak && peak > 0)
+        .collect();
+    let median = |mut v: Vec<f64>| -> Option<f64> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some(v[v.len() / 2])
+    };
+    TimelineSummary {
+        samples: timeline.len(),
+        peak_live_children: peak,
+        max_zombies: timeline.iter().map(|s| s.zombies).max().unwrap_or(0),
+        peak_tree_pss_kib: timeline.iter().map(|s| s.tree_pss_kib).max().unwrap_or(0),
+        pss_per_child_kib: median(at_peak.iter().filter_map(|s| s.pss_per_child_kib).collect()),
+        private_per_child_kib: median(
+            at_peak
+                .iter()
+                .map(|s| s.children_private_kib as f64 / s.live_children as f64)
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_sees_a_child_and_stops_promptly() {
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn sleep");
+        let sampler = Sampler::start(me, Duration::from_millis(20)).expect("start");
+        // The first sample is taken at once and one more every 20 ms: 150 ms gives several.
+        std::thread::sleep(Duration::from_millis(150));
+        let stopping = Instant::now();
+        let timeline = sampler.stop();
+        assert!(
+            stopping.elapsed() < Duration::from_secs(1),
+            "stop must be prompt"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(timeline.len() >= 2, "{timeline:?}");
+        assert!(timeline.iter().all(|s| s.live_children >= 1));
+        assert!(timeline.windows(2).all(|w| w[0].t_secs < w[1].t_secs));
+        let summary = summarize(&timeline);
+        assert!(summary.peak_live_children >= 1);
+        assert!(summary.pss_per_child_kib.unwrap_or(0.0) > 0.0);
+        assert!(summary.peak_tree_pss_kib > 0);
+    }
+
+    #[test]
+    fn summary_takes_the_peak() {
+        let s = |live, zombies, pss: u64| Sample {
+            t_secs: 0.0,
+            live_children: live,
+            zombies,
+            server_pss_kib: 100,
+            children_pss_kib: pss,
+            children_private_kib: pss / 2,
+            tree_pss_kib: 100 + pss,
+            pss_per_child_kib: (live > 0).then(|| pss as f64 / live as f64),
+            server_fds: Some(5),
+            server_cpu_secs: 0.0,
+            sample_ms: 1.0,
+        };
+        let summary = summarize(&[s(0, 0, 0), s(10, 2, 500), s(10, 0, 600), s(4, 1, 200)]);
+        assert_eq!(summary.peak_live_children, 10);
+        assert_eq!(summary.max_zombies, 2);
+        assert_eq!(summary.peak_tree_pss_kib, 700);
+        assert_eq!(summary.pss_per_child_kib, Some(60.0));
+        assert_eq!(summary.private_per_child_kib, Some(30.0));
+    }
+}
