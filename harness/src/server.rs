@@ -316,6 +316,18 @@ pub struct Leftovers {
     pub unreaped: Vec<i32>,
 }
 
+/// How the server ended at the end of a `check` or `run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerEnd {
+    pub exit: ExitSummary,
+    /// SIGTERM was not enough within the grace period.
+    pub needed_sigkill: bool,
+    /// What was left of its session and process group 3 s after it exited.
+    pub leftovers: Leftovers,
+    /// The stats line it printed at exit (contract servers only).
+    pub final_stats: Option<ServerStats>,
+}
+
 /// A started server. Its session and process group id equal its pid; dropping the handle kills
 /// the whole group (and any session member that moved to another group), so a failed test or an
 /// interrupted harness never leaves a server or its children behind.
@@ -327,6 +339,8 @@ pub struct ServerProcess {
     /// Shared with the stderr reader thread, which appends until the server closes its stderr.
     stderr: Arc<Mutex<StderrLog>>,
     exit: Option<ExitSummary>,
+    /// Whether it speaks the contract (and so prints a stats line at exit).
+    contract: bool,
 }
 
 impl ServerProcess {
@@ -433,6 +447,7 @@ impl ServerProcess {
             program: program.clone(),
             stderr,
             exit: None,
+            contract: true,
         };
         let deadline = Instant::now() + ready_timeout;
         loop {
@@ -483,6 +498,7 @@ impl ServerProcess {
             program: program.clone(),
             stderr,
             exit: None,
+            contract: false,
         };
         // Drain stdout so a chatty server never blocks on a full pipe.
         if let Some(stdout) = server.child.stdout.take() {
@@ -623,6 +639,30 @@ impl ServerProcess {
                 signal: None,
             });
         (exit, true)
+    }
+
+    /// Stops the server with SIGTERM (SIGKILL to the group after `grace`), waits up to 3 s for its
+    /// session to empty, and collects the stats line it printed at exit.
+    pub fn shut_down(&mut self, grace: Duration) -> ServerEnd {
+        let stats_before = self.stats_count();
+        let (exit, needed_sigkill) = self.stop(grace);
+        let leftovers = self.leftovers(Duration::from_secs(3));
+        // The exit stats line may still be in the pipe; give the reader a moment for it.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.contract && self.stats_count() == stats_before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let final_stats = if self.stats_count() > stats_before {
+            self.last_stats()
+        } else {
+            None
+        };
+        ServerEnd {
+            exit,
+            needed_sigkill,
+            leftovers,
+            final_stats,
+        }
     }
 
     /// After the server exited: waits up to `timeout` for the processes of its session and group to
