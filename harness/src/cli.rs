@@ -179,7 +179,11 @@ fn server_spec(a: &ServerArgs) -> Result<ServerSpec, SetupError> {
     }
 }
 
-fn write_junit(path: &Path, started_at: &str, results: &[crate::checks::CheckResult]) -> Result<(), SetupError> {
+fn write_junit(
+    path: &Path,
+    started_at: &str,
+    results: &[crate::checks::CheckResult],
+) -> Result<(), SetupError> {
     let xml = junit::to_junit_xml("harness check", started_at, results);
     report::write_atomic(path, xml.as_bytes())
         .map_err(|e| SetupError(format!("cannot write {}: {e}", path.display())))
@@ -188,7 +192,9 @@ fn write_junit(path: &Path, started_at: &str, results: &[crate::checks::CheckRes
 fn cmd_check(a: CheckArgs) -> Result<i32, SetupError> {
     let spec = server_spec(&a.server)?;
     if a.clients == 0 || a.fd_connections == 0 {
-        return Err(SetupError("--clients and --fd-connections must be at least 1".into()));
+        return Err(SetupError(
+            "--clients and --fd-connections must be at least 1".into(),
+        ));
     }
     let opts = CheckOptions {
         clients: a.clients,
@@ -197,20 +203,33 @@ fn cmd_check(a: CheckArgs) -> Result<i32, SetupError> {
     let report = run::check(&spec, &opts)?;
     print!("{}", output::check_report_text(&report));
     let path = report::write_report(&a.out.results_dir, "check", &report.started_at, &report)
-        .map_err(|e| SetupError(format!("cannot write the report into {}: {e}", a.out.results_dir.display())))?;
+        .map_err(|e| {
+            SetupError(format!(
+                "cannot write the report into {}: {e}",
+                a.out.results_dir.display()
+            ))
+        })?;
     println!("report: {}", path.display());
     if let Some(junit) = &a.out.junit {
         write_junit(junit, &report.started_at, &report.checks)?;
         println!("junit: {}", junit.display());
     }
-    Ok(if report.counts.failed > 0 { EXIT_FAILED } else { EXIT_OK })
+    Ok(if report.counts.failed > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
 }
 
 fn cmd_run(a: RunArgs) -> Result<i32, SetupError> {
     let spec = server_spec(&a.server)?;
     let load = loadgen::Config {
         conns: a.conns,
-        duration: if a.messages.is_some() { None } else { Some(a.duration) },
+        duration: if a.messages.is_some() {
+            None
+        } else {
+            Some(a.duration)
+        },
         messages: a.messages,
         size: a.size,
         pipeline: a.pipeline,
@@ -237,7 +256,12 @@ fn cmd_run(a: RunArgs) -> Result<i32, SetupError> {
     let report = run::run(&spec, &opts)?;
     print!("{}", output::run_report_text(&report));
     let path = report::write_report(&a.out.results_dir, "run", &report.started_at, &report)
-        .map_err(|e| SetupError(format!("cannot write the report into {}: {e}", a.out.results_dir.display())))?;
+        .map_err(|e| {
+            SetupError(format!(
+                "cannot write the report into {}: {e}",
+                a.out.results_dir.display()
+            ))
+        })?;
     println!("report: {}", path.display());
     if let Some(junit) = &a.out.junit {
         write_junit(junit, &report.started_at, &report.checks)?;

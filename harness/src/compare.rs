@@ -44,15 +44,69 @@ fn figures() -> Vec<Figure> {
     use crate::output::{kib, micros};
     let plain = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
     vec![
-        Figure { name: "echo p99", get: |s| s.echo_p99_us, format: micros, higher_is_better: false, gated: true },
-        Figure { name: "first echo p99", get: |s| s.first_echo_p99_us, format: micros, higher_is_better: false, gated: true },
-        Figure { name: "messages/s", get: |s| Some(s.messages_per_sec), format: plain, higher_is_better: true, gated: true },
-        Figure { name: "echo p50", get: |s| s.echo_p50_us, format: micros, higher_is_better: false, gated: false },
-        Figure { name: "connect p99", get: |s| s.connect_p99_us, format: micros, higher_is_better: false, gated: false },
-        Figure { name: "PSS per child", get: |s| s.pss_per_child_kib, format: kib, higher_is_better: false, gated: false },
-        Figure { name: "peak live children", get: |s| Some(s.peak_children as f64), format: plain, higher_is_better: true, gated: false },
-        Figure { name: "zombies seen", get: |s| Some(s.zombies_seen as f64), format: plain, higher_is_better: false, gated: false },
-        Figure { name: "load errors", get: |s| Some(s.load_errors as f64), format: plain, higher_is_better: false, gated: false },
+        Figure {
+            name: "echo p99",
+            get: |s| s.echo_p99_us,
+            format: micros,
+            higher_is_better: false,
+            gated: true,
+        },
+        Figure {
+            name: "first echo p99",
+            get: |s| s.first_echo_p99_us,
+            format: micros,
+            higher_is_better: false,
+            gated: true,
+        },
+        Figure {
+            name: "messages/s",
+            get: |s| Some(s.messages_per_sec),
+            format: plain,
+            higher_is_better: true,
+            gated: true,
+        },
+        Figure {
+            name: "echo p50",
+            get: |s| s.echo_p50_us,
+            format: micros,
+            higher_is_better: false,
+            gated: false,
+        },
+        Figure {
+            name: "connect p99",
+            get: |s| s.connect_p99_us,
+            format: micros,
+            higher_is_better: false,
+            gated: false,
+        },
+        Figure {
+            name: "PSS per child",
+            get: |s| s.pss_per_child_kib,
+            format: kib,
+            higher_is_better: false,
+            gated: false,
+        },
+        Figure {
+            name: "peak live children",
+            get: |s| Some(s.peak_children as f64),
+            format: plain,
+            higher_is_better: true,
+            gated: false,
+        },
+        Figure {
+            name: "zombies seen",
+            get: |s| Some(s.zombies_seen as f64),
+            format: plain,
+            higher_is_better: false,
+            gated: false,
+        },
+        Figure {
+            name: "load errors",
+            get: |s| Some(s.load_errors as f64),
+            format: plain,
+            higher_is_better: false,
+            gated: false,
+        },
     ]
 }
 
@@ -72,7 +126,11 @@ pub fn compare(base: &AnyReport, new: &AnyReport, max_regression_pct: f64) -> Co
             if let (Some(bv), Some(nv)) = (bv, nv) {
                 // Positive `worse` means NEW is worse than BASE by that many percent.
                 let change = if bv == 0.0 {
-                    if nv == 0.0 { 0.0 } else { f64::INFINITY.copysign(nv) }
+                    if nv == 0.0 {
+                        0.0
+                    } else {
+                        f64::INFINITY.copysign(nv)
+                    }
                 } else {
                     (nv - bv) / bv.abs() * 100.0
                 };

@@ -22,8 +22,14 @@ fn escape(text: &str) -> String {
 
 /// The XML document for `results`; `suite` names the test suite, `timestamp` is RFC 3339.
 pub fn to_junit_xml(suite: &str, timestamp: &str, results: &[CheckResult]) -> String {
-    let failures = results.iter().filter(|r| r.status == CheckStatus::Fail).count();
-    let skipped = results.iter().filter(|r| r.status == CheckStatus::Skip).count();
+    let failures = results
+        .iter()
+        .filter(|r| r.status == CheckStatus::Fail)
+        .count();
+    let skipped = results
+        .iter()
+        .filter(|r| r.status == CheckStatus::Skip)
+        .count();
     let total: f64 = results.iter().map(|r| r.duration_secs).sum();
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     xml.push_str(&format!(
@@ -79,14 +85,20 @@ mod tests {
             "2026-11-26T18:26:08.123Z",
             &[
                 result("echo_round_trip", CheckStatus::Pass, None),
-                result("children_reaped", CheckStatus::Fail, Some("3 zombies <pids 1 & 2>\u{1}")),
+                result(
+                    "children_reaped",
+                    CheckStatus::Fail,
+                    Some("3 zombies <pids 1 & 2>\u{1}"),
+                ),
                 result("idle_client_ended", CheckStatus::Skip, Some("no \"flag\"")),
             ],
         );
         assert!(xml.contains("tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""));
         assert!(xml.contains("<failure message=\"3 zombies &lt;pids 1 &amp; 2&gt;?\""));
         assert!(xml.contains("<skipped message=\"no &quot;flag&quot;\"/>"));
-        assert!(xml.contains("<testcase classname=\"harness check\" name=\"echo_round_trip\" time=\"0.250\"/>"));
+        assert!(xml.contains(
+            "<testcase classname=\"harness check\" name=\"echo_round_trip\" time=\"0.250\"/>"
+        ));
         assert_eq!(xml.matches("<testcase ").count(), 3);
     }
 }

@@ -27,7 +27,13 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     };
     let mut out = line(header.to_vec());
     out.push_str(&line(
-        widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect(),
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
     ));
     for row in rows {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
@@ -84,12 +90,18 @@ pub fn kib(v: Option<f64>) -> String {
 pub fn summary_rows(s: &RunSummary) -> Vec<Vec<String>> {
     let row = |k: &str, v: String| vec![k.to_string(), v];
     vec![
-        row("connections established", s.connections_established.to_string()),
+        row(
+            "connections established",
+            s.connections_established.to_string(),
+        ),
         row("peak live children", s.peak_children.to_string()),
         row("zombies seen", s.zombies_seen.to_string()),
         row("PSS per child", kib(s.pss_per_child_kib)),
         row("private memory per child", kib(s.private_per_child_kib)),
-        row("peak tree PSS", format!("{:.1} MiB", s.peak_tree_pss_kib as f64 / 1024.0)),
+        row(
+            "peak tree PSS",
+            format!("{:.1} MiB", s.peak_tree_pss_kib as f64 / 1024.0),
+        ),
         row("connect p99", micros(s.connect_p99_us)),
         row("first echo p99", micros(s.first_echo_p99_us)),
         row("echo p50", micros(s.echo_p50_us)),
@@ -124,7 +136,8 @@ pub fn run_report_text(report: &RunReport) -> String {
         },
         p.size,
         p.pipeline,
-        p.rate.map_or(String::new(), |r| format!(", {r} msg/s open loop")),
+        p.rate
+            .map_or(String::new(), |r| format!(", {r} msg/s open loop")),
     );
     out.push_str(&checks_table(&report.checks));
     out.push('\n');
@@ -169,9 +182,15 @@ mod tests {
     fn tables_align() {
         let t = table(
             &["a", "bb"],
-            &[vec!["long cell".into(), "x".into()], vec!["s".into(), "yy".into()]],
+            &[
+                vec!["long cell".into(), "x".into()],
+                vec!["s".into(), "yy".into()],
+            ],
         );
-        assert_eq!(t, "a          bb\n---------  --\nlong cell  x\ns          yy\n");
+        assert_eq!(
+            t,
+            "a          bb\n---------  --\nlong cell  x\ns          yy\n"
+        );
         assert_eq!(micros(Some(1500.0)), "1.50 ms");
         assert_eq!(micros(Some(12.4)), "12 us");
         assert_eq!(micros(None), "-");

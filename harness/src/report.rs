@@ -44,7 +44,8 @@ impl Environment {
                 .map(|s| s.trim().to_string())
                 .ok()
         };
-        let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok();
+        let nofile =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok();
         Environment {
             hostname: read("/proc/sys/kernel/hostname").unwrap_or_default(),
             kernel: read("/proc/sys/kernel/osrelease").unwrap_or_default(),
@@ -196,10 +197,10 @@ impl AnyReport {
 
 /// Reads a saved report, with a one-line error naming the file.
 pub fn read_report(path: &Path) -> Result<AnyReport, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
     let bad = |e: serde_json::Error| format!("{} is not a harness report: {e}", path.display());
     match value.get("schema_version").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(SCHEMA_VERSION) => {}
@@ -209,14 +210,24 @@ pub fn read_report(path: &Path) -> Result<AnyReport, String> {
                 path.display()
             ))
         }
-        None => return Err(format!("{} is not a harness report (no schema_version)", path.display())),
+        None => {
+            return Err(format!(
+                "{} is not a harness report (no schema_version)",
+                path.display()
+            ))
+        }
     }
     match value.get("kind").and_then(|k| k.as_str()) {
-        Some("check") => serde_json::from_value(value).map(AnyReport::Check).map_err(bad),
+        Some("check") => serde_json::from_value(value)
+            .map(AnyReport::Check)
+            .map_err(bad),
         Some("run") => serde_json::from_value(value)
             .map(|r| AnyReport::Run(Box::new(r)))
             .map_err(bad),
-        _ => Err(format!("{} is not a harness report (no kind)", path.display())),
+        _ => Err(format!(
+            "{} is not a harness report (no kind)",
+            path.display()
+        )),
     }
 }
 
@@ -275,7 +286,10 @@ mod tests {
 
     #[test]
     fn stamps_are_file_friendly() {
-        assert_eq!(file_stamp("2026-11-26T18:26:08.123Z"), "20261126T182608.123Z");
+        assert_eq!(
+            file_stamp("2026-11-26T18:26:08.123Z"),
+            "20261126T182608.123Z"
+        );
         let now = now_rfc3339();
         assert!(now.ends_with('Z') && now.len() == 24, "{now}");
     }

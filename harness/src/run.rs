@@ -9,8 +9,8 @@ use crate::checks::{self, Case, CheckOptions, CheckResult, CheckStatus};
 use crate::load;
 use crate::procfs::ListenCounters;
 use crate::report::{
-    CheckCounts, CheckReport, Environment, PhaseListenQueue, ReportKind, RunParameters,
-    RunReport, RunSummary, ServerInfo, SCHEMA_VERSION,
+    CheckCounts, CheckReport, Environment, PhaseListenQueue, ReportKind, RunParameters, RunReport,
+    RunSummary, ServerInfo, SCHEMA_VERSION,
 };
 use crate::sampler;
 use crate::server::{ServerEnd, ServerError, ServerProcess, ServerSpec};
@@ -80,7 +80,10 @@ fn shutdown_check(spec: &ServerSpec, end: &ServerEnd, secs: f64) -> CheckResult 
             STOP_GRACE.as_secs()
         ));
     } else if spec.speaks_contract() && !end.exit.success() {
-        problems.push(format!("ended with {} after SIGTERM, expected exit code 0", end.exit));
+        problems.push(format!(
+            "ended with {} after SIGTERM, expected exit code 0",
+            end.exit
+        ));
     }
     CheckResult {
         name: "shutdown_no_orphans".into(),
@@ -117,7 +120,11 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
 
     let stopping = Instant::now();
     let server_end = server.shut_down(STOP_GRACE);
-    results.push(shutdown_check(spec, &server_end, stopping.elapsed().as_secs_f64()));
+    results.push(shutdown_check(
+        spec,
+        &server_end,
+        stopping.elapsed().as_secs_f64(),
+    ));
 
     let tree = sampler::summarize(&phase.timeline);
     let counts = CheckCounts::of(&results);
@@ -144,7 +151,10 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
                 orphans_after_stop: server_end.leftovers.orphans.len(),
                 checks: counts,
             };
-            (serde_json::to_value(report).unwrap_or(serde_json::Value::Null), summary)
+            (
+                serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
+                summary,
+            )
         }
         Err(e) => (
             serde_json::Value::Null,
