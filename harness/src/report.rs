@@ -175,7 +175,7 @@ pub struct RunReport {
 /// Either kind, as read back from a file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyReport {
-    Check(CheckReport),
+    Check(Box<CheckReport>),
     Run(Box<RunReport>),
 }
 
