@@ -1,14 +1,21 @@
 //! A background thread that watches a server's process tree at a fixed interval (100 ms in `run`)
 //! and records a timeline: live children, zombies, the tree's PSS and the PSS per child. It reads
-//! only /proc, so it can run beside a load generator in the same process without disturbing it.
+//! only /proc, so it can run beside a load generator in the same process.
+//!
+//! Counting children is cheap (one `stat` per process), but `smaps_rollup` walks a process's
+//! whole memory map: a thousand of them take a few hundred milliseconds of kernel time. So each
+//! sample counts every child but re-reads memory only within a time budget (a fifth of the
+//! interval), never-measured children first, then the longest-unread; the rest keep their last
+//! value. At steady state every child is re-read every few samples.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::procfs;
+use crate::procfs::{self, MemoryRollup};
 
 /// One observation of the tree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,60 +25,119 @@ pub struct Sample {
     pub live_children: usize,
     pub zombies: usize,
     pub server_pss_kib: u64,
-    /// Sum over the live children.
+    /// Sum over the live children (children not yet measured are counted at the mean of those
+    /// that were; see `children_unmeasured`).
     pub children_pss_kib: u64,
     pub children_private_kib: u64,
     /// Server plus children.
     pub tree_pss_kib: u64,
-    /// `children_pss_kib / live_children`; `null` with no live child.
+    /// Mean PSS of the measured live children; `null` with none.
     pub pss_per_child_kib: Option<f64>,
+    /// Live children whose memory has not been read yet (new since the budget ran out).
+    pub children_unmeasured: usize,
+    /// `smaps_rollup` files read for this sample.
+    pub memory_reads: usize,
     /// The server's open descriptors; `null` if it could not be read.
     pub server_fds: Option<usize>,
     /// The server's own CPU time (user + system) so far.
     pub server_cpu_secs: f64,
-    /// How long taking this sample took (reading thousands of smaps_rollup files is not free).
+    /// How long taking this sample took.
     pub sample_ms: f64,
 }
 
-/// Takes one sample of `pid`'s tree; `t0` is the timeline's origin.
-pub fn sample_tree(pid: i32, t0: Instant) -> Sample {
-    let started = Instant::now();
-    let processes = procfs::all_processes().unwrap_or_default();
-    let ticks = procfs::clock_ticks_per_sec() as f64;
-    let mut sample = Sample {
-        t_secs: started.duration_since(t0).as_secs_f64(),
-        live_children: 0,
-        zombies: 0,
-        server_pss_kib: 0,
-        children_pss_kib: 0,
-        children_private_kib: 0,
-        tree_pss_kib: 0,
-        pss_per_child_kib: None,
-        server_fds: procfs::open_fd_count(pid).ok(),
-        server_cpu_secs: 0.0,
-        sample_ms: 0.0,
-    };
-    for p in &processes {
-        if p.pid == pid {
-            sample.server_cpu_secs = (p.utime_ticks + p.stime_ticks) as f64 / ticks;
-            sample.server_pss_kib = procfs::memory_rollup(pid).map_or(0, |m| m.pss_kib);
-        } else if p.ppid == pid {
-            if p.is_zombie() {
-                sample.zombies += 1;
-            } else if let Some(m) = procfs::memory_rollup(p.pid) {
-                sample.live_children += 1;
-                sample.children_pss_kib += m.pss_kib;
-                sample.children_private_kib += m.private_kib;
-            }
+/// Samples one server's tree, keeping the last memory reading of each child between samples.
+pub struct TreeSampler {
+    pid: i32,
+    /// Time allowed for `smaps_rollup` reads per sample; `None` reads every child every time.
+    memory_budget: Option<Duration>,
+    /// Last reading of each live child and the sample number it was taken at.
+    memory: HashMap<i32, (MemoryRollup, u64)>,
+    samples: u64,
+}
+
+impl TreeSampler {
+    pub fn new(pid: i32, memory_budget: Option<Duration>) -> TreeSampler {
+        TreeSampler {
+            pid,
+            memory_budget,
+            memory: HashMap::new(),
+            samples: 0,
         }
     }
-    sample.tree_pss_kib = sample.server_pss_kib + sample.children_pss_kib;
-    if sample.live_children > 0 {
-        sample.pss_per_child_kib =
-            Some(sample.children_pss_kib as f64 / sample.live_children as f64);
+
+    /// Takes one sample; `t0` is the timeline's origin.
+    pub fn sample(&mut self, t0: Instant) -> Sample {
+        let started = Instant::now();
+        self.samples += 1;
+        let pid = self.pid;
+        let processes = procfs::all_processes().unwrap_or_default();
+        let ticks = procfs::clock_ticks_per_sec() as f64;
+        let mut sample = Sample {
+            t_secs: started.duration_since(t0).as_secs_f64(),
+            live_children: 0,
+            zombies: 0,
+            server_pss_kib: procfs::memory_rollup(pid).map_or(0, |m| m.pss_kib),
+            children_pss_kib: 0,
+            children_private_kib: 0,
+            tree_pss_kib: 0,
+            pss_per_child_kib: None,
+            children_unmeasured: 0,
+            memory_reads: 1,
+            server_fds: procfs::open_fd_count(pid).ok(),
+            server_cpu_secs: 0.0,
+            sample_ms: 0.0,
+        };
+        let mut live = Vec::new();
+        for p in &processes {
+            if p.pid == pid {
+                sample.server_cpu_secs = (p.utime_ticks + p.stime_ticks) as f64 / ticks;
+            } else if p.ppid == pid {
+                if p.is_zombie() {
+                    sample.zombies += 1;
+                } else {
+                    live.push(p.pid);
+                }
+            }
+        }
+        sample.live_children = live.len();
+        self.memory.retain(|child, _| live.contains(child));
+        // Never-read children first, then the longest-unread.
+        live.sort_by_key(|child| self.memory.get(child).map_or(0, |(_, at)| *at));
+        let budget_end = self.memory_budget.map(|b| Instant::now() + b);
+        for &child in &live {
+            if budget_end.is_some_and(|end| Instant::now() >= end) {
+                break;
+            }
+            if let Some(m) = procfs::memory_rollup(child) {
+                self.memory.insert(child, (m, self.samples));
+            }
+            sample.memory_reads += 1;
+        }
+        let (mut pss, mut private, mut measured) = (0u64, 0u64, 0usize);
+        for child in &live {
+            if let Some((m, _)) = self.memory.get(child) {
+                pss += m.pss_kib;
+                private += m.private_kib;
+                measured += 1;
+            }
+        }
+        sample.children_unmeasured = live.len() - measured;
+        if measured > 0 {
+            let per_child = pss as f64 / measured as f64;
+            let scale = live.len() as f64 / measured as f64;
+            sample.pss_per_child_kib = Some(per_child);
+            sample.children_pss_kib = (pss as f64 * scale).round() as u64;
+            sample.children_private_kib = (private as f64 * scale).round() as u64;
+        }
+        sample.tree_pss_kib = sample.server_pss_kib + sample.children_pss_kib;
+        sample.sample_ms = started.elapsed().as_secs_f64() * 1000.0;
+        sample
     }
-    sample.sample_ms = started.elapsed().as_secs_f64() * 1000.0;
-    sample
+}
+
+/// One complete sample of `pid`'s tree, every child's memory read (no budget).
+pub fn sample_tree(pid: i32, t0: Instant) -> Sample {
+    TreeSampler::new(pid, None).sample(t0)
 }
 
 /// A running sampler; `stop` ends it and hands back the timeline.
@@ -84,17 +150,18 @@ pub struct Sampler {
 
 impl Sampler {
     /// Samples `pid` now and then every `interval` (on a fixed schedule, so a slow sample does
-    /// not shift later ones) until stopped.
+    /// not shift later ones; memory reads get a fifth of the interval) until stopped.
     pub fn start(pid: i32, interval: Duration) -> std::io::Result<Sampler> {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("tree-sampler".into())
             .spawn(move || {
                 let t0 = Instant::now();
+                let mut tree = TreeSampler::new(pid, Some(interval / 5));
                 let mut timeline = Vec::new();
                 let mut next = t0;
                 loop {
-                    timeline.push(sample_tree(pid, t0));
+                    timeline.push(tree.sample(t0));
                     next += interval;
                     let now = Instant::now();
                     while next < now {
@@ -188,6 +255,36 @@ mod tests {
     }
 
     #[test]
+    fn memory_reads_stay_within_the_budget_and_catch_up() {
+        let me = std::process::id() as i32;
+        let mut children: Vec<_> = (0..3)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("5")
+                    .spawn()
+                    .expect("spawn sleep")
+            })
+            .collect();
+        let t0 = Instant::now();
+        let mut starved = TreeSampler::new(me, Some(Duration::ZERO));
+        let first = starved.sample(t0);
+        let mut full = TreeSampler::new(me, None);
+        let complete = full.sample(t0);
+        for child in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(first.live_children >= 3);
+        // A zero budget still counts every child but reads no child's memory.
+        assert_eq!(first.memory_reads, 1);
+        assert_eq!(first.children_unmeasured, first.live_children);
+        assert_eq!(first.pss_per_child_kib, None);
+        assert_eq!(complete.children_unmeasured, 0);
+        assert_eq!(complete.memory_reads, complete.live_children + 1);
+        assert!(complete.children_pss_kib > 0);
+    }
+
+    #[test]
     fn summary_takes_the_peak() {
         let s = |live, zombies, pss: u64| Sample {
             t_secs: 0.0,
@@ -198,6 +295,8 @@ mod tests {
             children_private_kib: pss / 2,
             tree_pss_kib: 100 + pss,
             pss_per_child_kib: (live > 0).then(|| pss as f64 / live as f64),
+            children_unmeasured: 0,
+            memory_reads: live + 1,
             server_fds: Some(5),
             server_cpu_secs: 0.0,
             sample_ms: 1.0,
