@@ -181,10 +181,11 @@ fn server_spec(a: &ServerArgs) -> Result<ServerSpec, SetupError> {
 
 fn write_junit(
     path: &Path,
+    suite: &str,
     started_at: &str,
     results: &[crate::checks::CheckResult],
 ) -> Result<(), SetupError> {
-    let xml = junit::to_junit_xml("harness check", started_at, results);
+    let xml = junit::to_junit_xml(suite, started_at, results);
     report::write_atomic(path, xml.as_bytes())
         .map_err(|e| SetupError(format!("cannot write {}: {e}", path.display())))
 }
@@ -211,7 +212,7 @@ fn cmd_check(a: CheckArgs) -> Result<i32, SetupError> {
         })?;
     println!("report: {}", path.display());
     if let Some(junit) = &a.out.junit {
-        write_junit(junit, &report.started_at, &report.checks)?;
+        write_junit(junit, "harness check", &report.started_at, &report.checks)?;
         println!("junit: {}", junit.display());
     }
     Ok(if report.counts.failed > 0 {
@@ -264,7 +265,7 @@ fn cmd_run(a: RunArgs) -> Result<i32, SetupError> {
         })?;
     println!("report: {}", path.display());
     if let Some(junit) = &a.out.junit {
-        write_junit(junit, &report.started_at, &report.checks)?;
+        write_junit(junit, "harness run", &report.started_at, &report.checks)?;
         println!("junit: {}", junit.display());
     }
     let failed = report.summary.checks.failed > 0 || !report.summary.load_ok;
