@@ -15,7 +15,5 @@ fn main() {
 }
 
 fn serve(args: impl Iterator<Item = OsString>) -> i32 {
-    let _ = args;
-    eprintln!("harness: error: the built-in fork echo server is not available in this build");
-    2
+    fork_echo_server::main_with_args(args)
 }
