@@ -94,8 +94,8 @@ fn figures() -> Vec<Figure> {
             gated: false,
         },
         Figure {
-            name: "zombies seen",
-            get: |s| Some(s.zombies_seen as f64),
+            name: "lingering zombies",
+            get: |s| Some(s.zombies_lingering as f64),
             format: plain,
             higher_is_better: false,
             gated: false,

@@ -95,7 +95,10 @@ pub fn summary_rows(s: &RunSummary) -> Vec<Vec<String>> {
             s.connections_established.to_string(),
         ),
         row("peak live children", s.peak_children.to_string()),
-        row("zombies seen", s.zombies_seen.to_string()),
+        row(
+            "zombies seen / lingering >1s",
+            format!("{} / {}", s.zombies_seen, s.zombies_lingering),
+        ),
         row("PSS per child", kib(s.pss_per_child_kib)),
         row("private memory per child", kib(s.private_per_child_kib)),
         row(

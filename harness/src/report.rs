@@ -130,7 +130,10 @@ pub struct PhaseListenQueue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub peak_children: usize,
+    /// Most zombies in one sample (a moment's worth is normal while many clients leave).
     pub zombies_seen: usize,
+    /// Most zombies in one sample that had been zombies for a second or more: not reaping.
+    pub zombies_lingering: usize,
     pub peak_tree_pss_kib: u64,
     pub pss_per_child_kib: Option<f64>,
     pub private_per_child_kib: Option<f64>,

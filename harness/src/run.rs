@@ -134,6 +134,7 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
             let summary = RunSummary {
                 peak_children: tree.peak_live_children,
                 zombies_seen: tree.max_zombies,
+                zombies_lingering: tree.max_lingering_zombies,
                 peak_tree_pss_kib: tree.peak_tree_pss_kib,
                 pss_per_child_kib: tree.pss_per_child_kib,
                 private_per_child_kib: tree.private_per_child_kib,
@@ -161,6 +162,7 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
             RunSummary {
                 peak_children: tree.peak_live_children,
                 zombies_seen: tree.max_zombies,
+                zombies_lingering: tree.max_lingering_zombies,
                 peak_tree_pss_kib: tree.peak_tree_pss_kib,
                 pss_per_child_kib: tree.pss_per_child_kib,
                 private_per_child_kib: tree.private_per_child_kib,

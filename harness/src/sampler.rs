@@ -23,7 +23,11 @@ pub struct Sample {
     /// Seconds since the sampler started.
     pub t_secs: f64,
     pub live_children: usize,
+    /// Children that exited and are not reaped yet. A few are normal for a moment while many
+    /// clients leave at once; see `lingering_zombies`.
     pub zombies: usize,
+    /// Zombies that have been zombies for at least a second: a server that does not reap.
+    pub lingering_zombies: usize,
     pub server_pss_kib: u64,
     /// Sum over the live children (children not yet measured are counted at the mean of those
     /// that were; see `children_unmeasured`).
@@ -52,8 +56,13 @@ pub struct TreeSampler {
     memory_budget: Option<Duration>,
     /// Last reading of each live child and the sample number it was taken at.
     memory: HashMap<i32, (MemoryRollup, u64)>,
+    /// When each current zombie child was first seen as one.
+    zombie_since: HashMap<i32, Instant>,
     samples: u64,
 }
+
+/// A zombie older than this counts as lingering.
+pub const LINGERING_ZOMBIE: Duration = Duration::from_secs(1);
 
 impl TreeSampler {
     pub fn new(pid: i32, memory_budget: Option<Duration>) -> TreeSampler {
@@ -61,6 +70,7 @@ impl TreeSampler {
             pid,
             memory_budget,
             memory: HashMap::new(),
+            zombie_since: HashMap::new(),
             samples: 0,
         }
     }
@@ -76,6 +86,7 @@ impl TreeSampler {
             t_secs: started.duration_since(t0).as_secs_f64(),
             live_children: 0,
             zombies: 0,
+            lingering_zombies: 0,
             server_pss_kib: procfs::memory_rollup(pid).map_or(0, |m| m.pss_kib),
             children_pss_kib: 0,
             children_private_kib: 0,
@@ -88,18 +99,27 @@ impl TreeSampler {
             sample_ms: 0.0,
         };
         let mut live = Vec::new();
+        let mut zombies = Vec::new();
         for p in &processes {
             if p.pid == pid {
                 sample.server_cpu_secs = (p.utime_ticks + p.stime_ticks) as f64 / ticks;
             } else if p.ppid == pid {
                 if p.is_zombie() {
-                    sample.zombies += 1;
+                    zombies.push(p.pid);
                 } else {
                     live.push(p.pid);
                 }
             }
         }
         sample.live_children = live.len();
+        sample.zombies = zombies.len();
+        self.zombie_since.retain(|z, _| zombies.contains(z));
+        for z in zombies {
+            let since = *self.zombie_since.entry(z).or_insert(started);
+            if started.duration_since(since) >= LINGERING_ZOMBIE {
+                sample.lingering_zombies += 1;
+            }
+        }
         self.memory.retain(|child, _| live.contains(child));
         // Never-read children first, then the longest-unread.
         live.sort_by_key(|child| self.memory.get(child).map_or(0, |(_, at)| *at));
@@ -189,6 +209,7 @@ pub struct TimelineSummary {
     pub samples: usize,
     pub peak_live_children: usize,
     pub max_zombies: usize,
+    pub max_lingering_zombies: usize,
     pub peak_tree_pss_kib: u64,
     /// Median PSS per child over the samples taken at the peak child count.
     pub pss_per_child_kib: Option<f64>,
@@ -212,6 +233,11 @@ pub fn summarize(timeline: &[Sample]) -> TimelineSummary {
         samples: timeline.len(),
         peak_live_children: peak,
         max_zombies: timeline.iter().map(|s| s.zombies).max().unwrap_or(0),
+        max_lingering_zombies: timeline
+            .iter()
+            .map(|s| s.lingering_zombies)
+            .max()
+            .unwrap_or(0),
         peak_tree_pss_kib: timeline.iter().map(|s| s.tree_pss_kib).max().unwrap_or(0),
         pss_per_child_kib: median(at_peak.iter().filter_map(|s| s.pss_per_child_kib).collect()),
         private_per_child_kib: median(
@@ -285,11 +311,37 @@ mod tests {
     }
 
     #[test]
+    fn zombies_that_stay_count_as_lingering() {
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let zombie = child.id() as i32;
+        // Not waited for: once it exits it stays a zombie of this process.
+        assert!(crate::checks::wait_until(Duration::from_secs(5), || {
+            procfs::read_stat(zombie).is_some_and(|s| s.is_zombie())
+        }));
+        let t0 = Instant::now();
+        let mut tree = TreeSampler::new(me, Some(Duration::ZERO));
+        let first = tree.sample(t0);
+        std::thread::sleep(LINGERING_ZOMBIE + Duration::from_millis(50));
+        let later = tree.sample(t0);
+        let _ = child.wait();
+        assert!(first.zombies >= 1);
+        assert_eq!(
+            first.lingering_zombies, 0,
+            "new zombies are not lingering yet"
+        );
+        assert!(later.lingering_zombies >= 1, "{later:?}");
+    }
+
+    #[test]
     fn summary_takes_the_peak() {
         let s = |live, zombies, pss: u64| Sample {
             t_secs: 0.0,
             live_children: live,
             zombies,
+            lingering_zombies: zombies / 2,
             server_pss_kib: 100,
             children_pss_kib: pss,
             children_private_kib: pss / 2,
@@ -304,6 +356,7 @@ mod tests {
         let summary = summarize(&[s(0, 0, 0), s(10, 2, 500), s(10, 0, 600), s(4, 1, 200)]);
         assert_eq!(summary.peak_live_children, 10);
         assert_eq!(summary.max_zombies, 2);
+        assert_eq!(summary.max_lingering_zombies, 1);
         assert_eq!(summary.peak_tree_pss_kib, 700);
         assert_eq!(summary.pss_per_child_kib, Some(60.0));
         assert_eq!(summary.private_per_child_kib, Some(30.0));

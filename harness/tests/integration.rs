@@ -217,7 +217,7 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
     assert_eq!(summary["connections_established"], 20);
     assert_eq!(report["load"]["counters"]["peak_established"], 20);
     assert_eq!(summary["peak_children"], 20, "{summary}");
-    assert_eq!(summary["zombies_seen"], 0);
+    assert_eq!(summary["zombies_lingering"], 0);
     assert_eq!(summary["orphans_after_stop"], 0);
     assert_eq!(summary["load_ok"], true);
     assert!(summary["pss_per_child_kib"].as_f64().expect("pss") > 0.0);
