@@ -378,10 +378,25 @@ impl ServerProcess {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: setsid is async-signal-safe and touches no memory of this process.
+        // Its own session and process group, so signals to the harness's terminal group (Ctrl-C)
+        // do not reach it and the whole tree can be killed at once. PR_SET_PDEATHSIG asks for a
+        // SIGTERM if the harness dies without running `Drop` (killed, or Ctrl-C): the server then
+        // shuts down the way it would for a user. It fires when the spawning *thread* exits, so
+        // servers are spawned from the thread that owns the handle (the main thread here).
+        let harness_pid = std::process::id() as libc::pid_t;
+        // SAFETY: setsid, prctl and getppid are async-signal-safe and touch no memory of this process.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The harness may have died between fork and prctl.
+                if libc::getppid() != harness_pid {
+                    return Err(std::io::Error::other(
+                        "the harness exited while starting the server",
+                    ));
+                }
                 Ok(())
             });
         }

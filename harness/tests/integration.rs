@@ -402,3 +402,52 @@ fn reading_bad_reports_exits_2() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn a_killed_harness_takes_its_server_down() {
+    use std::time::{Duration, Instant};
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = assert_cmd::cargo::cargo_bin("harness");
+    let mut child = std::process::Command::new(bin)
+        .args(["run", "--conns", "5", "--duration", "60s", "--results-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn harness");
+    let harness_pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let server = loop {
+        let children = harness::procfs::children_of(harness_pid).expect("proc");
+        if let Some(server) = children.iter().find(|p| !p.is_zombie()) {
+            // Wait until it serves clients (the checks hold up to 50 at once).
+            if harness::procfs::census(server.pid)
+                .expect("proc")
+                .live
+                .len()
+                >= 5
+            {
+                break server.pid;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the harness never started its server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill(); // SIGKILL: no Drop runs in the harness.
+    let _ = child.wait();
+    // The server got SIGTERM through PR_SET_PDEATHSIG, shut down, and took its children along.
+    let gone = harness::checks::wait_until(Duration::from_secs(20), || {
+        harness::procfs::session_members(server, None)
+            .expect("proc")
+            .iter()
+            .all(|p| p.is_zombie())
+    });
+    assert!(
+        gone,
+        "server {server} or its children outlived the killed harness"
+    );
+}
