@@ -35,7 +35,7 @@ pub struct ChildStart {
     pub client: socket2::Socket,
     pub parent_pid: Pid,
     pub original_mask: SigSet,
-    pub buffer_size: usize,
+    pub echo_buffer: Vec<u8>,
     pub idle_timeout: Option<Duration>,
 }
 
@@ -71,7 +71,7 @@ fn child_session(start: ChildStart) -> SessionEnd {
         return SessionEnd::Orphaned;
     }
     let stream = TcpStream::from(start.client);
-    match EchoSession::new(stream, start.buffer_size, start.idle_timeout) {
+    match EchoSession::new(stream, start.echo_buffer, start.idle_timeout) {
         Ok(mut session) => session.run(),
         Err(err) => {
             crate::log_at!(crate::log::INFO, "child could not set up its socket: {err}");

@@ -56,6 +56,9 @@ pub struct Server {
     was_full: bool,
     resource_log: RateLimitedLog,
     pid: nix::unistd::Pid,
+    /// Allocated once here, never in a child: each child inherits it copy-on-write and dirties
+    /// only the pages its reads touch, instead of allocating (and faulting in) a fresh buffer.
+    echo_buffer: Vec<u8>,
 }
 
 struct Ready {
@@ -66,7 +69,6 @@ struct Ready {
 impl Server {
     pub fn new(config: Config, listener: Listener, signals: SignalSource) -> Server {
         Server {
-            config,
             listener: Some(listener),
             signals,
             children: ChildTable::default(),
@@ -76,6 +78,8 @@ impl Server {
             was_full: false,
             resource_log: RateLimitedLog::new(Duration::from_secs(1)),
             pid: getpid(),
+            echo_buffer: vec![0; config.buffer_size],
+            config,
         }
     }
 
@@ -133,16 +137,30 @@ impl Server {
     }
 
     fn become_child(self, client: socket2::Socket) -> ! {
+        let Server {
+            config,
+            listener,
+            signals,
+            children,
+            stats,
+            pid,
+            echo_buffer,
+            ..
+        } = self;
         let start = ChildStart {
             client,
-            parent_pid: self.pid,
-            original_mask: self.signals.original_mask(),
-            buffer_size: self.config.buffer_size,
-            idle_timeout: self.config.idle_timeout,
+            parent_pid: pid,
+            original_mask: signals.original_mask(),
+            echo_buffer,
+            idle_timeout: config.idle_timeout,
         };
-        // Dropping the parent's state closes the listener and the signal fd in the child: a
-        // session must not keep the port open or read the parent's signals.
-        drop(self);
+        // The child must not keep the port open or read the parent's signals.
+        drop(listener);
+        drop(signals);
+        // Freeing the parent's tables would write to heap pages the child shares copy-on-write
+        // with the parent, costing memory per child for nothing: the child ends with _exit.
+        std::mem::forget(children);
+        std::mem::forget(stats);
         run_child(start)
     }
 

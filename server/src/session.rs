@@ -68,15 +68,12 @@ impl EchoSession {
     /// stops reading (its receive window fills, our write blocks), are both ended.
     pub fn new(
         stream: TcpStream,
-        buffer_size: usize,
+        buffer: Vec<u8>,
         idle_timeout: Option<Duration>,
     ) -> io::Result<EchoSession> {
         stream.set_read_timeout(idle_timeout)?;
         stream.set_write_timeout(idle_timeout)?;
-        Ok(EchoSession {
-            stream,
-            buffer: vec![0; buffer_size],
-        })
+        Ok(EchoSession { stream, buffer })
     }
 
     pub fn run(&mut self) -> SessionEnd {
