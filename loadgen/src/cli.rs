@@ -201,18 +201,15 @@ pub fn main() -> ExitCode {
 fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
     let config = args.to_config()?;
     let report = crate::run(config.clone())?;
-    present(
-        &report,
-        args.json.as_ref(),
-        args.hgrm.as_ref(),
-        args.quiet,
-    )?;
-    Ok(report.failed_checks(config.max_error_rate, &config.slos))
+    present(&report, args.json.as_ref(), args.hgrm.as_ref(), args.quiet)?;
+    Ok(report.failed_checks_for(&config))
 }
 
 fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
     if !(0.0..=1.0).contains(&args.max_error_rate) {
-        return Err(Error::Config("--max-error-rate must be between 0 and 1".into()));
+        return Err(Error::Config(
+            "--max-error-rate must be between 0 and 1".into(),
+        ));
     }
     let reports = args
         .reports
@@ -250,10 +247,12 @@ fn present(
     } else {
         output::write_text(report, out)
     };
-    written
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::File {
-            path: PathBuf::from(if json_on_stdout { "<stderr>" } else { "<stdout>" }),
-            reason: e.to_string(),
-        })
+    written.and_then(|_| out.flush()).map_err(|e| Error::File {
+        path: PathBuf::from(if json_on_stdout {
+            "<stderr>"
+        } else {
+            "<stdout>"
+        }),
+        reason: e.to_string(),
+    })
 }

@@ -156,7 +156,11 @@ impl Config {
                 ));
             }
         }
-        for p in self.percentiles.iter().chain(self.slos.iter().map(|s| &s.percentile)) {
+        for p in self
+            .percentiles
+            .iter()
+            .chain(self.slos.iter().map(|s| &s.percentile))
+        {
             if !(*p > 0.0 && *p <= 100.0) {
                 return bad(format!("percentile {p} is not in (0, 100]"));
             }
@@ -188,7 +192,10 @@ impl Config {
                 Some(self.warmup + Duration::from_secs_f64(n as f64 / per_conn))
             }
             // Closed loop with a message count: each message is bounded by the io timeout.
-            (None, Some(n), None) => Some(self.io_timeout.saturating_mul(n.min(u32::MAX as u64) as u32)),
+            (None, Some(n), None) => Some(
+                self.io_timeout
+                    .saturating_mul(n.min(u32::MAX as u64) as u32),
+            ),
             (None, None, _) => None,
         }
     }

@@ -74,7 +74,10 @@ pub(crate) async fn connect(
         Err(_) => {
             return Err((
                 ConnectFailure::Timeout,
-                format!("no connection within {}", humantime::format_duration(timeout)),
+                format!(
+                    "no connection within {}",
+                    humantime::format_duration(timeout)
+                ),
             ))
         }
     };

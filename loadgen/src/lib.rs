@@ -24,8 +24,8 @@ mod stats;
 pub use config::{Config, Slo};
 pub use error::Error;
 pub use report::{
-    ConnectErrors, Counters, Environment, Errors, HistogramReport, Latencies, Mismatch,
-    Parameters, PercentileValue, Report, SessionErrors, TimelinePoint, SCHEMA_VERSION,
+    ConnectErrors, Counters, Environment, Errors, HistogramReport, Latencies, Mismatch, Parameters,
+    PercentileValue, Report, SessionErrors, TimelinePoint, SCHEMA_VERSION,
 };
 pub use runner::{run, run_async};
 

@@ -28,6 +28,8 @@ pub(crate) fn raise_nofile_limit() -> (u64, u64) {
             }
         }
     }
+    // rlim_t is u64 on 64-bit Linux but not everywhere.
+    #[allow(clippy::unnecessary_cast)]
     (lim.rlim_cur as u64, lim.rlim_max as u64)
 }
 
@@ -87,7 +89,10 @@ mod tests {
     fn port_range_names_source_ip() {
         let e = preflight(40_000, 0, 1 << 20, Some((32768, 60999))).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("--source-ip") && msg.contains("32768-60999"), "{msg}");
+        assert!(
+            msg.contains("--source-ip") && msg.contains("32768-60999"),
+            "{msg}"
+        );
         // Two source addresses double the room.
         assert!(preflight(40_000, 2, 1 << 20, Some((32768, 60999))).is_ok());
         assert!(preflight(1000, 0, 2048, Some((32768, 60999))).is_ok());

@@ -37,7 +37,10 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "connections  {} attempted, {} established, {} failed, peak {} open at once",
-        c.connections_attempted, c.connections_established, c.connections_failed, c.peak_established
+        c.connections_attempted,
+        c.connections_established,
+        c.connections_failed,
+        c.peak_established
     )?;
     let first = match report.all_first_echo_secs {
         Some(s) if s > 0.0 => format!(
@@ -54,7 +57,10 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "messages     {} sent, {} verified, {} failed; {:.1} messages/s over {:.3}s",
-        c.messages_sent, c.messages_verified, c.messages_failed, report.messages_per_sec,
+        c.messages_sent,
+        c.messages_verified,
+        c.messages_failed,
+        report.messages_per_sec,
         report.measured_secs
     )?;
     writeln!(
@@ -172,7 +178,11 @@ pub fn hgrm_text(h: &Histogram<u64>) -> String {
             let value = h.highest_equivalent(v.value_iterated_to()) as f64 / scale;
             let q = v.quantile_iterated_to();
             if q < 1.0 {
-                let _ = writeln!(s, "{value:>12.d$} {q:>2.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q));
+                let _ = writeln!(
+                    s,
+                    "{value:>12.d$} {q:>2.12} {total:>10} {:>14.2}",
+                    1.0 / (1.0 - q)
+                );
             } else {
                 let _ = writeln!(s, "{value:>12.d$} {q:>2.12} {total:>10}");
             }
@@ -184,8 +194,15 @@ pub fn hgrm_text(h: &Histogram<u64>) -> String {
         (h.mean() / scale, h.stdev() / scale, h.max() as f64 / scale)
     };
     let sub_buckets = 2u64.pow((2.0 * 10f64.powi(HIST_SIGFIG as i32)).log2().ceil() as u32);
-    let _ = writeln!(s, "#[Mean    = {mean:>12.d$}, StdDeviation   = {stdev:>12.d$}]");
-    let _ = writeln!(s, "#[Max     = {max:>12.d$}, Total count    = {:>12}]", h.len());
+    let _ = writeln!(
+        s,
+        "#[Mean    = {mean:>12.d$}, StdDeviation   = {stdev:>12.d$}]"
+    );
+    let _ = writeln!(
+        s,
+        "#[Max     = {max:>12.d$}, Total count    = {:>12}]",
+        h.len()
+    );
     let _ = writeln!(
         s,
         "#[Buckets = {:>12}, SubBuckets     = {:>12}]",

@@ -146,6 +146,11 @@ pub struct HistogramReport {
     pub max_us: u64,
     pub mean_us: f64,
     pub stddev_us: f64,
+    /// Median, always present whatever `percentiles` lists (0 when empty).
+    pub p50_us: u64,
+    /// 99th percentile, always present whatever `percentiles` lists (0 when empty).
+    pub p99_us: u64,
+    /// The configured percentiles (`--percentiles`).
     pub percentiles: Vec<PercentileValue>,
     /// HdrHistogram V2 compressed encoding, base64 (1 us .. 60 s, 3 significant digits).
     pub hdr: String,
@@ -332,8 +337,16 @@ impl TimelinePoint {
             messages,
             errors,
             established,
-            p50_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.5) },
-            p99_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.99) },
+            p50_us: if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(0.5)
+            },
+            p99_us: if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(0.99)
+            },
             hdr: encode_histogram(h)?,
         })
     }
@@ -374,6 +387,16 @@ impl HistogramReport {
             max_us: if empty { 0 } else { h.max() },
             mean_us: if empty { 0.0 } else { h.mean() },
             stddev_us: if empty { 0.0 } else { h.stdev() },
+            p50_us: if empty {
+                0
+            } else {
+                h.value_at_percentile(50.0)
+            },
+            p99_us: if empty {
+                0
+            } else {
+                h.value_at_percentile(99.0)
+            },
             percentiles: percentiles
                 .iter()
                 .map(|&p| PercentileValue {
@@ -455,6 +478,11 @@ impl Report {
             }
         }
         failed
+    }
+
+    /// [`Report::failed_checks`] with the thresholds of `config`.
+    pub fn failed_checks_for(&self, config: &crate::Config) -> Vec<String> {
+        self.failed_checks(config.max_error_rate, &config.slos)
     }
 
     /// Reads a report written with `--json`.

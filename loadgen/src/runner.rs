@@ -21,6 +21,11 @@ use crate::{environment, limits, new_histogram, Config, Error, Report, SCHEMA_VE
 /// calling thread; call it from a plain thread, not from inside a runtime (use [`run_async`]).
 pub fn run(config: Config) -> Result<Report, Error> {
     config.validate()?;
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::Config(
+            "loadgen::run was called inside a tokio runtime; use loadgen::run_async there".into(),
+        ));
+    }
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

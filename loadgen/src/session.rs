@@ -119,7 +119,10 @@ impl Failure {
             }
             Failure::ShortEcho => {
                 s.short_echo += 1;
-                ("short_echo", "server closed in the middle of an echo".into())
+                (
+                    "short_echo",
+                    "server closed in the middle of an echo".into(),
+                )
             }
             Failure::ClosedEarly => {
                 s.closed_early += 1;
@@ -139,7 +142,10 @@ impl Failure {
             }
             Failure::RunDeadline => {
                 s.run_deadline += 1;
-                ("run_deadline", "outstanding at the hard run deadline".into())
+                (
+                    "run_deadline",
+                    "outstanding at the hard run deadline".into(),
+                )
             }
         };
         shard
@@ -243,7 +249,7 @@ impl Session {
         let start = self.out.len();
         self.out.resize(start + self.size, 0);
         payload::fill(self.conn, seq, &mut self.out[start..]);
-        let counted = seq == 0 || plan.measure_start.is_none_or(|m| intended >= m);
+        let counted = seq == 0 || plan.measure_start.map_or(true, |m| intended >= m);
         if counted {
             self.sent += 1;
         }
@@ -257,6 +263,11 @@ impl Session {
 
     /// Runs `plan` until it has nothing more to send and nothing outstanding, or fails.
     async fn drive(&mut self, plan: &Plan, shared: &RunShared) -> Result<(), Failure> {
+        // One timer for the whole plan. It is only moved earlier (or re-armed after firing):
+        // a wake-up that comes too early just goes round the loop once, which is far cheaper
+        // than re-registering a timer for every message.
+        let timer = tokio::time::sleep_until(plan.deadline);
+        tokio::pin!(timer);
         loop {
             let now = Instant::now();
             // Queue whatever is due; remember when the next scheduled message is.
@@ -299,6 +310,9 @@ impl Session {
                 .min()
                 .unwrap_or(plan.deadline);
 
+            if wake < timer.deadline() || timer.is_elapsed() {
+                timer.as_mut().reset(wake);
+            }
             let pending_write = self.out_off < self.out.len();
             let event = {
                 let (mut rd, mut wr) = self.stream.split();
@@ -307,7 +321,7 @@ impl Session {
                 tokio::select! {
                     r = rd.read(rbuf) => Event::Read(r),
                     w = wr.write(out), if pending_write => Event::Wrote(w),
-                    _ = tokio::time::sleep_until(wake) => Event::Timer,
+                    _ = &mut timer => Event::Timer,
                 }
             };
             match event {
@@ -517,7 +531,11 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
         let interval = config.conns as f64 / rate;
         // Spread connections evenly over one interval so the total rate is smooth.
         let offset = interval * (conn as f64 / config.conns as f64);
-        (steady.barrier + Duration::from_secs_f64(offset), 1, interval)
+        (
+            steady.barrier + Duration::from_secs_f64(offset),
+            1,
+            interval,
+        )
     });
     let plan = Plan {
         limit: config.messages,

@@ -72,7 +72,9 @@ impl ShardStats {
 
     /// The timeline bucket for `second` (since run start).
     pub fn second(&mut self, second: u64) -> &mut SecondBucket {
-        self.timeline.entry(second).or_insert_with(SecondBucket::new)
+        self.timeline
+            .entry(second)
+            .or_insert_with(SecondBucket::new)
     }
 
     /// Keeps the first mismatch seen (by this shard); later ones are only counted.
