@@ -219,6 +219,10 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
         .stdout(predicate::str::contains("peak live children"));
     let (path, report) = only_report(dir.path(), "run-");
     assert_eq!(schema_errors(&report), Vec::<String>::new());
+    assert_eq!(
+        util::loadgen_schema_errors(&report["load"]),
+        Vec::<String>::new()
+    );
     let summary = &report["summary"];
     assert_eq!(summary["connections_established"], 20);
     assert_eq!(report["load"]["counters"]["peak_established"], 20);
