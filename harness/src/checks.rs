@@ -291,7 +291,7 @@ fn rst_close_reaped(spec: &ServerSpec, server: &ServerProcess) -> Result<Option<
     let pid = server.pid();
     let reaped = wait_until(SETTLE, || {
         new.iter()
-            .all(|&c| procfs::read_stat(c).map_or(true, |s| s.ppid != pid))
+            .all(|&c| procfs::read_stat(c).is_none_or(|s| s.ppid != pid))
     });
     if reaped {
         return Ok(None);
