@@ -455,3 +455,44 @@ fn a_killed_harness_takes_its_server_down() {
         "server {server} or its children outlived the killed harness"
     );
 }
+
+#[test]
+fn run_exits_1_when_the_load_fails_and_says_why() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Five children at most, and the rest are closed at once: 15 of 20 load connections fail.
+    harness()
+        .args([
+            "run",
+            "--conns",
+            "20",
+            "--duration",
+            "1s",
+            "--check-clients",
+            "3",
+            "--results-dir",
+        ])
+        .arg(dir.path())
+        .args(["--", "--max-children", "5", "--at-limit", "close"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("load failed: "));
+    let (_, report) = only_report(dir.path(), "run-");
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let summary = &report["summary"];
+    assert_eq!(summary["load_ok"], false);
+    assert!(
+        summary["load_errors"].as_u64().expect("errors") >= 15,
+        "{summary}"
+    );
+    assert!(
+        summary["peak_children"].as_u64().expect("peak") <= 5,
+        "{summary}"
+    );
+    assert_eq!(summary["checks"]["failed"], 0);
+    let peak_live = report["server_end"]["final_stats"]["peak_live"]
+        .as_u64()
+        .expect("final stats line");
+    assert!((1..=5).contains(&peak_live), "{peak_live}");
+}
