@@ -207,6 +207,8 @@ fn run_shared(
 }
 
 fn run_own(case: Case, spec: &ServerSpec) -> Outcome {
+    // The shared server may hold a port the user chose; a second instance takes a free one.
+    let spec = &spec.with_flag("--port", "0");
     match case {
         Case::IdleClientEnded => idle_client_ended(spec),
         Case::SigtermNoOrphans => killed_leaves_no_orphans(spec, Signal::SIGTERM),
