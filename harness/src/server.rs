@@ -231,30 +231,9 @@ fn help_text(program: &Path, pre_args: &[OsString]) -> Option<String> {
     ))
 }
 
-/// The server's stats line (`{"event":"stats",...}` on stderr).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerStats {
-    pub accepted: u64,
-    pub forked: u64,
-    pub fork_failures: u64,
-    pub live: u64,
-    pub peak_live: u64,
-    pub limit_hits: u64,
-    pub emfile_pauses: u64,
-    pub reaped: ReapedCounts,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReapedCounts {
-    pub eof: u64,
-    pub reset: u64,
-    pub idle_timeout: u64,
-    pub io_error: u64,
-    pub panic: u64,
-    pub orphaned: u64,
-    pub signaled: u64,
-    pub other: u64,
-}
+/// The server's stats line (`{"event":"stats",...}` on stderr): the server crate's own struct, so
+/// the two cannot drift apart.
+pub use fork_echo_server::stats::{ReapedByReason as ReapedCounts, Stats as ServerStats};
 
 /// Parses a stats line; `None` for human log lines.
 pub fn parse_stats_line(line: &str) -> Option<ServerStats> {
