@@ -124,7 +124,7 @@ fn resolve(target: &str, source_ips: &[IpAddr]) -> Result<SocketAddr, Error> {
             reason: e.to_string(),
         })?
         .collect();
-    let want_v4 = source_ips.first().map_or(true, |ip| ip.is_ipv4());
+    let want_v4 = source_ips.first().is_none_or(|ip| ip.is_ipv4());
     addrs
         .iter()
         .find(|a| a.is_ipv4() == want_v4)

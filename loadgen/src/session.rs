@@ -249,7 +249,7 @@ impl Session {
         let start = self.out.len();
         self.out.resize(start + self.size, 0);
         payload::fill(self.conn, seq, &mut self.out[start..]);
-        let counted = seq == 0 || plan.measure_start.map_or(true, |m| intended >= m);
+        let counted = seq == 0 || plan.measure_start.is_none_or(|m| intended >= m);
         if counted {
             self.sent += 1;
         }
