@@ -885,3 +885,58 @@ fn merge_refuses_what_is_not_a_report() {
         .assert()
         .code(2);
 }
+
+/// Runs `loadgen args...` with stderr on a pseudo-terminal; returns what it drew there.
+fn stderr_on_a_terminal(args: &[&str]) -> String {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors that we then own.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut file = std::fs::File::from(master);
+        let mut buf = [0u8; 4096];
+        // Reading the master ends with EIO once the child, the only slave holder, exits.
+        while let Ok(n) = file.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    });
+    assert!(child.wait().unwrap().success());
+    String::from_utf8_lossy(&reader.join().unwrap()).into_owned()
+}
+
+#[test]
+fn progress_line_is_drawn_on_a_terminal_only() {
+    let server = TestServer::start(Behaviour::Echo);
+    let target = server.target();
+    let seen = stderr_on_a_terminal(&["--addr", &target, "-c", "3", "-d", "1500ms"]);
+    assert!(
+        seen.contains("connections open") && seen.contains("echoes verified"),
+        "no progress line on the terminal: {seen:?}"
+    );
+    let seen =
+        stderr_on_a_terminal(&["--addr", &target, "-c", "3", "-d", "800ms", "--no-progress"]);
+    assert!(!seen.contains("connections open"), "{seen:?}");
+    // A pipe never gets one either: see no_progress_bar_when_stderr_is_not_a_terminal.
+}
