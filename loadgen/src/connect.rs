@@ -58,16 +58,7 @@ pub(crate) async fn connect(
     timeout: Duration,
 ) -> Result<TcpStream, (ConnectFailure, String)> {
     let fail = |e: io::Error| (ConnectFailure::classify(&e), e.to_string());
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(fail)?;
-    if let Some(ip) = source {
-        bind_address_no_port(&socket).map_err(fail)?;
-        socket.bind(SocketAddr::new(ip, 0)).map_err(fail)?;
-    }
+    let socket = client_socket(addr, source).map_err(fail)?;
     let stream = match tokio::time::timeout(timeout, socket.connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(fail(e)),
@@ -83,6 +74,20 @@ pub(crate) async fn connect(
     };
     stream.set_nodelay(true).map_err(fail)?;
     Ok(stream)
+}
+
+/// A socket for `addr`, bound to `source` (address only, port chosen at connect) if given.
+fn client_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }?;
+    if let Some(ip) = source {
+        bind_address_no_port(&socket)?;
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    Ok(socket)
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: bind the address now but choose the port at connect time, per
@@ -111,4 +116,54 @@ fn bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn bind_address_no_port(_socket: &TcpSocket) -> io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn source_bound_sockets_defer_the_port_to_connect() {
+        use std::os::fd::AsRawFd;
+        let target: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let socket = client_socket(target, Some("127.0.0.2".parse().unwrap())).unwrap();
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: reading an int option into a correctly sized buffer.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                &mut value as *mut libc::c_int as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(value, 1, "IP_BIND_ADDRESS_NO_PORT is set");
+        // The address is bound; the port is not reserved until connect.
+        let local = socket.local_addr().unwrap();
+        assert_eq!(local.ip().to_string(), "127.0.0.2");
+        assert_eq!(local.port(), 0);
+        // Without a source address nothing is bound.
+        let plain = client_socket(target, None).unwrap();
+        assert_eq!(plain.local_addr().unwrap().port(), 0);
+    }
+
+    #[test]
+    fn connect_errors_are_classified_by_kind() {
+        let os = io::Error::from_raw_os_error;
+        let cases = [
+            (os(libc::ECONNREFUSED), ConnectFailure::Refused),
+            (os(libc::ETIMEDOUT), ConnectFailure::Timeout),
+            (os(libc::ECONNRESET), ConnectFailure::Reset),
+            (os(libc::EADDRNOTAVAIL), ConnectFailure::AddressNotAvailable),
+            (os(libc::EADDRINUSE), ConnectFailure::AddressNotAvailable),
+            (os(libc::ENETUNREACH), ConnectFailure::Other),
+        ];
+        for (e, want) in cases {
+            assert_eq!(ConnectFailure::classify(&e), want, "{e}");
+        }
+    }
 }

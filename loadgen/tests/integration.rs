@@ -145,6 +145,22 @@ fn server_closing_early_is_counted_as_such() {
 }
 
 #[test]
+fn server_reset_is_counted_as_a_reset() {
+    let server = TestServer::start(Behaviour::ResetAfter { bytes: 5 * 64 });
+    let report = loadgen::run(loadgen::Config {
+        conns: 4,
+        duration: None,
+        messages: Some(20),
+        ..util::config(server.addr)
+    })
+    .unwrap();
+    assert_eq!(report.errors.session.reset, 4, "{:?}", report.errors);
+    assert_eq!(report.errors.session.total(), 4);
+    assert_eq!(report.counters.messages_verified, 4 * 5);
+    assert!(report.errors.examples["session.reset"].contains("reset"));
+}
+
+#[test]
 fn refused_port_exits_1_with_a_clear_line() {
     let target = format!("127.0.0.1:{}", util::refused_port());
     let out = util::loadgen()

@@ -36,6 +36,8 @@ pub enum Behaviour {
     StallOnce { after: u64, stall: Duration },
     /// Echo the first `bytes` of each connection, then read and discard forever.
     SilentAfter { bytes: u64 },
+    /// Echo the first `bytes` of each connection; when more arrives, abort it with a RST.
+    ResetAfter { bytes: u64 },
 }
 
 /// An echo server on its own runtime thread; stopped (and every connection closed) on drop.
@@ -143,7 +145,9 @@ async fn handle(
                 }
                 n
             }
-            Behaviour::SilentAfter { bytes } => (bytes.saturating_sub(offset) as usize).min(n),
+            Behaviour::SilentAfter { bytes } | Behaviour::ResetAfter { bytes } => {
+                (bytes.saturating_sub(offset) as usize).min(n)
+            }
         };
         offset += n as u64;
         if echo_len > 0 {
@@ -153,10 +157,33 @@ async fn handle(
             echoed.fetch_add(echo_len as u64, Ordering::SeqCst);
         }
         if echo_len < n {
-            if let Behaviour::CloseAfter { .. } = behaviour {
-                return;
+            match behaviour {
+                Behaviour::CloseAfter { .. } => return,
+                Behaviour::ResetAfter { .. } => {
+                    set_zero_linger(&stream);
+                    return;
+                }
+                _ => {}
             }
         }
+    }
+}
+
+/// SO_LINGER with a zero timeout: closing the socket then sends a RST instead of a FIN.
+fn set_zero_linger(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
 
