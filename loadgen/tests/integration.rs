@@ -15,6 +15,7 @@ fn secs(s: f64) -> Duration {
 
 #[test]
 fn thousand_connections_against_tokio_server_count_exactly() {
+    let _heavy = util::heavy_lock();
     let server = TestServer::start(Behaviour::Echo);
     let config = loadgen::Config {
         conns: 1000,
@@ -53,6 +54,7 @@ fn thousand_connections_against_tokio_server_count_exactly() {
 #[test]
 fn thousand_connections_against_fork_echo_server() {
     let _fork = util::forking_lock();
+    let _heavy = util::heavy_lock();
     let server = SpawnedServer::start(&util::fork_echo_server(), &["--port", "0", "-q"]);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("fork.json");
@@ -380,6 +382,7 @@ fn merge_sums_counts_and_adds_histograms_exactly() {
 
 #[test]
 fn open_loop_shows_a_stall_that_closed_loop_hides() {
+    let _heavy = util::heavy_lock();
     let stall = Duration::from_millis(200);
     // Closed loop: one connection as fast as it can; the server stalls once for 200 ms.
     let server = TestServer::start(Behaviour::StallOnce {
@@ -421,7 +424,7 @@ fn open_loop_shows_a_stall_that_closed_loop_hides() {
         "corrected p99 shows the stall: {corrected_p99}us"
     );
     assert!(
-        uncorrected_p99 < 50_000,
+        uncorrected_p99 < 100_000,
         "uncorrected p99 hides it: {uncorrected_p99}us"
     );
     assert!(open.latency.echo.max_us >= 190_000);
