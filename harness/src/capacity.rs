@@ -417,6 +417,63 @@ pub fn predict_max(limits: &Limits) -> Option<Prediction> {
     })
 }
 
+impl fmt::Display for Prediction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} connections, bound by {} (raise with: {})",
+            self.max_connections, self.binding, self.knob
+        )
+    }
+}
+
+/// What the capacity model needs from one sweep step. A figure the step did not measure is NaN.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelStep {
+    pub conns: u64,
+    /// Children alive when PSS was measured: the `x` of the memory fit, since a step that fell short
+    /// of its connections costs what it holds, not what it asked for.
+    pub live_children: u64,
+    pub total_pss_bytes: f64,
+    pub echo_p99_us: f64,
+}
+
+/// The capacity model of a sweep, as it goes into the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityModel {
+    /// Total PSS (bytes) against live children: slope is bytes per connection.
+    pub memory_fit: Option<LinearFit>,
+    /// The memory fit without the largest step, checked against it.
+    pub memory_check: Option<HoldOutCheck>,
+    pub latency_knee_conns: Option<u64>,
+    /// The limits the prediction used, with the fitted slope and intercept filled in.
+    pub limits: Limits,
+    pub prediction: Option<Prediction>,
+}
+
+impl CapacityModel {
+    /// Fits memory, finds the knee and predicts the maximum from `steps` and the machine's `limits`
+    /// (whose memory-model fields are replaced by the fit made here).
+    pub fn from_steps(steps: &[ModelStep], mut limits: Limits) -> CapacityModel {
+        let memory_points: Vec<(f64, f64)> = steps
+            .iter()
+            .filter(|s| s.total_pss_bytes.is_finite())
+            .map(|s| (s.live_children as f64, s.total_pss_bytes))
+            .collect();
+        let memory_fit = fit_line(&memory_points);
+        limits.pss_slope_bytes_per_conn = memory_fit.map(|f| f.slope);
+        limits.pss_intercept_bytes = memory_fit.map(|f| f.intercept);
+        let knee_steps: Vec<(u64, f64)> = steps.iter().map(|s| (s.conns, s.echo_p99_us)).collect();
+        CapacityModel {
+            memory_fit,
+            memory_check: check_prediction(&memory_points),
+            latency_knee_conns: latency_knee(&knee_steps),
+            prediction: predict_max(&limits),
+            limits,
+        }
+    }
+}
+
 /// `(bytes - intercept) / slope`, floored, never negative.
 fn memory_connections(bytes: u64, intercept: f64, slope: f64) -> u64 {
     let n = ((bytes as f64 - intercept) / slope).floor();
@@ -654,6 +711,44 @@ mod tests {
         assert_eq!(p.binding, LimitKind::EphemeralPorts);
         assert_eq!(p.max_connections, 28_232);
         assert_eq!(predict_max(&Limits::default()), None);
+    }
+
+    #[test]
+    fn model_from_steps_fits_memory_on_live_children_and_predicts() {
+        let step = |conns: u64, live: u64, p99: f64| ModelStep {
+            conns,
+            live_children: live,
+            total_pss_bytes: 1_000_000.0 + 100_000.0 * live as f64,
+            echo_p99_us: p99,
+        };
+        let mut failed = step(8000, 0, f64::NAN);
+        failed.total_pss_bytes = f64::NAN;
+        // The 4000 step only got 3000 children; its PSS is that of 3000.
+        let steps = [
+            step(1, 1, 80.0),
+            step(10, 10, 90.0),
+            step(100, 100, 150.0),
+            step(4000, 3000, 400.0),
+            failed,
+        ];
+        let mut limits = roomy();
+        limits.pss_slope_bytes_per_conn = None;
+        limits.memory_budget_bytes = Some(1_000_000 + 100_000 * 2000);
+        let model = CapacityModel::from_steps(&steps, limits);
+        let fit = model.memory_fit.expect("fit");
+        assert!(close(fit.slope, 100_000.0, 1e-9), "{fit:?}");
+        assert_eq!(fit.n, 4);
+        assert_eq!(model.limits.pss_slope_bytes_per_conn, Some(fit.slope));
+        let check = model.memory_check.expect("check");
+        assert!(check.error_percent.abs() < 1e-6, "{check:?}");
+        assert_eq!(model.latency_knee_conns, Some(4000));
+        let prediction = model.prediction.expect("prediction");
+        assert_eq!(prediction.binding, LimitKind::MemoryBudget);
+        assert_eq!(prediction.max_connections, 2000);
+        assert_eq!(
+            prediction.to_string(),
+            "2000 connections, bound by memory budget (raise with: --memory-budget / add RAM)"
+        );
     }
 
     #[test]
