@@ -5,7 +5,6 @@
 //! viewer to render, so neither building nor drawing needs a system font. Every file is written to a
 //! temporary name in the target directory and renamed into place, so a reader never sees half a chart.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
 use std::ops::Range;
@@ -576,9 +575,8 @@ fn write_atomically(path: &Path, contents: &str) -> Result<(), PlotError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut tmp_name = String::new();
-    let _ = write!(tmp_name, ".{name}.tmp-{}", std::process::id());
-    let tmp = dir.join(tmp_name);
+    // Same directory, so the rename cannot cross filesystems; the pid keeps two writers apart.
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = fs::File::create(&tmp)
         .and_then(|mut f| {
             f.write_all(contents.as_bytes())?;
@@ -757,6 +755,17 @@ mod tests {
             );
             texts(path);
         }
+    }
+
+    #[test]
+    fn redrawing_replaces_the_files_identically() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = write_sweep_svgs(dir.path(), "s", &sweep(), Some(&fit())).expect("plot");
+        let before = fs::read_to_string(&first[2]).expect("read");
+        fs::write(&first[2], "truncated <svg").expect("clobber");
+        let second = write_sweep_svgs(dir.path(), "s", &sweep(), Some(&fit())).expect("replot");
+        assert_eq!(first, second);
+        assert_eq!(fs::read_to_string(&second[2]).expect("read"), before);
     }
 
     #[test]
