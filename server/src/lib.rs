@@ -1,1 +1,88 @@
+//! A fork-per-connection TCP echo server, done right: one `fork()`ed child per client (the
+//! tutorial's model), but the parent closes its copy of each client socket, reaps every child,
+//! bounds how many live at once, and on SIGTERM drains, terminates and reaps them all so no
+//! zombie or orphan outlives it.
+//!
+//! `main_with_args` is the whole program (the binary and the harness's hidden `__serve`
+//! subcommand both call it); `Server` takes an already bound `Listener` and `SignalSource`, so
+//! callers choose the address and tests bind port 0.
 
+pub mod child_table;
+pub mod config;
+pub mod fork;
+pub mod listener;
+pub mod log;
+pub mod server;
+pub mod session;
+pub mod signals;
+pub mod stats;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::Parser;
+
+pub use config::{AtLimit, Config};
+pub use listener::Listener;
+pub use server::Server;
+pub use signals::SignalSource;
+pub use stats::Stats;
+
+/// Exit code for usage and start-up errors.
+pub const EXIT_SETUP: i32 = 2;
+
+/// Runs the server with a command line (`args[0]` is the program name) and returns the process
+/// exit code. Call it only while the process is single-threaded: it forks.
+pub fn main_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match config::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version land here too, with exit code 0.
+            let _ = err.print();
+            return err.exit_code();
+        }
+    };
+    let config = Config::from(cli);
+    log::set_level(config.log_level);
+    match run(config) {
+        Ok(stats) => {
+            eprintln!("{}", stats.to_json_line());
+            0
+        }
+        Err(message) => {
+            eprintln!("fork-echo-server: {message}");
+            EXIT_SETUP
+        }
+    }
+}
+
+/// Binds, announces the address on stdout, and serves until shut down.
+pub fn run(config: Config) -> Result<Stats, String> {
+    let listener = Listener::bind(config.addr, config.backlog).map_err(|err| err.to_string())?;
+    let signals =
+        SignalSource::install().map_err(|err| format!("cannot set up signal handling: {err}"))?;
+    let local = listener.local_addr();
+    log_at!(
+        log::INFO,
+        "listen backlog {} requested, {} effective (net.core.somaxconn caps it); at most {} children",
+        config.backlog,
+        listener.effective_backlog,
+        config.max_children
+    );
+    announce(local).map_err(|err| format!("cannot write to stdout: {err}"))?;
+    Server::new(config, listener, signals)
+        .run()
+        .map_err(|err| format!("event loop failed: {err}"))
+}
+
+/// The contract the harness and tests rely on: the first stdout line, flushed at once, before
+/// any child exists (so no child inherits unflushed output).
+fn announce(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {addr}")?;
+    stdout.flush()
+}

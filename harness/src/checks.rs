@@ -1,0 +1,555 @@
+//! The named correctness cases of `harness check` (and the quick subset `harness run` starts with).
+//! Each case is independent, returns pass / fail / skip with a one-line detail that names the
+//! numbers, and never stops the others: a case that finds the shared server dead fails, and the
+//! rest still run. Cases that end a server (SIGTERM, SIGKILL) or need a flag (idle timeout) start
+//! their own instance.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use crate::client;
+use crate::procfs;
+use crate::server::{ServerProcess, ServerSpec};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Pass,
+    Fail,
+    Skip,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Pass => "pass",
+            CheckStatus::Fail => "fail",
+            CheckStatus::Skip => "skip",
+        }
+    }
+}
+
+/// One case's result; this struct is the JSON format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub status: CheckStatus,
+    /// Why it failed or was skipped; a note on some passes.
+    pub detail: Option<String>,
+    pub duration_secs: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Case {
+    EchoRoundTrip,
+    AllByteValues,
+    Payload1Mib,
+    HalfClose,
+    RstCloseReaped,
+    ConcurrentClients,
+    ChildrenReaped,
+    ParentFdsStable,
+    SurvivesVanishingClients,
+    IdleClientEnded,
+    SigtermNoOrphans,
+    SigkillNoOrphans,
+}
+
+impl Case {
+    /// Every case, in the order `harness check` runs them.
+    pub const ALL: [Case; 12] = [
+        Case::EchoRoundTrip,
+        Case::AllByteValues,
+        Case::Payload1Mib,
+        Case::HalfClose,
+        Case::RstCloseReaped,
+        Case::ConcurrentClients,
+        Case::ChildrenReaped,
+        Case::ParentFdsStable,
+        Case::SurvivesVanishingClients,
+        Case::IdleClientEnded,
+        Case::SigtermNoOrphans,
+        Case::SigkillNoOrphans,
+    ];
+
+    /// The subset `harness run` checks on the server it is about to load (no case that ends it).
+    pub const QUICK: [Case; 6] = [
+        Case::EchoRoundTrip,
+        Case::AllByteValues,
+        Case::HalfClose,
+        Case::ConcurrentClients,
+        Case::ChildrenReaped,
+        Case::ParentFdsStable,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::EchoRoundTrip => "echo_round_trip",
+            Case::AllByteValues => "all_byte_values",
+            Case::Payload1Mib => "payload_1mib",
+            Case::HalfClose => "half_close",
+            Case::RstCloseReaped => "rst_close_reaped",
+            Case::ConcurrentClients => "concurrent_clients",
+            Case::ChildrenReaped => "children_reaped",
+            Case::ParentFdsStable => "parent_fds_stable",
+            Case::SurvivesVanishingClients => "survives_vanishing_clients",
+            Case::IdleClientEnded => "idle_client_ended",
+            Case::SigtermNoOrphans => "sigterm_no_orphans",
+            Case::SigkillNoOrphans => "sigkill_no_orphans",
+        }
+    }
+
+    /// Whether the case starts its own server instead of using the shared one.
+    fn own_server(self) -> bool {
+        matches!(
+            self,
+            Case::IdleClientEnded | Case::SigtermNoOrphans | Case::SigkillNoOrphans
+        )
+    }
+}
+
+/// Sizes of the cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOptions {
+    /// Clients held at once by `concurrent_clients` and `children_reaped`.
+    pub clients: usize,
+    /// Connections made by `parent_fds_stable`.
+    pub fd_connections: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            clients: 100,
+            fd_connections: 500,
+        }
+    }
+}
+
+enum Outcome {
+    Pass(Option<String>),
+    Fail(String),
+    Skip(String),
+}
+
+/// How long a case waits for the server's process tree to settle.
+const SETTLE: Duration = Duration::from_secs(5);
+/// How long a server may take to print its listening line.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `cases` in order; `shared` serves every case that does not need its own server.
+pub fn run_cases(
+    cases: &[Case],
+    spec: &ServerSpec,
+    shared: &mut ServerProcess,
+    opts: &CheckOptions,
+) -> Vec<CheckResult> {
+    cases
+        .iter()
+        .map(|&case| {
+            let started = Instant::now();
+            let outcome = if case.own_server() {
+                run_own(case, spec)
+            } else if let Some(exit) = shared.try_exit() {
+                Outcome::Fail(format!("the server is no longer running ({exit})"))
+            } else {
+                run_shared(case, spec, shared, opts)
+            };
+            let (status, detail) = match outcome {
+                Outcome::Pass(detail) => (CheckStatus::Pass, detail),
+                Outcome::Fail(detail) => (CheckStatus::Fail, Some(detail)),
+                Outcome::Skip(detail) => (CheckStatus::Skip, Some(detail)),
+            };
+            CheckResult {
+                name: case.name().to_string(),
+                status,
+                detail,
+                duration_secs: started.elapsed().as_secs_f64(),
+            }
+        })
+        .collect()
+}
+
+fn run_shared(
+    case: Case,
+    spec: &ServerSpec,
+    server: &mut ServerProcess,
+    opts: &CheckOptions,
+) -> Outcome {
+    let result = match case {
+        Case::EchoRoundTrip => {
+            client::round_trip(server.addr(), b"hello, fork server\n").map(|_| None)
+        }
+        Case::AllByteValues => {
+            let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+            client::round_trip(server.addr(), &bytes).map(|_| None)
+        }
+        Case::Payload1Mib => payload_1mib(server),
+        Case::HalfClose => {
+            client::half_close(server.addr(), &client::payload_for(0, 64 * 1024)).map(|_| None)
+        }
+        Case::RstCloseReaped => rst_close_reaped(spec, server),
+        Case::ConcurrentClients => concurrent_clients(spec, server, opts.clients),
+        Case::ChildrenReaped => children_reaped(server, opts.clients),
+        Case::ParentFdsStable => parent_fds_stable(server, opts.fd_connections),
+        Case::SurvivesVanishingClients => survives_vanishing_clients(server),
+        Case::IdleClientEnded | Case::SigtermNoOrphans | Case::SigkillNoOrphans => {
+            Err("internal: case needs its own server".into())
+        }
+    };
+    match result {
+        Ok(note) => Outcome::Pass(note),
+        Err(detail) => Outcome::Fail(detail),
+    }
+}
+
+fn run_own(case: Case, spec: &ServerSpec) -> Outcome {
+    match case {
+        Case::IdleClientEnded => idle_client_ended(spec),
+        Case::SigtermNoOrphans => killed_leaves_no_orphans(spec, Signal::SIGTERM),
+        Case::SigkillNoOrphans => killed_leaves_no_orphans(spec, Signal::SIGKILL),
+        _ => Outcome::Fail("internal: case uses the shared server".into()),
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn census(server: &ServerProcess) -> Result<procfs::ChildCensus, String> {
+    procfs::census(server.pid()).map_err(|e| format!("reading /proc: {e}"))
+}
+
+fn pid_list(pids: &[i32]) -> String {
+    let shown: Vec<String> = pids.iter().take(5).map(|p| p.to_string()).collect();
+    if pids.len() > 5 {
+        format!("{}, ...", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+fn payload_1mib(server: &ServerProcess) -> Result<Option<String>, String> {
+    let payload = client::payload_for(1, 1 << 20);
+    let mut stream = client::connect(server.addr())?;
+    let mut writer = stream
+        .try_clone()
+        .map_err(|e| format!("clone socket: {e}"))?;
+    let to_send = payload.clone();
+    // Written from a second thread while this one reads: a server that echoes as it reads would
+    // deadlock a client that wrote everything first.
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        writer
+            .write_all(&to_send)
+            .map_err(|e| format!("write 1 MiB: {e}"))
+    });
+    let got = client::read_n(&mut stream, payload.len());
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let sent = sender
+        .join()
+        .unwrap_or_else(|_| Err("writer thread panicked".into()));
+    let got = got?;
+    sent?;
+    client::compare(&payload, &got).map(|_| None)
+}
+
+fn rst_close_reaped(spec: &ServerSpec, server: &ServerProcess) -> Result<Option<String>, String> {
+    let before = census(server)?;
+    let mut stream = client::connect(server.addr())?;
+    client::echo(&mut stream, b"reset me")?;
+    let after = census(server)?;
+    let new: Vec<i32> = after
+        .live
+        .iter()
+        .copied()
+        .filter(|p| !before.live.contains(p))
+        .collect();
+    client::close_with_reset(stream);
+    if new.is_empty() {
+        return if spec.speaks_contract() {
+            Err("no child process appeared for the connection".into())
+        } else {
+            Ok(Some(
+                "the server runs no child per connection; nothing to reap".into(),
+            ))
+        };
+    }
+    let pid = server.pid();
+    let reaped = wait_until(SETTLE, || {
+        new.iter()
+            .all(|&c| procfs::read_stat(c).map_or(true, |s| s.ppid != pid))
+    });
+    if reaped {
+        return Ok(None);
+    }
+    let states: Vec<String> = new
+        .iter()
+        .filter_map(|&c| procfs::read_stat(c).filter(|s| s.ppid == pid))
+        .map(|s| {
+            if s.is_zombie() {
+                format!("child {} exited but was not reaped (zombie)", s.pid)
+            } else {
+                format!("child {} still running (state {})", s.pid, s.state)
+            }
+        })
+        .collect();
+    Err(format!(
+        "{} {}s after the client reset the connection",
+        states.join(", "),
+        SETTLE.as_secs()
+    ))
+}
+
+fn connect_and_echo(server: &ServerProcess, n: usize) -> Result<Vec<TcpStream>, String> {
+    use std::io::Write;
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        let stream = client::connect(server.addr()).map_err(|e| format!("client {i}: {e}"))?;
+        clients.push(stream);
+    }
+    // Everyone writes first, then everyone reads: each must get back its own bytes only.
+    for (i, stream) in clients.iter_mut().enumerate() {
+        stream
+            .write_all(&client::payload_for(i, 100))
+            .map_err(|e| format!("client {i}: write: {e}"))?;
+    }
+    for (i, stream) in clients.iter_mut().enumerate() {
+        let got = client::read_n(stream, 100).map_err(|e| format!("client {i}: {e}"))?;
+        client::compare(&client::payload_for(i, 100), &got)
+            .map_err(|e| format!("client {i}: {e}"))?;
+    }
+    Ok(clients)
+}
+
+/// Live children of the server that were not in `before`.
+fn new_children(server: &ServerProcess, before: &[i32]) -> Result<Vec<i32>, String> {
+    Ok(census(server)?
+        .live
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect())
+}
+
+fn concurrent_clients(
+    spec: &ServerSpec,
+    server: &ServerProcess,
+    n: usize,
+) -> Result<Option<String>, String> {
+    // Children still exiting from earlier cases are in `before` and do not count.
+    let before = census(server)?.live;
+    let clients = connect_and_echo(server, n)?;
+    let mut new = new_children(server, &before)?.len();
+    if !spec.speaks_contract() && new == 0 {
+        drop(clients);
+        return Ok(Some(format!(
+            "{n} clients echoed; the server runs no child per connection, so no child count"
+        )));
+    }
+    let settled = wait_until(SETTLE, || {
+        new = new_children(server, &before).map_or(usize::MAX, |c| c.len());
+        new == n
+    });
+    drop(clients);
+    if settled {
+        Ok(None)
+    } else {
+        Err(format!(
+            "/proc shows {new} new live children with {n} clients connected (expected {n})"
+        ))
+    }
+}
+
+fn children_reaped(server: &ServerProcess, n: usize) -> Result<Option<String>, String> {
+    let before = census(server)?.live;
+    let clients = connect_and_echo(server, n)?;
+    let ours = new_children(server, &before)?;
+    drop(clients);
+    let (mut still_live, mut zombies) = (Vec::new(), Vec::new());
+    let settled = wait_until(SETTLE, || {
+        let Ok(now) = census(server) else {
+            return false;
+        };
+        still_live = ours
+            .iter()
+            .copied()
+            .filter(|p| now.live.contains(p))
+            .collect();
+        zombies = now.zombies;
+        still_live.is_empty() && zombies.is_empty()
+    });
+    if settled {
+        return Ok(Some(format!("{} children gone, no zombie", ours.len())));
+    }
+    let mut detail = format!(
+        "{}s after {n} clients closed: {} of their {} children still running, {} zombies",
+        SETTLE.as_secs(),
+        still_live.len(),
+        ours.len(),
+        zombies.len()
+    );
+    if !zombies.is_empty() {
+        detail.push_str(&format!(" (pids {})", pid_list(&zombies)));
+    }
+    Err(detail)
+}
+
+fn parent_fds_stable(server: &ServerProcess, n: usize) -> Result<Option<String>, String> {
+    let pid = server.pid();
+    let count = || procfs::open_fd_count(pid).map_err(|e| format!("reading /proc/{pid}/fd: {e}"));
+    // One connection first, so lazily opened descriptors are in the baseline.
+    client::round_trip(server.addr(), b"warm-up")?;
+    let before = count()?;
+    for i in 0..n {
+        client::round_trip(server.addr(), &client::payload_for(i, 16))
+            .map_err(|e| format!("connection {i}: {e}"))?;
+    }
+    let mut after = before;
+    // Fewer is fine (a descriptor of the warm-up connection may still have been open); a leak
+    // only ever adds.
+    let settled = wait_until(SETTLE, || {
+        after = count().unwrap_or(usize::MAX);
+        after <= before
+    });
+    if settled {
+        Ok(Some(format!(
+            "{before} open fds before and after {n} connections"
+        )))
+    } else {
+        Err(format!(
+            "the server's open fds went from {before} to {after} ({:+}) over {n} connections",
+            after as i64 - before as i64
+        ))
+    }
+}
+
+fn survives_vanishing_clients(server: &mut ServerProcess) -> Result<Option<String>, String> {
+    use std::io::Write;
+    const CLIENTS: usize = 10;
+    let chunk = client::payload_for(7, 1 << 20);
+    for i in 0..CLIENTS {
+        let mut stream = client::connect(server.addr()).map_err(|e| format!("client {i}: {e}"))?;
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+        // Writes until the buffers are full (the client never reads), then vanishes with a reset.
+        let _ = stream.write_all(&chunk);
+        client::close_with_reset(stream);
+    }
+    if let Some(exit) = server.try_exit() {
+        return Err(format!(
+            "the server died after {CLIENTS} clients vanished mid-write ({exit})"
+        ));
+    }
+    client::round_trip(server.addr(), b"still there?")
+        .map_err(|e| format!("after {CLIENTS} clients vanished mid-write: {e}"))?;
+    Ok(None)
+}
+
+fn idle_client_ended(spec: &ServerSpec) -> Outcome {
+    if !spec.speaks_contract() {
+        return Outcome::Skip("needs the fork echo server's --idle-timeout flag".into());
+    }
+    if !spec.supports_flag("--idle-timeout") {
+        return Outcome::Skip("the server has no --idle-timeout flag".into());
+    }
+    let spec = spec.with_flag("--idle-timeout", "1");
+    let server = match ServerProcess::spawn(&spec, READY_TIMEOUT) {
+        Ok(server) => server,
+        Err(e) => {
+            return Outcome::Fail(format!(
+                "could not start a server with --idle-timeout 1: {e}"
+            ))
+        }
+    };
+    let result = (|| {
+        let mut stream = client::connect(server.addr())?;
+        client::echo(&mut stream, b"then silence")?;
+        let idle_since = Instant::now();
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(6)));
+        let mut buf = [0u8; 16];
+        use std::io::Read;
+        match stream.read(&mut buf) {
+            Ok(0) => Ok(format!(
+                "closed after {:.1}s idle",
+                idle_since.elapsed().as_secs_f64()
+            )),
+            Ok(n) => Err(format!(
+                "server sent {n} unexpected bytes to an idle client"
+            )),
+            Err(e) if client::is_timeout(&e) => Err(format!(
+                "connection still open {:.1}s after going idle with --idle-timeout 1",
+                idle_since.elapsed().as_secs_f64()
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(format!(
+                "reset after {:.1}s idle",
+                idle_since.elapsed().as_secs_f64()
+            )),
+            Err(e) => Err(format!("read on idle connection: {e}")),
+        }
+    })();
+    match result {
+        Ok(note) => Outcome::Pass(Some(note)),
+        Err(detail) => Outcome::Fail(detail),
+    }
+}
+
+/// Sends `signal` to a server holding three open sessions, then looks for anything left running
+/// in its session or process group.
+fn killed_leaves_no_orphans(spec: &ServerSpec, signal: Signal) -> Outcome {
+    let mut exit_wait = Duration::from_secs(15);
+    let spec = if signal == Signal::SIGTERM && spec.supports_flag("--shutdown-grace") {
+        exit_wait = Duration::from_secs(6);
+        spec.with_flag("--shutdown-grace", "1")
+    } else {
+        spec.clone()
+    };
+    let mut server = match ServerProcess::spawn(&spec, READY_TIMEOUT) {
+        Ok(server) => server,
+        Err(e) => return Outcome::Fail(format!("could not start a server: {e}")),
+    };
+    // The sessions stay open across the signal: a server that just walks away leaves their
+    // children running.
+    let clients = match connect_and_echo(&server, 3) {
+        Ok(clients) => clients,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let children = census(&server).map(|c| c.live.len()).unwrap_or(0);
+    if let Err(e) = server.signal(signal) {
+        return Outcome::Fail(format!("cannot send {signal}: {e}"));
+    }
+    let Some(exit) = server.wait_exit(exit_wait) else {
+        return Outcome::Fail(format!(
+            "the server was still running {}s after {signal}",
+            exit_wait.as_secs()
+        ));
+    };
+    let left = server.leftovers(Duration::from_secs(3));
+    drop(clients);
+    if !left.orphans.is_empty() {
+        return Outcome::Fail(format!(
+            "after {signal} the server exited ({exit}) but {} of its processes still run 3s later (orphans, pids {})",
+            left.orphans.len(),
+            pid_list(&left.orphans)
+        ));
+    }
+    if signal == Signal::SIGTERM && spec.speaks_contract() && !exit.success() {
+        return Outcome::Fail(format!(
+            "after SIGTERM the server ended with {exit}, expected exit code 0"
+        ));
+    }
+    Outcome::Pass(Some(format!(
+        "{exit} with {children} live children; none left after it"
+    )))
+}

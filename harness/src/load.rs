@@ -1,0 +1,50 @@
+//! The glue between the harness and `loadgen`: one load phase is `loadgen::run` on this thread
+//! while the sampler thread watches the server's tree, with the kernel's listen-queue counters
+//! read before and after. `loadgen::run` builds its own tokio runtime, so this must be called
+//! from a plain thread (never from inside a runtime).
+
+use std::time::{Duration, Instant};
+
+use crate::procfs::ListenCounters;
+use crate::sampler::{Sample, Sampler};
+
+/// What one load phase produced.
+pub struct LoadPhase {
+    /// The loadgen report, or why the load could not run at all.
+    pub report: Result<loadgen::Report, loadgen::Error>,
+    pub timeline: Vec<Sample>,
+    /// Change of the listen-queue counters over the phase.
+    pub listen_queue: ListenCounters,
+    pub wall_secs: f64,
+}
+
+/// Runs `config` against the server whose pid is `server_pid`, sampling its tree every `interval`.
+pub fn run_load(config: loadgen::Config, server_pid: i32, interval: Duration) -> LoadPhase {
+    let listen_before = ListenCounters::read().unwrap_or_default();
+    let started = Instant::now();
+    let sampler = Sampler::start(server_pid, interval);
+    let report = loadgen::run(config);
+    let timeline = match sampler {
+        Ok(sampler) => sampler.stop(),
+        Err(_) => Vec::new(),
+    };
+    let listen_queue = ListenCounters::read()
+        .unwrap_or_default()
+        .since(&listen_before);
+    LoadPhase {
+        report,
+        timeline,
+        listen_queue,
+        wall_secs: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// The latency at `percentile` of a loadgen histogram, in microseconds.
+pub fn percentile_us(h: &loadgen::HistogramReport, percentile: f64) -> Option<f64> {
+    h.value_at_percentile_us(percentile).map(|v| v as f64)
+}
+
+/// Why a finished load counts as failed (empty when it passed): no connection, or any error.
+pub fn failures(report: &loadgen::Report) -> Vec<String> {
+    report.failed_checks(0.0, &[])
+}

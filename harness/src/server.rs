@@ -1,0 +1,787 @@
+//! The server under test as a process: which program to start (the built-in fork echo server, a
+//! binary given with `--server`, or any echo server given as `--server-cmd`), starting it in its own
+//! session and process group, knowing when it is ready, reading its stats lines, stopping it, and
+//! killing whatever is left of its process group when the handle is dropped.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::procfs;
+
+/// Why a server could not be started; all of these are setup errors (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("server binary {0} not found")]
+    NotFound(PathBuf),
+    #[error("server binary {0} is not an executable file")]
+    NotExecutable(PathBuf),
+    #[error("--server-cmd is empty")]
+    EmptyCommand,
+    #[error("--server-cmd {0:?} has no {{port}} placeholder")]
+    NoPortPlaceholder(String),
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} exited ({status}) before it was ready{stderr}")]
+    ExitedEarly {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{program} printed {line:?} instead of `listening on IP:PORT`")]
+    BadListeningLine { program: String, line: String },
+    #[error("{program} was not ready within {secs:.1}s")]
+    NotReady { program: String, secs: f64 },
+    #[error("cannot find a free port: {0}")]
+    NoFreePort(std::io::Error),
+}
+
+/// Which server to start and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerSpec {
+    /// A program that speaks the fork echo server's contract: it takes the server flags, prints
+    /// `listening on IP:PORT` as its first stdout line, and a JSON stats line on stderr on SIGUSR1
+    /// and at exit.
+    Contract {
+        program: PathBuf,
+        /// Arguments before the server flags (`__serve --` for the built-in server).
+        pre_args: Vec<OsString>,
+        /// Server flags, as passed after `--` plus whatever the harness set (`--port 0`).
+        flags: Vec<String>,
+        /// Whether this is the workspace's own server, whose flags are known without asking.
+        builtin: bool,
+    },
+    /// Any other echo server: argv with `{port}` filled with a free port; ready when a connect succeeds.
+    Command { argv: Vec<String> },
+}
+
+impl ServerSpec {
+    /// The workspace's fork echo server, run as `harness __serve -- FLAGS` from this very binary.
+    pub fn builtin(flags: &[String]) -> Result<ServerSpec, ServerError> {
+        let exe = std::env::current_exe().map_err(|e| ServerError::Spawn {
+            program: "harness".into(),
+            source: e,
+        })?;
+        Ok(ServerSpec::Contract {
+            program: exe,
+            pre_args: vec!["__serve".into(), "--".into()],
+            flags: with_default_port(flags),
+            builtin: true,
+        })
+    }
+
+    /// A binary speaking the contract.
+    pub fn binary(path: &Path, flags: &[String]) -> Result<ServerSpec, ServerError> {
+        let meta = std::fs::metadata(path).map_err(|_| ServerError::NotFound(path.into()))?;
+        use std::os::unix::fs::PermissionsExt;
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            return Err(ServerError::NotExecutable(path.into()));
+        }
+        Ok(ServerSpec::Contract {
+            program: path.into(),
+            pre_args: Vec::new(),
+            flags: with_default_port(flags),
+            builtin: false,
+        })
+    }
+
+    /// `--server-cmd`: split on whitespace (no shell, no quoting), `{port}` required.
+    pub fn command(template: &str) -> Result<ServerSpec, ServerError> {
+        let argv: Vec<String> = template.split_whitespace().map(String::from).collect();
+        if argv.is_empty() {
+            return Err(ServerError::EmptyCommand);
+        }
+        if !argv.iter().any(|a| a.contains("{port}")) {
+            return Err(ServerError::NoPortPlaceholder(template.into()));
+        }
+        Ok(ServerSpec::Command { argv })
+    }
+
+    pub fn speaks_contract(&self) -> bool {
+        matches!(self, ServerSpec::Contract { .. })
+    }
+
+    /// A short description for reports and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            ServerSpec::Contract {
+                program,
+                flags,
+                builtin,
+                ..
+            } => {
+                let name = if *builtin {
+                    "fork-echo-server (built in)".to_string()
+                } else {
+                    program.display().to_string()
+                };
+                if flags.is_empty() {
+                    name
+                } else {
+                    format!("{name} {}", flags.join(" "))
+                }
+            }
+            ServerSpec::Command { argv } => argv.join(" "),
+        }
+    }
+
+    /// Whether the server takes `flag` (e.g. `--idle-timeout`): known for the built-in server,
+    /// asked of other contract binaries through their `--help`, never for `--server-cmd`.
+    pub fn supports_flag(&self, flag: &str) -> bool {
+        match self {
+            ServerSpec::Contract { builtin: true, .. } => true,
+            ServerSpec::Contract {
+                program, pre_args, ..
+            } => help_text(program, pre_args).is_some_and(|help| help.contains(flag)),
+            ServerSpec::Command { .. } => false,
+        }
+    }
+
+    /// The same server with `flag` set to `value`, replacing any value the user gave. Only for
+    /// contract servers; a `--server-cmd` is returned unchanged.
+    pub fn with_flag(&self, flag: &str, value: &str) -> ServerSpec {
+        let mut spec = self.clone();
+        if let ServerSpec::Contract { flags, .. } = &mut spec {
+            *flags = set_flag(flags, flag, value);
+        }
+        spec
+    }
+}
+
+/// The harness listens on a free port unless the user chose one.
+fn with_default_port(flags: &[String]) -> Vec<String> {
+    if flags
+        .iter()
+        .any(|f| f == "--port" || f.starts_with("--port="))
+    {
+        flags.to_vec()
+    } else {
+        let mut out = flags.to_vec();
+        out.extend(["--port".to_string(), "0".to_string()]);
+        out
+    }
+}
+
+/// Removes every `--flag V` / `--flag=V` from `flags` and appends `--flag value`.
+pub fn set_flag(flags: &[String], flag: &str, value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip_next = false;
+    for f in flags {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        if f == flag {
+            skip_next = true;
+            continue;
+        }
+        if f.starts_with(&format!("{flag}=")) {
+            continue;
+        }
+        out.push(f.clone());
+    }
+    out.extend([flag.to_string(), value.to_string()]);
+    out
+}
+
+/// The output of `PROGRAM --help`, bounded to five seconds (a program that ignores `--help` and
+/// starts serving is killed).
+fn help_text(program: &Path, pre_args: &[OsString]) -> Option<String> {
+    let mut child = Command::new(program)
+        .args(pre_args)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let output = child.wait_with_output().ok()?;
+    Some(format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
+/// The server's stats line (`{"event":"stats",...}` on stderr).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStats {
+    pub accepted: u64,
+    pub forked: u64,
+    pub fork_failures: u64,
+    pub live: u64,
+    pub peak_live: u64,
+    pub limit_hits: u64,
+    pub emfile_pauses: u64,
+    pub reaped: ReapedCounts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReapedCounts {
+    pub eof: u64,
+    pub reset: u64,
+    pub idle_timeout: u64,
+    pub io_error: u64,
+    pub panic: u64,
+    pub orphaned: u64,
+    pub signaled: u64,
+    pub other: u64,
+}
+
+/// Parses a stats line; `None` for human log lines.
+pub fn parse_stats_line(line: &str) -> Option<ServerStats> {
+    let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+    if value.get("event")?.as_str()? != "stats" {
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
+/// What the stderr reader thread has seen so far.
+#[derive(Debug, Default)]
+struct StderrLog {
+    /// The last few human lines, for error messages.
+    recent: VecDeque<String>,
+    stats: Vec<ServerStats>,
+}
+
+const RECENT_LINES: usize = 50;
+
+/// How a server process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitSummary {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl ExitSummary {
+    fn from_status(status: ExitStatus) -> ExitSummary {
+        ExitSummary {
+            code: status.code(),
+            signal: status.signal(),
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Display for ExitSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (None, Some(sig)) => {
+                let name = Signal::try_from(sig).map_or("?", |s| s.as_str());
+                write!(f, "killed by signal {sig} ({name})")
+            }
+            (None, None) => write!(f, "unknown exit"),
+        }
+    }
+}
+
+/// Processes left in the server's session or process group after it exited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftovers {
+    /// Still running: real orphans.
+    pub orphans: Vec<i32>,
+    /// Exited but not yet reaped by their new parent (init); not running, so not orphans.
+    pub unreaped: Vec<i32>,
+}
+
+/// How the server ended at the end of a `check` or `run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerEnd {
+    pub exit: ExitSummary,
+    /// SIGTERM was not enough within the grace period.
+    pub needed_sigkill: bool,
+    /// What was left of its session and process group 3 s after it exited.
+    pub leftovers: Leftovers,
+    /// The stats line it printed at exit (contract servers only).
+    pub final_stats: Option<ServerStats>,
+}
+
+/// A started server. Its session and process group id equal its pid; dropping the handle kills
+/// the whole group (and any session member that moved to another group), so a failed test or an
+/// interrupted harness never leaves a server or its children behind.
+pub struct ServerProcess {
+    child: Child,
+    pid: i32,
+    addr: SocketAddr,
+    program: String,
+    /// Shared with the stderr reader thread, which appends until the server closes its stderr.
+    stderr: Arc<Mutex<StderrLog>>,
+    exit: Option<ExitSummary>,
+    /// Whether it speaks the contract (and so prints a stats line at exit).
+    contract: bool,
+}
+
+impl ServerProcess {
+    /// Starts `spec` and waits (at most `ready_timeout`) until it accepts connections.
+    pub fn spawn(spec: &ServerSpec, ready_timeout: Duration) -> Result<ServerProcess, ServerError> {
+        match spec {
+            ServerSpec::Contract {
+                program,
+                pre_args,
+                flags,
+                ..
+            } => {
+                let mut cmd = Command::new(program);
+                cmd.args(pre_args).args(flags);
+                Self::spawn_contract(cmd, program.display().to_string(), ready_timeout)
+            }
+            ServerSpec::Command { argv } => {
+                let port = free_port()?;
+                let argv: Vec<String> = argv
+                    .iter()
+                    .map(|a| a.replace("{port}", &port.to_string()))
+                    .collect();
+                let mut cmd = Command::new(&argv[0]);
+                cmd.args(&argv[1..]);
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                Self::spawn_command(cmd, argv[0].clone(), addr, ready_timeout)
+            }
+        }
+    }
+
+    fn start(
+        mut cmd: Command,
+        program: &str,
+    ) -> Result<(Child, Arc<Mutex<StderrLog>>), ServerError> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Its own session and process group, so signals to the harness's terminal group (Ctrl-C)
+        // do not reach it and the whole tree can be killed at once. PR_SET_PDEATHSIG asks for a
+        // SIGTERM if the harness dies without running `Drop` (killed, or Ctrl-C): the server then
+        // shuts down the way it would for a user. It fires when the spawning *thread* exits, so
+        // servers are spawned from the thread that owns the handle (the main thread here).
+        let harness_pid = std::process::id() as libc::pid_t;
+        // SAFETY: setsid, prctl and getppid are async-signal-safe and touch no memory of this process.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The harness may have died between fork and prctl.
+                if libc::getppid() != harness_pid {
+                    return Err(std::io::Error::other(
+                        "the harness exited while starting the server",
+                    ));
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ServerError::NotFound(program.into()),
+            std::io::ErrorKind::PermissionDenied => ServerError::NotExecutable(program.into()),
+            _ => ServerError::Spawn {
+                program: program.into(),
+                source: e,
+            },
+        })?;
+        let log = Arc::new(Mutex::new(StderrLog::default()));
+        if let Some(stderr) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            let _ = std::thread::Builder::new()
+                .name("server-stderr".into())
+                .spawn(move || {
+                    for line in BufReader::new(stderr).lines() {
+                        let Ok(line) = line else { break };
+                        let Ok(mut log) = log.lock() else { break };
+                        if let Some(stats) = parse_stats_line(&line) {
+                            log.stats.push(stats);
+                        } else {
+                            if log.recent.len() == RECENT_LINES {
+                                log.recent.pop_front();
+                            }
+                            log.recent.push_back(line);
+                        }
+                    }
+                });
+        }
+        Ok((child, log))
+    }
+
+    fn spawn_contract(
+        cmd: Command,
+        program: String,
+        ready_timeout: Duration,
+    ) -> Result<ServerProcess, ServerError> {
+        let (mut child, stderr) = Self::start(cmd, &program)?;
+        let pid = child.id() as i32;
+        let (line_tx, line_rx) = mpsc::channel::<String>();
+        if let Some(stdout) = child.stdout.take() {
+            // Reads the listening line, then keeps draining stdout so the server never blocks on it.
+            let _ = std::thread::Builder::new()
+                .name("server-stdout".into())
+                .spawn(move || {
+                    let mut lines = BufReader::new(stdout).lines();
+                    if let Some(Ok(first)) = lines.next() {
+                        let _ = line_tx.send(first);
+                    }
+                    for line in lines {
+                        if line.is_err() {
+                            break;
+                        }
+                    }
+                });
+        }
+        let mut server = ServerProcess {
+            child,
+            pid,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            program: program.clone(),
+            stderr,
+            exit: None,
+            contract: true,
+        };
+        let deadline = Instant::now() + ready_timeout;
+        loop {
+            match line_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    let addr = line
+                        .strip_prefix("listening on ")
+                        .and_then(|a| a.trim().parse::<SocketAddr>().ok());
+                    return match addr {
+                        Some(addr) => {
+                            server.addr = addr;
+                            Ok(server)
+                        }
+                        None => Err(ServerError::BadListeningLine { program, line }),
+                    };
+                }
+                Err(err) => {
+                    if err == mpsc::RecvTimeoutError::Disconnected {
+                        // stdout closed without a line: wait for the exit (or the deadline) calmly.
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    if let Some(err) = server.exited_early()? {
+                        return Err(err);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(ServerError::NotReady {
+                            program,
+                            secs: ready_timeout.as_secs_f64(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn_command(
+        cmd: Command,
+        program: String,
+        addr: SocketAddr,
+        ready_timeout: Duration,
+    ) -> Result<ServerProcess, ServerError> {
+        let (child, stderr) = Self::start(cmd, &program)?;
+        let pid = child.id() as i32;
+        let mut server = ServerProcess {
+            child,
+            pid,
+            addr,
+            program: program.clone(),
+            stderr,
+            exit: None,
+            contract: false,
+        };
+        // Drain stdout so a chatty server never blocks on a full pipe.
+        if let Some(stdout) = server.child.stdout.take() {
+            let _ = std::thread::Builder::new()
+                .name("server-stdout".into())
+                .spawn(move || {
+                    let _ = std::io::copy(&mut BufReader::new(stdout), &mut std::io::sink());
+                });
+        }
+        let deadline = Instant::now() + ready_timeout;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(server);
+            }
+            if let Some(err) = server.exited_early()? {
+                return Err(err);
+            }
+            if Instant::now() >= deadline {
+                return Err(ServerError::NotReady {
+                    program,
+                    secs: ready_timeout.as_secs_f64(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `Some(error)` if the process already exited during start-up.
+    fn exited_early(&mut self) -> Result<Option<ServerError>, ServerError> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.exit = Some(ExitSummary::from_status(status));
+                // Give the stderr thread a moment to collect the reason the server printed.
+                let deadline = Instant::now() + Duration::from_millis(500);
+                while Instant::now() < deadline && self.recent_stderr().is_empty() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let last = self.recent_stderr().last().cloned();
+                Ok(Some(ServerError::ExitedEarly {
+                    program: self.program.clone(),
+                    status: ExitSummary::from_status(status).to_string(),
+                    stderr: last.map_or(String::new(), |l| format!(": {l}")),
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(ServerError::Spawn {
+                program: self.program.clone(),
+                source: e,
+            }),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The last human stderr lines.
+    pub fn recent_stderr(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .map(|l| l.recent.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The most recent stats line seen.
+    pub fn last_stats(&self) -> Option<ServerStats> {
+        self.stderr
+            .lock()
+            .ok()
+            .and_then(|l| l.stats.last().cloned())
+    }
+
+    fn stats_count(&self) -> usize {
+        self.stderr.lock().map(|l| l.stats.len()).unwrap_or(0)
+    }
+
+    /// Sends SIGUSR1 and waits (at most `timeout`) for the stats line it produces.
+    pub fn request_stats(&self, timeout: Duration) -> Option<ServerStats> {
+        let before = self.stats_count();
+        kill(Pid::from_raw(self.pid), Signal::SIGUSR1).ok()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stats_count() > before {
+                return self.last_stats();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// `Some` once the process has exited (reaping it if needed).
+    pub fn try_exit(&mut self) -> Option<ExitSummary> {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exit = Some(ExitSummary::from_status(status));
+            }
+        }
+        self.exit.clone()
+    }
+
+    pub fn signal(&self, signal: Signal) -> nix::Result<()> {
+        if self.exit.is_some() {
+            return Ok(());
+        }
+        kill(Pid::from_raw(self.pid), signal)
+    }
+
+    /// Waits at most `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitSummary> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(exit) = self.try_exit() {
+                return Some(exit);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then up to `grace` for it to exit; SIGKILL to the whole group after that.
+    /// Returns how it exited and whether it needed the SIGKILL.
+    pub fn stop(&mut self, grace: Duration) -> (ExitSummary, bool) {
+        let _ = self.signal(Signal::SIGTERM);
+        if let Some(exit) = self.wait_exit(grace) {
+            return (exit, false);
+        }
+        let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+        let exit = self
+            .wait_exit(Duration::from_secs(5))
+            .unwrap_or(ExitSummary {
+                code: None,
+                signal: None,
+            });
+        (exit, true)
+    }
+
+    /// Stops the server with SIGTERM (SIGKILL to the group after `grace`), waits up to 3 s for its
+    /// session to empty, and collects the stats line it printed at exit.
+    pub fn shut_down(&mut self, grace: Duration) -> ServerEnd {
+        let stats_before = self.stats_count();
+        let (exit, needed_sigkill) = self.stop(grace);
+        let leftovers = self.leftovers(Duration::from_secs(3));
+        // The exit stats line may still be in the pipe; give the reader a moment for it.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.contract && self.stats_count() == stats_before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let final_stats = if self.stats_count() > stats_before {
+            self.last_stats()
+        } else {
+            None
+        };
+        ServerEnd {
+            exit,
+            needed_sigkill,
+            leftovers,
+            final_stats,
+        }
+    }
+
+    /// After the server exited: waits up to `timeout` for the processes of its session and group to
+    /// be gone, and returns what is still there.
+    pub fn leftovers(&self, timeout: Duration) -> Leftovers {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut left = Leftovers::default();
+            for p in procfs::session_members(self.pid, None).unwrap_or_default() {
+                if p.is_zombie() {
+                    left.unreaped.push(p.pid);
+                } else {
+                    left.orphans.push(p.pid);
+                }
+            }
+            if left.orphans.is_empty() || Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL to the process group and to any session member outside it, then reaps the server.
+    pub fn kill_all(&mut self) {
+        let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+        for p in procfs::session_members(self.pid, None).unwrap_or_default() {
+            let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+        }
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            if let Ok(status) = self.child.wait() {
+                self.exit = Some(ExitSummary::from_status(status));
+            }
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// A port that was free a moment ago (the kernel picks it; the small race is accepted).
+fn free_port() -> Result<u16, ServerError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(ServerError::NoFreePort)?;
+    Ok(listener
+        .local_addr()
+        .map_err(ServerError::NoFreePort)?
+        .port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_replaced_not_duplicated() {
+        let flags: Vec<String> = ["--idle-timeout", "60", "-v", "--port=9", "--backlog", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            set_flag(&flags, "--idle-timeout", "1"),
+            ["-v", "--port=9", "--backlog", "5", "--idle-timeout", "1"]
+        );
+        assert_eq!(
+            set_flag(&flags, "--port", "0"),
+            [
+                "--idle-timeout",
+                "60",
+                "-v",
+                "--backlog",
+                "5",
+                "--port",
+                "0"
+            ]
+        );
+        assert_eq!(with_default_port(&flags), flags);
+        assert_eq!(with_default_port(&[]), ["--port", "0"]);
+    }
+
+    #[test]
+    fn stats_lines_parse_and_log_lines_do_not() {
+        let line = r#"{"event":"stats","accepted":3,"forked":3,"fork_failures":0,"live":1,"peak_live":2,"limit_hits":0,"emfile_pauses":0,"reaped":{"eof":1,"reset":1,"idle_timeout":0,"io_error":0,"panic":0,"orphaned":0,"signaled":0,"other":0}}"#;
+        let stats = parse_stats_line(line).expect("stats");
+        assert_eq!((stats.accepted, stats.live, stats.reaped.reset), (3, 1, 1));
+        assert!(parse_stats_line("listening on 127.0.0.1:1").is_none());
+        assert!(parse_stats_line(r#"{"event":"other"}"#).is_none());
+    }
+
+    #[test]
+    fn command_needs_a_port_placeholder() {
+        assert!(matches!(
+            ServerSpec::command("socat TCP-LISTEN:1 PIPE"),
+            Err(ServerError::NoPortPlaceholder(_))
+        ));
+        assert!(matches!(
+            ServerSpec::command("  "),
+            Err(ServerError::EmptyCommand)
+        ));
+        assert!(matches!(
+            ServerSpec::binary(Path::new("/nonexistent/server"), &[]),
+            Err(ServerError::NotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,453 @@
+//! End-to-end tests of the `harness` binary: real servers on port 0, real loads, reports read back
+//! and validated against `harness/schema.json`.
+
+mod util;
+
+use std::collections::BTreeSet;
+
+use predicates::prelude::*;
+use util::{check, fork_lock, harness, only_report, schema_errors, write_json};
+
+const ALL_CASES: [&str; 12] = [
+    "echo_round_trip",
+    "all_byte_values",
+    "payload_1mib",
+    "half_close",
+    "rst_close_reaped",
+    "concurrent_clients",
+    "children_reaped",
+    "parent_fds_stable",
+    "survives_vanishing_clients",
+    "idle_client_ended",
+    "sigterm_no_orphans",
+    "sigkill_no_orphans",
+];
+
+fn statuses(report: &serde_json::Value, status: &str) -> BTreeSet<String> {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["status"] == status)
+        .map(|c| c["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
+#[test]
+fn check_passes_on_the_fork_echo_server() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit = dir.path().join("junit.xml");
+    harness()
+        .args([
+            "check",
+            "--clients",
+            "50",
+            "--fd-connections",
+            "200",
+            "--results-dir",
+        ])
+        .arg(dir.path())
+        .arg("--junit")
+        .arg(&junit)
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("12 passed, 0 failed, 0 skipped"));
+    let (_, report) = only_report(dir.path(), "check-");
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ALL_CASES);
+    assert_eq!(report["server"]["speaks_contract"], true);
+    assert_eq!(report["server_end"]["exit"]["code"], 0);
+    assert!(
+        report["server_end"]["final_stats"]["accepted"]
+            .as_u64()
+            .expect("stats")
+            > 200
+    );
+    let xml = std::fs::read_to_string(junit).expect("junit");
+    assert!(xml.contains("tests=\"12\" failures=\"0\" errors=\"0\" skipped=\"0\""));
+}
+
+#[test]
+fn check_fails_the_broken_server_on_exactly_zombies_fd_leak_and_orphans() {
+    let _lock = fork_lock();
+    let server = util::broken_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit = dir.path().join("junit.xml");
+    harness()
+        .arg("check")
+        .arg("--server")
+        .arg(&server)
+        .args([
+            "--clients",
+            "20",
+            "--fd-connections",
+            "100",
+            "--results-dir",
+        ])
+        .arg(dir.path())
+        .arg("--junit")
+        .arg(&junit)
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("5 failed"));
+    let (path, report) = only_report(dir.path(), "check-");
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    harness()
+        .arg("report")
+        .arg(&path)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("6 passed, 5 failed, 1 skipped"));
+
+    let expected_failures: BTreeSet<String> = [
+        "rst_close_reaped",
+        "children_reaped",
+        "parent_fds_stable",
+        "sigterm_no_orphans",
+        "sigkill_no_orphans",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(statuses(&report, "fail"), expected_failures);
+    assert_eq!(
+        statuses(&report, "skip"),
+        BTreeSet::from(["idle_client_ended".to_string()])
+    );
+    // Every other case still ran, and passed.
+    assert_eq!(statuses(&report, "pass").len(), ALL_CASES.len() - 6);
+
+    let detail = |name: &str| {
+        check(&report, name)["detail"]
+            .as_str()
+            .expect("detail")
+            .to_string()
+    };
+    assert!(
+        detail("parent_fds_stable").contains("(+100) over 100 connections"),
+        "{}",
+        detail("parent_fds_stable")
+    );
+    let zombies = detail("children_reaped");
+    assert!(
+        zombies.contains("after 20 clients closed") && zombies.contains("zombies (pids"),
+        "{zombies}"
+    );
+    let zombie_count: usize = zombies
+        .split(", ")
+        .find(|part| part.contains(" zombies"))
+        .and_then(|part| part.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("zombie count in detail");
+    assert!(zombie_count >= 20, "{zombies}");
+    assert!(detail("rst_close_reaped").contains("was not reaped (zombie)"));
+    for case in ["sigterm_no_orphans", "sigkill_no_orphans"] {
+        assert!(
+            detail(case).contains("but 3 of its processes still run"),
+            "{}",
+            detail(case)
+        );
+    }
+    // The harness killed what the broken server left behind.
+    let xml = std::fs::read_to_string(junit).expect("junit");
+    assert!(xml.contains("tests=\"12\" failures=\"5\" errors=\"0\" skipped=\"1\""));
+    assert!(xml.contains("<failure message=\"the server&apos;s open fds went from"));
+}
+
+#[test]
+fn server_cmd_checks_another_echo_server_and_skips_contract_cases() {
+    let _lock = fork_lock();
+    let echo = util::tokio_echo();
+    let dir = tempfile::tempdir().expect("tempdir");
+    harness()
+        .arg("check")
+        .arg("--server-cmd")
+        .arg(format!("{} --port {{port}}", echo.display()))
+        .args([
+            "--clients",
+            "20",
+            "--fd-connections",
+            "100",
+            "--results-dir",
+        ])
+        .arg(dir.path())
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(0);
+    let (_, report) = only_report(dir.path(), "check-");
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    assert_eq!(report["server"]["speaks_contract"], false);
+    assert_eq!(statuses(&report, "fail"), BTreeSet::new());
+    assert_eq!(
+        statuses(&report, "skip"),
+        BTreeSet::from(["idle_client_ended".to_string()])
+    );
+    assert!(check(&report, "concurrent_clients")["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("no child per connection"));
+}
+
+#[test]
+fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    harness()
+        .args([
+            "run",
+            "--conns",
+            "20",
+            "--duration",
+            "2s",
+            "--check-clients",
+            "10",
+            "--results-dir",
+        ])
+        .arg(dir.path())
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("peak live children"));
+    let (path, report) = only_report(dir.path(), "run-");
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let summary = &report["summary"];
+    assert_eq!(summary["connections_established"], 20);
+    assert_eq!(report["load"]["counters"]["peak_established"], 20);
+    assert_eq!(summary["peak_children"], 20, "{summary}");
+    assert_eq!(summary["zombies_lingering"], 0);
+    assert_eq!(summary["orphans_after_stop"], 0);
+    assert_eq!(summary["load_ok"], true);
+    assert!(summary["pss_per_child_kib"].as_f64().expect("pss") > 0.0);
+    let timeline = report["timeline"].as_array().expect("timeline");
+    assert!(timeline.len() >= 15, "2 s at 100 ms: {}", timeline.len());
+    assert!(timeline.iter().any(|s| s["live_children"] == 20));
+    assert_eq!(check(&report, "shutdown_no_orphans")["status"], "pass");
+    assert_eq!(report["server_end"]["exit"]["code"], 0);
+
+    harness()
+        .arg("report")
+        .arg(&path)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::is_match(r"\npeak live children +20\n").expect("regex"));
+}
+
+/// A real run report from the tokio echo server, for `compare` and `report`.
+fn tokio_run_report(dir: &std::path::Path) -> (std::path::PathBuf, serde_json::Value) {
+    let echo = util::tokio_echo();
+    harness()
+        .arg("run")
+        .arg("--server-cmd")
+        .arg(format!("{} --port {{port}}", echo.display()))
+        .args([
+            "--conns",
+            "5",
+            "--duration",
+            "1s",
+            "--check-clients",
+            "5",
+            "--results-dir",
+        ])
+        .arg(dir)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(0);
+    only_report(dir, "run-")
+}
+
+#[test]
+fn compare_gates_on_regressions_and_passes_equal_reports() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (base, report) = tokio_run_report(dir.path());
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    assert_eq!(report["summary"]["peak_children"], 0);
+
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&base)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("no regression"));
+
+    let worse_echo = dir.path().join("worse-echo.json");
+    let mut doctored = report.clone();
+    let p99 = doctored["summary"]["echo_p99_us"].as_f64().expect("p99");
+    doctored["summary"]["echo_p99_us"] = serde_json::json!(p99 * 1.5);
+    write_json(&worse_echo, &doctored);
+    assert_eq!(schema_errors(&doctored), Vec::<String>::new());
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&worse_echo)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("regression: echo p99"));
+    // Within a generous threshold the same change passes.
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&worse_echo)
+        .args(["--max-regression", "60%"])
+        .assert()
+        .code(0);
+
+    let slower = dir.path().join("slower.json");
+    let mut doctored = report.clone();
+    let rate = doctored["summary"]["messages_per_sec"]
+        .as_f64()
+        .expect("rate");
+    doctored["summary"]["messages_per_sec"] = serde_json::json!(rate * 0.8);
+    write_json(&slower, &doctored);
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&slower)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("regression: messages/s"));
+
+    let broken_check = dir.path().join("broken-check.json");
+    let mut doctored = report.clone();
+    doctored["checks"][0]["status"] = "fail".into();
+    doctored["checks"][0]["detail"] = "echo differs at byte 3".into();
+    write_json(&broken_check, &doctored);
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&broken_check)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "regression: check echo_round_trip passed before and fails now",
+        ));
+
+    // The schema catches a report missing its summary.
+    let mut incomplete = report.clone();
+    incomplete
+        .as_object_mut()
+        .expect("object")
+        .remove("summary");
+    assert!(!schema_errors(&incomplete).is_empty());
+}
+
+#[test]
+fn missing_or_unusable_server_exits_2_with_one_line() {
+    harness()
+        .args(["check", "--server", "/nonexistent/fork-echo-server"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::is_match(
+                "^harness: error: server binary /nonexistent/fork-echo-server not found\n$",
+            )
+            .expect("regex"),
+        );
+    harness()
+        .args(["run", "--server-cmd", "/nonexistent/echo --port {port}"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/echo not found"));
+    // A binary that is not a server: exits before printing the listening line.
+    harness()
+        .args(["check", "--server", "/bin/false"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "exited (exit code 1) before it was ready",
+        ));
+    harness()
+        .args(["run", "--conns", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("conns"));
+    harness()
+        .args([
+            "check",
+            "--server-cmd",
+            "x --port {port}",
+            "--",
+            "--backlog",
+            "5",
+        ])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn reading_bad_reports_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, "{\"not\": \"a report\"}").expect("write");
+    harness()
+        .arg("report")
+        .arg(&garbage)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not a harness report"));
+    harness()
+        .arg("compare")
+        .arg(&garbage)
+        .arg(dir.path().join("missing.json"))
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn a_killed_harness_takes_its_server_down() {
+    use std::time::{Duration, Instant};
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = assert_cmd::cargo::cargo_bin("harness");
+    let mut child = std::process::Command::new(bin)
+        .args(["run", "--conns", "5", "--duration", "60s", "--results-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn harness");
+    let harness_pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let server = loop {
+        let children = harness::procfs::children_of(harness_pid).expect("proc");
+        if let Some(server) = children.iter().find(|p| !p.is_zombie()) {
+            // Wait until it serves clients (the checks hold up to 50 at once).
+            if harness::procfs::census(server.pid)
+                .expect("proc")
+                .live
+                .len()
+                >= 5
+            {
+                break server.pid;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the harness never started its server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill(); // SIGKILL: no Drop runs in the harness.
+    let _ = child.wait();
+    // The server got SIGTERM through PR_SET_PDEATHSIG, shut down, and took its children along.
+    let gone = harness::checks::wait_until(Duration::from_secs(20), || {
+        harness::procfs::session_members(server, None)
+            .expect("proc")
+            .iter()
+            .all(|p| p.is_zombie())
+    });
+    assert!(
+        gone,
+        "server {server} or its children outlived the killed harness"
+    );
+}

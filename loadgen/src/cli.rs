@@ -1,0 +1,258 @@
+//! The command line: clap types live only here. Flags become a validated [`Config`], the run's
+//! [`Report`] is printed and exported, and the outcome becomes the exit code (0 ok, 1 the run
+//! failed its checks, 2 usage or setup error). `loadgen merge` combines reports.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{output, Config, Error, Report, Slo};
+
+/// A tokio echo load generator that verifies every byte and records HdrHistograms.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Merge reports from several loadgen processes or hosts into one (histograms added exactly,
+    /// counters summed) and print it like a single run.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Target HOST:PORT (names resolve, IPv4 preferred; IPv6 as [::1]:8888).
+    #[arg(long, default_value = "127.0.0.1:8888")]
+    addr: String,
+    /// Concurrent connections.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    conns: usize,
+    /// Run length after connecting, e.g. 10s, 1m [default: 10s].
+    #[arg(short = 'd', long, value_parser = humantime::parse_duration, conflicts_with = "messages")]
+    duration: Option<Duration>,
+    /// Messages per connection (the first echo included) instead of a duration.
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Message size in bytes.
+    #[arg(short = 's', long, default_value_t = 64)]
+    size: usize,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Total messages per second (open loop, latency from intended send times); default: closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// New connections per second during ramp-up; default: all at once.
+    #[arg(long)]
+    connect_rate: Option<f64>,
+    /// A connect slower than this is a connect timeout.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    connect_timeout: Duration,
+    /// An echo slower than this is an echo timeout.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    io_timeout: Duration,
+    /// Time after connecting excluded from histograms and counters.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    warmup: Duration,
+    /// Local addresses to bind round-robin (IP[,IP...]), to get past one address's ephemeral ports.
+    #[arg(long = "source-ip", value_delimiter = ',')]
+    source_ip: Vec<IpAddr>,
+    /// Percentiles shown in text and JSON.
+    #[arg(long, value_delimiter = ',', default_values_t = [50.0, 90.0, 99.0, 99.9, 99.99])]
+    percentiles: Vec<f64>,
+    /// Write the JSON report here (`-` = stdout; the text then goes to stderr).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the echo latency's HdrHistogram percentile distribution here.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
+    /// Fraction of failed connections + messages tolerated before exit 1.
+    #[arg(long, default_value_t = 0.0)]
+    max_error_rate: f64,
+    /// Percentile objective on echo latency, e.g. p99=5ms (repeatable); a miss exits 1.
+    #[arg(long)]
+    slo: Vec<Slo>,
+    /// Hard cap on the whole run [default: connect phase + warmup + duration + 2s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    deadline: Option<Duration>,
+    /// Quiet: a one-line summary instead of the full text.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// No progress bar (it is only ever drawn when stderr is a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// Reports written with --json.
+    #[arg(required = true)]
+    reports: Vec<PathBuf>,
+    /// Write the merged JSON report here (`-` = stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the merged echo latency distribution here.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
+    /// Fraction of failed connections + messages tolerated before exit 1.
+    #[arg(long, default_value_t = 0.0)]
+    max_error_rate: f64,
+    /// Percentile objective on the merged echo latency (repeatable).
+    #[arg(long)]
+    slo: Vec<Slo>,
+    /// Quiet: a one-line summary.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+/// Resolves `target`, preferring an address of the source addresses' family, else IPv4.
+fn resolve(target: &str, source_ips: &[IpAddr]) -> Result<SocketAddr, Error> {
+    let addrs: Vec<SocketAddr> = target
+        .to_socket_addrs()
+        .map_err(|e| Error::Resolve {
+            target: target.into(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    let want_v4 = source_ips.first().map_or(true, |ip| ip.is_ipv4());
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4() == want_v4)
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| Error::Resolve {
+            target: target.into(),
+            reason: "no addresses".into(),
+        })
+}
+
+impl RunArgs {
+    fn to_config(&self) -> Result<Config, Error> {
+        let duration = match (self.duration, self.messages) {
+            (None, None) => Some(Duration::from_secs(10)),
+            (d, _) => d,
+        };
+        let config = Config {
+            addr: resolve(&self.addr, &self.source_ip)?,
+            conns: self.conns,
+            duration,
+            messages: self.messages,
+            size: self.size,
+            pipeline: self.pipeline,
+            rate: self.rate,
+            connect_rate: self.connect_rate,
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            warmup: self.warmup,
+            source_ips: self.source_ip.clone(),
+            percentiles: self.percentiles.clone(),
+            progress: !self.no_progress && !self.quiet,
+            max_error_rate: self.max_error_rate,
+            slos: self.slo.clone(),
+            deadline: self.deadline,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Entry point of the `loadgen` binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let outcome = match &cli.command {
+        Some(Command::Merge(m)) => merge(m),
+        None => run(&cli.run),
+    };
+    match outcome {
+        Ok(failed) if failed.is_empty() => ExitCode::SUCCESS,
+        Ok(failed) => {
+            for line in failed {
+                eprintln!("loadgen: FAILED: {line}");
+            }
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
+    let config = args.to_config()?;
+    let report = crate::run(config.clone())?;
+    present(&report, args.json.as_ref(), args.hgrm.as_ref(), args.quiet)?;
+    Ok(report.failed_checks_for(&config))
+}
+
+fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
+    if !(0.0..=1.0).contains(&args.max_error_rate) {
+        return Err(Error::Config(
+            "--max-error-rate must be between 0 and 1".into(),
+        ));
+    }
+    let reports = args
+        .reports
+        .iter()
+        .map(|p| Report::read_json(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = Report::merge(&reports)?;
+    present(&merged, args.json.as_ref(), args.hgrm.as_ref(), args.quiet)?;
+    Ok(merged.failed_checks(args.max_error_rate, &args.slo))
+}
+
+/// Writes the exports, then the text (to stderr when the JSON goes to stdout).
+fn present(
+    report: &Report,
+    json: Option<&PathBuf>,
+    hgrm: Option<&PathBuf>,
+    quiet: bool,
+) -> Result<(), Error> {
+    if let Some(path) = json {
+        output::write_json(report, path)?;
+    }
+    if let Some(path) = hgrm {
+        output::write_hgrm(&report.latency.echo.histogram()?, path)?;
+    }
+    let json_on_stdout = json.is_some_and(|p| p.as_os_str() == "-");
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    let out: &mut dyn Write = if json_on_stdout {
+        &mut stderr
+    } else {
+        &mut stdout
+    };
+    let written = if quiet {
+        output::write_quiet(report, out)
+    } else {
+        output::write_text(report, out)
+    };
+    written.and_then(|_| out.flush()).map_err(|e| Error::File {
+        path: PathBuf::from(if json_on_stdout {
+            "<stderr>"
+        } else {
+            "<stdout>"
+        }),
+        reason: e.to_string(),
+    })
+}

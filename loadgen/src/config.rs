@@ -1,0 +1,202 @@
+//! The validated configuration the core runs from. The CLI (`cli.rs`) turns flags into this;
+//! the harness builds it directly. `Config::default()` matches the CLI defaults.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::Error;
+
+/// A percentile objective on echo latency, e.g. `p99=5ms`: the run fails if the echo latency at
+/// `percentile` exceeds `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slo {
+    /// Percentile in (0, 100].
+    pub percentile: f64,
+    /// Highest acceptable latency at that percentile.
+    pub max: Duration,
+}
+
+impl std::str::FromStr for Slo {
+    type Err = String;
+
+    /// Parses `pNN=DURATION`, e.g. `p99=5ms` or `p99.9=20ms`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (p, d) = s
+            .split_once('=')
+            .ok_or_else(|| format!("SLO {s:?} is not of the form p99=5ms"))?;
+        let p = p
+            .strip_prefix('p')
+            .ok_or_else(|| format!("SLO {s:?}: percentile must look like p99"))?;
+        let percentile: f64 = p
+            .parse()
+            .map_err(|_| format!("SLO {s:?}: {p:?} is not a number"))?;
+        if !(percentile > 0.0 && percentile <= 100.0) {
+            return Err(format!("SLO {s:?}: percentile must be in (0, 100]"));
+        }
+        let max = humantime::parse_duration(d).map_err(|e| format!("SLO {s:?}: {e}"))?;
+        Ok(Slo { percentile, max })
+    }
+}
+
+impl std::fmt::Display for Slo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p{}={}",
+            self.percentile,
+            humantime::format_duration(self.max)
+        )
+    }
+}
+
+/// Everything a run needs, already validated by [`Config::validate`] (which `run` calls).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Target address (names are resolved by the caller; the CLI takes the first address).
+    pub addr: SocketAddr,
+    /// Concurrent connections.
+    pub conns: usize,
+    /// Length of the measured phase after connecting (plus `warmup`). Exclusive with `messages`.
+    pub duration: Option<Duration>,
+    /// Messages per connection, the first-echo message included. Exclusive with `duration`.
+    pub messages: Option<u64>,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Messages in flight per connection.
+    pub pipeline: usize,
+    /// Total messages per second over all connections (open loop); `None` = closed loop.
+    pub rate: Option<f64>,
+    /// New connections per second during ramp-up; `None` = all at once.
+    pub connect_rate: Option<f64>,
+    /// A connect slower than this counts as a connect timeout.
+    pub connect_timeout: Duration,
+    /// An echo slower than this counts as an echo timeout and ends that connection.
+    pub io_timeout: Duration,
+    /// Time after connecting whose messages are excluded from histograms and counters.
+    pub warmup: Duration,
+    /// Local addresses bound round-robin, one per connection; empty = the kernel chooses.
+    pub source_ips: Vec<IpAddr>,
+    /// Percentiles shown in text and JSON, each in (0, 100].
+    pub percentiles: Vec<f64>,
+    /// Show a progress bar on stderr (only ever drawn when stderr is a terminal).
+    pub progress: bool,
+    /// Fraction of failed connections + messages tolerated before the run counts as failed.
+    pub max_error_rate: f64,
+    /// Percentile objectives on echo latency.
+    pub slos: Vec<Slo>,
+    /// Hard cap on the whole run; `None` = computed (connect phase + warmup + duration + margin).
+    pub deadline: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8888),
+            conns: 100,
+            duration: Some(Duration::from_secs(10)),
+            messages: None,
+            size: 64,
+            pipeline: 1,
+            rate: None,
+            connect_rate: None,
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(5),
+            warmup: Duration::ZERO,
+            source_ips: Vec::new(),
+            percentiles: vec![50.0, 90.0, 99.0, 99.9, 99.99],
+            progress: true,
+            max_error_rate: 0.0,
+            slos: Vec::new(),
+            deadline: None,
+        }
+    }
+}
+
+/// Extra time past the planned end of a run before outstanding work is cut off.
+pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+impl Config {
+    /// Checks the combination of settings; every error names the offending flag.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.conns == 0 {
+            return bad("--conns must be at least 1".into());
+        }
+        match (self.duration, self.messages) {
+            (Some(_), Some(_)) => return bad("--duration and --messages are exclusive".into()),
+            (None, None) => return bad("one of --duration or --messages is required".into()),
+            (Some(d), None) if d.is_zero() => return bad("--duration must be above 0".into()),
+            (None, Some(0)) => return bad("--messages must be at least 1".into()),
+            _ => {}
+        }
+        if self.size == 0 {
+            return bad("--size must be at least 1 byte".into());
+        }
+        if self.size > 64 << 20 {
+            return bad("--size must be at most 64 MiB".into());
+        }
+        if self.pipeline == 0 {
+            return bad("--pipeline must be at least 1".into());
+        }
+        for (flag, r) in [("--rate", self.rate), ("--connect-rate", self.connect_rate)] {
+            if let Some(r) = r {
+                if !(r.is_finite() && r > 0.0) {
+                    return bad(format!("{flag} must be a positive number, got {r}"));
+                }
+            }
+        }
+        if self.connect_timeout.is_zero() || self.io_timeout.is_zero() {
+            return bad("--connect-timeout and --io-timeout must be above 0".into());
+        }
+        for ip in &self.source_ips {
+            if ip.is_ipv4() != self.addr.is_ipv4() {
+                return bad(format!(
+                    "--source-ip {ip} is not of the same address family as the target {}",
+                    self.addr
+                ));
+            }
+        }
+        for p in self
+            .percentiles
+            .iter()
+            .chain(self.slos.iter().map(|s| &s.percentile))
+        {
+            if !(*p > 0.0 && *p <= 100.0) {
+                return bad(format!("percentile {p} is not in (0, 100]"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.max_error_rate) {
+            return bad("--max-error-rate must be between 0 and 1".into());
+        }
+        if self.deadline.is_some_and(|d| d.is_zero()) {
+            return bad("--deadline must be above 0".into());
+        }
+        Ok(())
+    }
+
+    /// Upper bound of the connect phase: the ramp-up, one connect timeout and one echo timeout.
+    pub(crate) fn connect_phase_bound(&self) -> Duration {
+        let ramp = self
+            .connect_rate
+            .map(|r| Duration::from_secs_f64(self.conns as f64 / r))
+            .unwrap_or_default();
+        ramp + self.connect_timeout + self.io_timeout + Duration::from_secs(1)
+    }
+
+    /// Time a connection spends sending after the barrier, when it is known up front.
+    pub(crate) fn planned_send_time(&self) -> Option<Duration> {
+        match (self.duration, self.messages, self.rate) {
+            (Some(d), _, _) => Some(self.warmup + d),
+            (None, Some(n), Some(r)) => {
+                let per_conn = r / self.conns as f64;
+                Some(self.warmup + Duration::from_secs_f64(n as f64 / per_conn))
+            }
+            // Closed loop with a message count: each message is bounded by the io timeout.
+            (None, Some(n), None) => Some(
+                self.io_timeout
+                    .saturating_mul(n.min(u32::MAX as u64) as u32),
+            ),
+            (None, None, _) => None,
+        }
+    }
+}

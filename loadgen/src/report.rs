@@ -1,0 +1,630 @@
+//! The report of a run: these serde structs *are* the JSON format (`loadgen/schema.json` describes
+//! them), and the text output is rendered from them too. Every histogram is carried both as a
+//! percentile table and as HdrHistogram's V2-compressed encoding (base64), which is what lets
+//! [`Report::merge`] combine reports from several processes or hosts exactly.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::{new_histogram, Error, Slo};
+
+/// Version of the JSON format; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One run (or the merge of several).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub parameters: Parameters,
+    /// The machine and program that wrote this report.
+    pub environment: Environment,
+    /// For a merged report, the environments of every run merged in; empty for a single run.
+    pub merged_from: Vec<Environment>,
+    /// Wall-clock start of the run, seconds since the Unix epoch.
+    pub started_unix_secs: f64,
+    /// Whole run, from the first connect to the last session's end.
+    pub elapsed_secs: f64,
+    /// From the first connect until every connection was established and had echoed once (or
+    /// had failed): the barrier after which the measured phase starts.
+    pub connect_phase_secs: f64,
+    /// From the start of the connect phase until every established connection had echoed once;
+    /// `None` if some established connection never did. On a fork-per-connection server,
+    /// `established / all_first_echo_secs` is the accept + fork rate.
+    pub all_first_echo_secs: Option<f64>,
+    /// Length of the measured window (after warmup) that `messages_per_sec` is computed over.
+    pub measured_secs: f64,
+    /// Echoes verified in the measured window per second of it.
+    pub messages_per_sec: f64,
+    /// The hard run deadline cut off outstanding work (counted as `errors.session.run_deadline`).
+    pub run_deadline_hit: bool,
+    pub counters: Counters,
+    pub latency: Latencies,
+    pub errors: Errors,
+    /// One point per second since the run started (connect phase and warmup included).
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// The settings a run used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parameters {
+    pub target: String,
+    pub conns: u64,
+    pub duration_secs: Option<f64>,
+    pub messages_per_connection: Option<u64>,
+    pub size: u64,
+    pub pipeline: u64,
+    /// Total messages per second (open loop); `None` = closed loop.
+    pub rate: Option<f64>,
+    pub connect_rate: Option<f64>,
+    pub connect_timeout_secs: f64,
+    pub io_timeout_secs: f64,
+    pub warmup_secs: f64,
+    pub source_ips: Vec<String>,
+    pub percentiles: Vec<f64>,
+    pub max_error_rate: f64,
+    pub slos: Vec<String>,
+    /// Number of loadgen processes this report covers (1 unless merged).
+    pub processes: u64,
+}
+
+/// Where a report was produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub hostname: String,
+    pub kernel: String,
+    pub cpus: u64,
+    pub loadgen_version: String,
+    pub pid: u64,
+}
+
+/// Exact counts. Messages and their counts exclude warmup; bytes cover the whole run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub connections_attempted: u64,
+    pub connections_established: u64,
+    pub connections_failed: u64,
+    /// Most connections established at the same time (summed over merged processes).
+    pub peak_established: u64,
+    /// Established connections whose first message came back verified.
+    pub first_echoes: u64,
+    /// Established connections that ended with a session error.
+    pub sessions_failed: u64,
+    pub messages_sent: u64,
+    pub messages_verified: u64,
+    /// Sent but never verified (mismatched, short, timed out, cut off by a close or the deadline).
+    pub messages_failed: u64,
+    /// Verified echoes whose send was in the measured window (the basis of `messages_per_sec`).
+    pub measured_messages: u64,
+    /// Echoes verified during warmup (not in any other message count).
+    pub warmup_messages: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl Counters {
+    pub(crate) fn add(&mut self, o: &Counters) {
+        self.connections_attempted += o.connections_attempted;
+        self.connections_established += o.connections_established;
+        self.connections_failed += o.connections_failed;
+        self.peak_established += o.peak_established;
+        self.first_echoes += o.first_echoes;
+        self.sessions_failed += o.sessions_failed;
+        self.messages_sent += o.messages_sent;
+        self.messages_verified += o.messages_verified;
+        self.messages_failed += o.messages_failed;
+        self.measured_messages += o.measured_messages;
+        self.warmup_messages += o.warmup_messages;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+    }
+}
+
+/// The latency histograms, in microseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latencies {
+    /// Connect start to established.
+    pub connect: HistogramReport,
+    /// Connect start to the first message fully echoed back (accept + fork on a fork server).
+    pub first_echo: HistogramReport,
+    /// Echo round trip of the measured messages; with `--rate`, measured from each message's
+    /// intended send time (coordinated-omission corrected).
+    pub echo: HistogramReport,
+    /// With `--rate` only: the same echoes measured from their actual send time.
+    pub echo_uncorrected: Option<HistogramReport>,
+}
+
+/// One histogram: summary figures, the requested percentiles, and the exact encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramReport {
+    pub count: u64,
+    pub min_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+    pub stddev_us: f64,
+    /// Median, always present whatever `percentiles` lists (0 when empty).
+    pub p50_us: u64,
+    /// 99th percentile, always present whatever `percentiles` lists (0 when empty).
+    pub p99_us: u64,
+    /// The configured percentiles (`--percentiles`).
+    pub percentiles: Vec<PercentileValue>,
+    /// HdrHistogram V2 compressed encoding, base64 (1 us .. 60 s, 3 significant digits).
+    pub hdr: String,
+}
+
+/// The value at one percentile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PercentileValue {
+    pub percentile: f64,
+    pub value_us: u64,
+}
+
+/// Failures by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Errors {
+    pub connect: ConnectErrors,
+    pub session: SessionErrors,
+    /// The first mismatching byte seen (first by the recording shard; any one in a merge).
+    pub first_mismatch: Option<Mismatch>,
+    /// The first OS error message seen for each kind, e.g. `"connect.refused"`.
+    pub examples: BTreeMap<String, String>,
+}
+
+/// Connection attempts that failed, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectErrors {
+    pub refused: u64,
+    pub timeout: u64,
+    pub reset: u64,
+    /// EADDRNOTAVAIL / EADDRINUSE: out of local ports or addresses.
+    pub address_not_available: u64,
+    pub other: u64,
+}
+
+/// Established connections that ended with an error, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionErrors {
+    /// An echoed byte differed from what was sent.
+    pub mismatch: u64,
+    /// The server closed in the middle of an echoed message.
+    pub short_echo: u64,
+    /// The server closed between messages while echoes were still due.
+    pub closed_early: u64,
+    /// An echo took longer than `--io-timeout`.
+    pub echo_timeout: u64,
+    pub reset: u64,
+    pub other: u64,
+    /// Still outstanding when the hard run deadline passed.
+    pub run_deadline: u64,
+}
+
+/// Where an echo first went wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mismatch {
+    pub connection: u64,
+    pub sequence: u64,
+    /// Byte offset within the message.
+    pub offset: u64,
+    pub expected: u8,
+    /// The byte that came back (also when the server sent bytes while no echo was due).
+    pub got: u8,
+}
+
+impl ConnectErrors {
+    fn add(&mut self, o: &ConnectErrors) {
+        self.refused += o.refused;
+        self.timeout += o.timeout;
+        self.reset += o.reset;
+        self.address_not_available += o.address_not_available;
+        self.other += o.other;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.refused + self.timeout + self.reset + self.address_not_available + self.other
+    }
+
+    fn kinds(&self) -> [(&'static str, u64); 5] {
+        [
+            ("refused", self.refused),
+            ("timeout", self.timeout),
+            ("reset", self.reset),
+            ("address_not_available", self.address_not_available),
+            ("other", self.other),
+        ]
+    }
+}
+
+impl SessionErrors {
+    fn add(&mut self, o: &SessionErrors) {
+        self.mismatch += o.mismatch;
+        self.short_echo += o.short_echo;
+        self.closed_early += o.closed_early;
+        self.echo_timeout += o.echo_timeout;
+        self.reset += o.reset;
+        self.other += o.other;
+        self.run_deadline += o.run_deadline;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.kinds().iter().map(|(_, n)| n).sum()
+    }
+
+    fn kinds(&self) -> [(&'static str, u64); 7] {
+        [
+            ("mismatch", self.mismatch),
+            ("short_echo", self.short_echo),
+            ("closed_early", self.closed_early),
+            ("echo_timeout", self.echo_timeout),
+            ("reset", self.reset),
+            ("other", self.other),
+            ("run_deadline", self.run_deadline),
+        ]
+    }
+}
+
+impl Errors {
+    pub(crate) fn add(&mut self, o: &Errors) {
+        self.connect.add(&o.connect);
+        self.session.add(&o.session);
+        if self.first_mismatch.is_none() {
+            self.first_mismatch.clone_from(&o.first_mismatch);
+        }
+        for (k, v) in &o.examples {
+            self.examples.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+
+    /// Every counted error event.
+    pub fn total(&self) -> u64 {
+        self.connect.total() + self.session.total()
+    }
+
+    /// Non-zero kinds as `connect.refused=3, session.mismatch=1`, or `none`.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .connect
+            .kinds()
+            .iter()
+            .map(|(k, n)| (format!("connect.{k}"), *n))
+            .chain(
+                self.session
+                    .kinds()
+                    .iter()
+                    .map(|(k, n)| (format!("session.{k}"), *n)),
+            )
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Whole seconds since the run started.
+    pub second: u64,
+    /// Echoes verified in this second (warmup and first echoes included).
+    pub messages: u64,
+    /// Error events in this second.
+    pub errors: u64,
+    /// Connections established in this second.
+    pub established: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// This second's echo histogram, V2 compressed base64, so timelines merge exactly.
+    pub hdr: String,
+}
+
+impl TimelinePoint {
+    pub(crate) fn new(
+        second: u64,
+        messages: u64,
+        errors: u64,
+        established: u64,
+        h: &Histogram<u64>,
+    ) -> Result<Self, Error> {
+        Ok(TimelinePoint {
+            second,
+            messages,
+            errors,
+            established,
+            p50_us: if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(0.5)
+            },
+            p99_us: if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(0.99)
+            },
+            hdr: encode_histogram(h)?,
+        })
+    }
+}
+
+/// Encodes a histogram as V2 compressed base64.
+pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, Error> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .map_err(|e| Error::Merge(format!("cannot encode histogram: {e:?}")))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// Decodes a V2 (compressed or not) base64 histogram into the shared range.
+pub fn decode_histogram(b64: &str) -> Result<Histogram<u64>, Error> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| Error::Merge(format!("histogram is not base64: {e}")))?;
+    let decoded: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| Error::Merge(format!("histogram cannot be decoded: {e:?}")))?;
+    // Re-home into the shared range so histograms from any loadgen add without surprises.
+    let mut h = new_histogram();
+    for v in decoded.iter_recorded() {
+        h.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+    }
+    Ok(h)
+}
+
+impl HistogramReport {
+    /// Summarizes `h` at `percentiles`.
+    pub fn from_histogram(h: &Histogram<u64>, percentiles: &[f64]) -> Result<Self, Error> {
+        let empty = h.is_empty();
+        Ok(HistogramReport {
+            count: h.len(),
+            min_us: if empty { 0 } else { h.min() },
+            max_us: if empty { 0 } else { h.max() },
+            mean_us: if empty { 0.0 } else { h.mean() },
+            stddev_us: if empty { 0.0 } else { h.stdev() },
+            p50_us: if empty {
+                0
+            } else {
+                h.value_at_percentile(50.0)
+            },
+            p99_us: if empty {
+                0
+            } else {
+                h.value_at_percentile(99.0)
+            },
+            percentiles: percentiles
+                .iter()
+                .map(|&p| PercentileValue {
+                    percentile: p,
+                    value_us: if empty { 0 } else { h.value_at_percentile(p) },
+                })
+                .collect(),
+            hdr: encode_histogram(h)?,
+        })
+    }
+
+    /// The exact histogram behind this summary.
+    pub fn histogram(&self) -> Result<Histogram<u64>, Error> {
+        decode_histogram(&self.hdr)
+    }
+
+    /// The value at any percentile (not only the listed ones), from the encoded histogram;
+    /// `None` if the histogram is empty or cannot be decoded.
+    pub fn value_at_percentile_us(&self, percentile: f64) -> Option<u64> {
+        let h = self.histogram().ok()?;
+        (!h.is_empty()).then(|| h.value_at_percentile(percentile))
+    }
+}
+
+impl Report {
+    /// Failed connections + failed messages over attempted connections + sent messages.
+    pub fn error_rate(&self) -> f64 {
+        let c = &self.counters;
+        let failures = c.connections_failed + c.messages_failed;
+        let attempts = c.connections_attempted + c.messages_sent;
+        if attempts == 0 {
+            0.0
+        } else {
+            failures as f64 / attempts as f64
+        }
+    }
+
+    /// Why this run failed its checks, one line each; empty when it passed. A run fails when no
+    /// connection could be made, when its error rate is above `max_error_rate`, or when an SLO
+    /// on echo latency was missed.
+    pub fn failed_checks(&self, max_error_rate: f64, slos: &[Slo]) -> Vec<String> {
+        let mut failed = Vec::new();
+        let c = &self.counters;
+        if c.connections_established == 0 {
+            let example = self
+                .errors
+                .examples
+                .iter()
+                .next()
+                .map(|(k, v)| format!(" (first error: {k}: {v})"))
+                .unwrap_or_default();
+            failed.push(format!(
+                "no connection could be made to {}: {} attempted, {}{example}",
+                self.parameters.target,
+                c.connections_attempted,
+                self.errors.summary()
+            ));
+        }
+        let rate = self.error_rate();
+        if rate > max_error_rate {
+            failed.push(format!(
+                "error rate {:.6} is above --max-error-rate {max_error_rate}: {} failed connections, \
+                 {} failed messages ({})",
+                rate,
+                c.connections_failed,
+                c.messages_failed,
+                self.errors.summary()
+            ));
+        }
+        for slo in slos {
+            match self.latency.echo.value_at_percentile_us(slo.percentile) {
+                None => failed.push(format!("SLO {slo} missed: no echo was measured")),
+                Some(v) if v as u128 > slo.max.as_micros() => failed.push(format!(
+                    "SLO {slo} missed: echo p{} is {}",
+                    slo.percentile,
+                    format_us(v)
+                )),
+                Some(_) => {}
+            }
+        }
+        failed
+    }
+
+    /// [`Report::failed_checks`] with the thresholds of `config`.
+    pub fn failed_checks_for(&self, config: &crate::Config) -> Vec<String> {
+        self.failed_checks(config.max_error_rate, &config.slos)
+    }
+
+    /// Reads a report written with `--json`.
+    pub fn read_json(path: &Path) -> Result<Report, Error> {
+        let file_err = |reason: String| Error::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| file_err(format!("not JSON: {e}")))?;
+        match value.get("schema_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == SCHEMA_VERSION as u64 => {}
+            Some(v) => {
+                return Err(file_err(format!(
+                    "schema_version {v} is not supported (this loadgen reads {SCHEMA_VERSION})"
+                )))
+            }
+            None => return Err(file_err("not a loadgen report (no schema_version)".into())),
+        }
+        serde_json::from_value(value).map_err(|e| file_err(format!("not a loadgen report: {e}")))
+    }
+
+    /// One report from several runs (processes or hosts): histograms added exactly, counters
+    /// summed, rates summed, times the longest. Parameters are the first report's, with
+    /// `conns`, `rate`, `connect_rate` and `processes` summed.
+    pub fn merge(reports: &[Report]) -> Result<Report, Error> {
+        let first = reports
+            .first()
+            .ok_or_else(|| Error::Merge("no reports given".into()))?;
+        if let Some(r) = reports.iter().find(|r| r.schema_version != SCHEMA_VERSION) {
+            return Err(Error::Merge(format!(
+                "schema_version {} is not {SCHEMA_VERSION}",
+                r.schema_version
+            )));
+        }
+        let percentiles = &first.parameters.percentiles;
+        let add_all = |pick: &dyn Fn(&Report) -> Option<&HistogramReport>| -> Result<Option<HistogramReport>, Error> {
+            let mut h = new_histogram();
+            let mut any = false;
+            for r in reports {
+                if let Some(hr) = pick(r) {
+                    any = true;
+                    h.add(hr.histogram()?)
+                        .map_err(|e| Error::Merge(format!("{e:?}")))?;
+                }
+            }
+            if any {
+                Ok(Some(HistogramReport::from_histogram(&h, percentiles)?))
+            } else {
+                Ok(None)
+            }
+        };
+        let required = |pick: &dyn Fn(&Report) -> Option<&HistogramReport>| {
+            add_all(pick)?.ok_or_else(|| Error::Merge("missing histogram".into()))
+        };
+        let latency = Latencies {
+            connect: required(&|r| Some(&r.latency.connect))?,
+            first_echo: required(&|r| Some(&r.latency.first_echo))?,
+            echo: required(&|r| Some(&r.latency.echo))?,
+            echo_uncorrected: add_all(&|r| r.latency.echo_uncorrected.as_ref())?,
+        };
+
+        let mut counters = Counters::default();
+        let mut errors = Errors::default();
+        let mut seconds: BTreeMap<u64, (u64, u64, u64, Histogram<u64>)> = BTreeMap::new();
+        let mut merged_from = Vec::new();
+        for r in reports {
+            counters.add(&r.counters);
+            errors.add(&r.errors);
+            if r.merged_from.is_empty() {
+                merged_from.push(r.environment.clone());
+            } else {
+                merged_from.extend(r.merged_from.iter().cloned());
+            }
+            for p in &r.timeline {
+                let e = seconds
+                    .entry(p.second)
+                    .or_insert_with(|| (0, 0, 0, new_histogram()));
+                e.0 += p.messages;
+                e.1 += p.errors;
+                e.2 += p.established;
+                e.3.add(decode_histogram(&p.hdr)?)
+                    .map_err(|e| Error::Merge(format!("{e:?}")))?;
+            }
+        }
+        let timeline = seconds
+            .into_iter()
+            .map(|(s, (m, e, est, h))| TimelinePoint::new(s, m, e, est, &h))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let sum_opt = |f: &dyn Fn(&Report) -> Option<f64>| -> Option<f64> {
+            reports.iter().map(f).sum::<Option<f64>>()
+        };
+        let max_f = |f: &dyn Fn(&Report) -> f64| reports.iter().map(f).fold(0.0, f64::max);
+        let mut parameters = first.parameters.clone();
+        parameters.conns = reports.iter().map(|r| r.parameters.conns).sum();
+        parameters.rate = sum_opt(&|r| r.parameters.rate);
+        parameters.connect_rate = sum_opt(&|r| r.parameters.connect_rate);
+        parameters.processes = reports.iter().map(|r| r.parameters.processes).sum();
+        let mut targets: Vec<&str> = Vec::new();
+        for r in reports {
+            if !targets.contains(&r.parameters.target.as_str()) {
+                targets.push(&r.parameters.target);
+            }
+        }
+        parameters.target = targets.join(",");
+
+        Ok(Report {
+            schema_version: SCHEMA_VERSION,
+            parameters,
+            environment: crate::environment::current(),
+            merged_from,
+            started_unix_secs: reports
+                .iter()
+                .map(|r| r.started_unix_secs)
+                .fold(f64::INFINITY, f64::min),
+            elapsed_secs: max_f(&|r| r.elapsed_secs),
+            connect_phase_secs: max_f(&|r| r.connect_phase_secs),
+            all_first_echo_secs: reports
+                .iter()
+                .map(|r| r.all_first_echo_secs)
+                .collect::<Option<Vec<f64>>>()
+                .map(|v| v.into_iter().fold(0.0, f64::max)),
+            measured_secs: max_f(&|r| r.measured_secs),
+            messages_per_sec: reports.iter().map(|r| r.messages_per_sec).sum(),
+            run_deadline_hit: reports.iter().any(|r| r.run_deadline_hit),
+            counters,
+            latency,
+            errors,
+            timeline,
+        })
+    }
+}
+
+/// A microsecond value for humans: `830us`, `1.25ms`, `2.500s`.
+pub fn format_us(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us}us")
+    } else if us < 1_000_000 {
+        format!("{:.2}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.3}s", us as f64 / 1e6)
+    }
+}

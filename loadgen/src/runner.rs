@@ -1,0 +1,266 @@
+//! Runs a load: checks limits, starts one task per connection, opens the barrier when the connect
+//! phase is over, enforces the hard run deadline, and assembles the [`Report`] from the shards.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::config::DEADLINE_MARGIN;
+use crate::progress::Progress;
+use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
+use crate::session::{self, RunShared, Steady};
+use crate::stats::{SecondBucket, Stats};
+use crate::{environment, limits, new_histogram, Config, Error, Report, SCHEMA_VERSION};
+
+/// Runs `config` on a multi-thread tokio runtime of its own and returns the report. Blocks the
+/// calling thread; call it from a plain thread, not from inside a runtime (use [`run_async`]).
+pub fn run(config: Config) -> Result<Report, Error> {
+    config.validate()?;
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::Config(
+            "loadgen::run was called inside a tokio runtime; use loadgen::run_async there".into(),
+        ));
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let report = runtime.block_on(run_async(config));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    report
+}
+
+/// Runs `config` on the current tokio runtime (which must have the time and I/O drivers).
+pub async fn run_async(config: Config) -> Result<Report, Error> {
+    config.validate()?;
+    let (nofile, _) = limits::raise_nofile_limit();
+    limits::preflight(
+        config.conns as u64,
+        config.source_ips.len() as u64,
+        nofile,
+        limits::ephemeral_port_range(),
+    )?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let started_unix_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let t0 = Instant::now();
+    let overall = config.deadline.map(|d| t0 + d);
+    let cap = |t: Instant| overall.map_or(t, |o| t.min(o));
+    let connect_deadline = cap(t0 + config.connect_phase_bound());
+    let (steady_tx, steady_rx) = watch::channel(None);
+    let shared = Arc::new(RunShared {
+        stats: Stats::new(threads),
+        t0,
+        connect_deadline,
+        connecting: std::sync::atomic::AtomicUsize::new(config.conns),
+        connect_phase_done: Notify::new(),
+        steady: steady_rx,
+        config,
+    });
+    let config = &shared.config;
+
+    let mut tasks = JoinSet::new();
+    for conn in 0..config.conns {
+        tasks.spawn(session::connection(shared.clone(), conn as u64));
+    }
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let monitor = tokio::spawn(monitor(shared.clone(), stop_rx));
+
+    // The barrier: every connection has connected and echoed once, or failed, or time is up.
+    while shared.connecting.load(Ordering::Acquire) > 0 {
+        tokio::select! {
+            _ = shared.connect_phase_done.notified() => {}
+            _ = tokio::time::sleep_until(connect_deadline) => break,
+        }
+    }
+    let barrier = Instant::now();
+    let measure_start = barrier + config.warmup;
+    let send_until = config.duration.map(|d| measure_start + d);
+    let planned = config.planned_send_time().unwrap_or_default();
+    let deadline = cap(barrier + planned + DEADLINE_MARGIN);
+    let _ = steady_tx.send(Some(Steady {
+        barrier,
+        measure_start,
+        send_until,
+        deadline,
+    }));
+
+    // Wait for every session; past the deadline (plus a grace second for sessions to record
+    // their own cut-off) whatever is left is aborted and counted as cut off.
+    let mut last_completion: Option<Instant> = None;
+    let mut cut_off = 0u64;
+    let mut panicked = 0u64;
+    let hard_stop = deadline + Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok(done)) => last_completion = last_completion.max(done),
+                Some(Err(e)) if e.is_panic() => panicked += 1,
+                Some(Err(_)) => cut_off += 1,
+            },
+            _ = tokio::time::sleep_until(hard_stop) => {
+                cut_off += tasks.len() as u64;
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+    let end = Instant::now();
+    let _ = stop_tx.send(());
+    let mut timeline = monitor.await.unwrap_or_default();
+
+    let mut all = shared.stats.take_merged();
+    timeline.extend(seconds_to_points(std::mem::take(&mut all.timeline))?);
+    let timeline = combine_points(timeline)?;
+    all.errors.session.run_deadline += cut_off;
+    all.errors.session.other += panicked;
+    all.counters.sessions_failed += cut_off + panicked;
+    all.counters.peak_established = shared.stats.peak_established.load(Ordering::Relaxed) as u64;
+
+    let c = &all.counters;
+    let all_first_echo_secs = (c.connections_established > 0
+        && c.first_echoes == c.connections_established)
+        .then(|| all.last_first_echo_us as f64 / 1e6);
+    let measured = match send_until {
+        Some(until) => until.min(end).saturating_duration_since(measure_start),
+        None => last_completion
+            .map(|l| l.saturating_duration_since(measure_start))
+            .unwrap_or_default(),
+    };
+    let measured_secs = measured.as_secs_f64();
+    let messages_per_sec = if measured_secs > 0.0 {
+        c.measured_messages as f64 / measured_secs
+    } else {
+        0.0
+    };
+    let p = &config.percentiles;
+    let latency = Latencies {
+        connect: HistogramReport::from_histogram(&all.connect, p)?,
+        first_echo: HistogramReport::from_histogram(&all.first_echo, p)?,
+        echo: HistogramReport::from_histogram(&all.echo, p)?,
+        echo_uncorrected: match config.rate {
+            Some(_) => Some(HistogramReport::from_histogram(&all.echo_uncorrected, p)?),
+            None => None,
+        },
+    };
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        parameters: parameters(config),
+        environment: environment::current(),
+        merged_from: Vec::new(),
+        started_unix_secs,
+        elapsed_secs: end.duration_since(t0).as_secs_f64(),
+        connect_phase_secs: barrier.duration_since(t0).as_secs_f64(),
+        all_first_echo_secs,
+        measured_secs,
+        messages_per_sec,
+        run_deadline_hit: all.errors.session.run_deadline > 0,
+        counters: all.counters,
+        latency,
+        errors: all.errors,
+        timeline,
+    })
+}
+
+fn parameters(c: &Config) -> Parameters {
+    Parameters {
+        target: c.addr.to_string(),
+        conns: c.conns as u64,
+        duration_secs: c.duration.map(|d| d.as_secs_f64()),
+        messages_per_connection: c.messages,
+        size: c.size as u64,
+        pipeline: c.pipeline as u64,
+        rate: c.rate,
+        connect_rate: c.connect_rate,
+        connect_timeout_secs: c.connect_timeout.as_secs_f64(),
+        io_timeout_secs: c.io_timeout.as_secs_f64(),
+        warmup_secs: c.warmup.as_secs_f64(),
+        source_ips: c.source_ips.iter().map(|ip| ip.to_string()).collect(),
+        percentiles: c.percentiles.clone(),
+        max_error_rate: c.max_error_rate,
+        slos: c.slos.iter().map(|s| s.to_string()).collect(),
+        processes: 1,
+    }
+}
+
+/// Every 250 ms: update the progress line; every second: turn finished seconds of the timeline
+/// into points, so a long run keeps a few live histograms, not one per second.
+async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec<TimelinePoint> {
+    let progress = Progress::new(shared.config.progress);
+    let mut points = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last_drain = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => break,
+        }
+        let now_sec = Instant::now().duration_since(shared.t0).as_secs();
+        if now_sec > last_drain + 1 {
+            last_drain = now_sec - 1;
+            // Seconds before `now - 1` are complete (a late recording would only add a second
+            // point for the same second, which `combine_points` folds in).
+            if let Ok(p) = seconds_to_points(shared.stats.drain_timeline(last_drain)) {
+                points.extend(p);
+            }
+        }
+        if let Some(p) = &progress {
+            let (echoes, errors) = shared.stats.progress_counts();
+            let open = shared.stats.current_established.load(Ordering::Relaxed);
+            p.update(open, echoes, errors);
+        }
+    }
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    points
+}
+
+fn seconds_to_points(seconds: BTreeMap<u64, SecondBucket>) -> Result<Vec<TimelinePoint>, Error> {
+    seconds
+        .into_iter()
+        .map(|(s, b)| TimelinePoint::new(s, b.messages, b.errors, b.established, &b.echo))
+        .collect()
+}
+
+/// Sorts points by second and folds points of the same second into one.
+fn combine_points(mut points: Vec<TimelinePoint>) -> Result<Vec<TimelinePoint>, Error> {
+    points.sort_by_key(|p| p.second);
+    let mut out: Vec<TimelinePoint> = Vec::with_capacity(points.len());
+    for p in points {
+        match out.last_mut() {
+            Some(last) if last.second == p.second => {
+                let mut h = new_histogram();
+                for hdr in [&last.hdr, &p.hdr] {
+                    h.add(decode_histogram(hdr)?)
+                        .map_err(|e| Error::Merge(format!("{e:?}")))?;
+                }
+                *last = TimelinePoint::new(
+                    p.second,
+                    last.messages + p.messages,
+                    last.errors + p.errors,
+                    last.established + p.established,
+                    &h,
+                )?;
+            }
+            _ => out.push(p),
+        }
+    }
+    Ok(out)
+}

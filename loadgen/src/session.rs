@@ -1,0 +1,554 @@
+//! One connection's life: wait for its ramp-up slot, connect, echo one message (the first echo),
+//! wait at the barrier for every other connection, then run the measured phase and close.
+//!
+//! The socket is driven by one `select!` over read, write and a timer, so echoes are read while
+//! writes are pending (no deadlock when pipelined bytes exceed the socket buffers) and each echo
+//! is timed when it arrives, not when the task next gets around to it. Every received byte is
+//! compared with the deterministic payload; any failure ends the session and is counted by kind.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::connect::{connect, ConnectFailure};
+use crate::payload;
+use crate::report::Mismatch;
+use crate::stats::{ShardStats, Stats};
+use crate::Config;
+
+/// The measured phase's timing, decided once at the barrier and shared by every session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Steady {
+    /// When every connection had connected and echoed once (or failed).
+    pub barrier: Instant,
+    /// `barrier + warmup`: messages intended before this are warmup.
+    pub measure_start: Instant,
+    /// Duration mode: no message is intended at or after this.
+    pub send_until: Option<Instant>,
+    /// Hard deadline: whatever is outstanding then is counted as cut off.
+    pub deadline: Instant,
+}
+
+/// State shared by all sessions of one run.
+pub(crate) struct RunShared {
+    pub config: Config,
+    pub stats: Stats,
+    /// Start of the connect phase; timeline seconds count from here.
+    pub t0: Instant,
+    /// Deadline of the connect phase (first echo included).
+    pub connect_deadline: Instant,
+    /// Sessions still connecting or waiting for their first echo. Each session decrements it
+    /// exactly once (through `PhaseGuard`, so also when aborted); whoever takes it to zero
+    /// notifies `connect_phase_done`, which opens the barrier.
+    pub connecting: AtomicUsize,
+    pub connect_phase_done: Notify,
+    /// `None` until the barrier opens; then the measured phase's timing.
+    pub steady: watch::Receiver<Option<Steady>>,
+}
+
+/// Decrements `connecting` once, when the connect phase of a session is over however it ended.
+struct PhaseGuard<'a>(Option<&'a RunShared>);
+
+impl PhaseGuard<'_> {
+    fn done(&mut self) {
+        if let Some(shared) = self.0.take() {
+            if shared.connecting.fetch_sub(1, Ordering::AcqRel) == 1 {
+                shared.connect_phase_done.notify_one();
+            }
+        }
+    }
+}
+
+impl Drop for PhaseGuard<'_> {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+/// Keeps the established-connections gauge right even if the task is aborted.
+struct EstablishedGuard<'a>(&'a Stats);
+
+impl Drop for EstablishedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
+/// Why a session ended early.
+#[derive(Debug)]
+enum Failure {
+    Mismatch(Mismatch),
+    ShortEcho,
+    ClosedEarly,
+    EchoTimeout,
+    Reset(String),
+    Other(String),
+    RunDeadline,
+}
+
+impl Failure {
+    fn from_io(e: &io::Error) -> Failure {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                Failure::Reset(e.to_string())
+            }
+            io::ErrorKind::BrokenPipe => Failure::ClosedEarly,
+            io::ErrorKind::TimedOut => Failure::EchoTimeout,
+            _ => Failure::Other(e.to_string()),
+        }
+    }
+
+    fn record(&self, shard: &mut ShardStats) {
+        let s = &mut shard.errors.session;
+        let (kind, example) = match self {
+            Failure::Mismatch(m) => {
+                s.mismatch += 1;
+                let example = format!(
+                    "connection {} message {} byte {}: expected {:#04x}, got {:#04x}",
+                    m.connection, m.sequence, m.offset, m.expected, m.got
+                );
+                shard.note_mismatch(m.clone());
+                ("mismatch", example)
+            }
+            Failure::ShortEcho => {
+                s.short_echo += 1;
+                (
+                    "short_echo",
+                    "server closed in the middle of an echo".into(),
+                )
+            }
+            Failure::ClosedEarly => {
+                s.closed_early += 1;
+                ("closed_early", "server closed while echoes were due".into())
+            }
+            Failure::EchoTimeout => {
+                s.echo_timeout += 1;
+                ("echo_timeout", "no echo within --io-timeout".into())
+            }
+            Failure::Reset(e) => {
+                s.reset += 1;
+                ("reset", e.clone())
+            }
+            Failure::Other(e) => {
+                s.other += 1;
+                ("other", e.clone())
+            }
+            Failure::RunDeadline => {
+                s.run_deadline += 1;
+                (
+                    "run_deadline",
+                    "outstanding at the hard run deadline".into(),
+                )
+            }
+        };
+        shard
+            .errors
+            .examples
+            .entry(format!("session.{kind}"))
+            .or_insert(example);
+    }
+}
+
+/// How one stretch of a session sends.
+struct Plan {
+    /// Send only sequence numbers below this.
+    limit: Option<u64>,
+    /// Send only messages intended before this.
+    send_until: Option<Instant>,
+    /// Open loop: message `seq` is intended at `first + (seq - first_seq) * interval`.
+    schedule: Option<(Instant, u64, f64)>,
+    /// Messages intended before this are warmup; `None` = all count.
+    measure_start: Option<Instant>,
+    /// Nothing outstanding survives this.
+    deadline: Instant,
+    /// Connect start, for the first-echo time of message 0.
+    connect_start: Instant,
+    /// Record the uncorrected latency too (open loop).
+    uncorrected: bool,
+}
+
+impl Plan {
+    fn intended(&self, seq: u64) -> Option<Instant> {
+        self.schedule.map(|(first, first_seq, interval)| {
+            first + Duration::from_secs_f64(interval * (seq - first_seq) as f64)
+        })
+    }
+}
+
+/// A message written (or queued to be written) whose echo has not fully come back.
+struct InFlight {
+    intended: Instant,
+    actual: Instant,
+    /// Counted in the message counters (not warmup).
+    counted: bool,
+}
+
+/// What one wake-up of the select loop brought.
+enum Event {
+    Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
+    Timer,
+}
+
+struct Session {
+    stream: TcpStream,
+    conn: u64,
+    size: usize,
+    pipeline: usize,
+    io_timeout: Duration,
+    next_seq: u64,
+    recv_seq: u64,
+    recv_off: usize,
+    expected: Vec<u8>,
+    in_flight: VecDeque<InFlight>,
+    out: Vec<u8>,
+    out_off: usize,
+    rbuf: Vec<u8>,
+    sent: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    last_completion: Option<Instant>,
+}
+
+impl Session {
+    fn new(stream: TcpStream, conn: u64, config: &Config) -> Self {
+        let mut expected = vec![0; config.size];
+        payload::fill(conn, 0, &mut expected);
+        let rbuf_len = (config.size.saturating_mul(config.pipeline)).clamp(4096, 256 << 10);
+        Session {
+            stream,
+            conn,
+            size: config.size,
+            pipeline: config.pipeline,
+            io_timeout: config.io_timeout,
+            next_seq: 0,
+            recv_seq: 0,
+            recv_off: 0,
+            expected,
+            in_flight: VecDeque::with_capacity(config.pipeline),
+            out: Vec::with_capacity(config.size * config.pipeline.min(64)),
+            out_off: 0,
+            rbuf: vec![0; rbuf_len],
+            sent: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            last_completion: None,
+        }
+    }
+
+    /// Queues message `next_seq` for writing.
+    fn queue(&mut self, intended: Instant, now: Instant, plan: &Plan) {
+        let seq = self.next_seq;
+        let start = self.out.len();
+        self.out.resize(start + self.size, 0);
+        payload::fill(self.conn, seq, &mut self.out[start..]);
+        let counted = seq == 0 || plan.measure_start.map_or(true, |m| intended >= m);
+        if counted {
+            self.sent += 1;
+        }
+        self.in_flight.push_back(InFlight {
+            intended,
+            actual: now,
+            counted,
+        });
+        self.next_seq += 1;
+    }
+
+    /// Runs `plan` until it has nothing more to send and nothing outstanding, or fails.
+    async fn drive(&mut self, plan: &Plan, shared: &RunShared) -> Result<(), Failure> {
+        // One timer for the whole plan. It is only moved earlier (or re-armed after firing):
+        // a wake-up that comes too early just goes round the loop once, which is far cheaper
+        // than re-registering a timer for every message.
+        let timer = tokio::time::sleep_until(plan.deadline);
+        tokio::pin!(timer);
+        loop {
+            let now = Instant::now();
+            // Queue whatever is due; remember when the next scheduled message is.
+            let mut next_send_at = None;
+            let mut more_to_send = true;
+            while self.in_flight.len() < self.pipeline {
+                if plan.limit.is_some_and(|l| self.next_seq >= l) {
+                    more_to_send = false;
+                    break;
+                }
+                let intended = plan.intended(self.next_seq).unwrap_or(now);
+                if plan.send_until.is_some_and(|u| intended >= u) {
+                    more_to_send = false;
+                    break;
+                }
+                if intended > now {
+                    next_send_at = Some(intended);
+                    break;
+                }
+                self.queue(intended, now, plan);
+            }
+            if self.in_flight.is_empty() && !more_to_send {
+                return Ok(());
+            }
+
+            let io_deadline = self.in_flight.front().map(|m| m.actual + self.io_timeout);
+            if now >= plan.deadline {
+                // With nothing outstanding the plan simply ran out of time to send.
+                return match self.in_flight.is_empty() {
+                    true => Ok(()),
+                    false => Err(Failure::RunDeadline),
+                };
+            }
+            if io_deadline.is_some_and(|d| now >= d) {
+                return Err(Failure::EchoTimeout);
+            }
+            let wake = [next_send_at, io_deadline, Some(plan.deadline)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(plan.deadline);
+
+            if wake < timer.deadline() || timer.is_elapsed() {
+                timer.as_mut().reset(wake);
+            }
+            let pending_write = self.out_off < self.out.len();
+            let event = {
+                let (mut rd, mut wr) = self.stream.split();
+                let rbuf = &mut self.rbuf;
+                let out = &self.out[self.out_off..];
+                tokio::select! {
+                    r = rd.read(rbuf) => Event::Read(r),
+                    w = wr.write(out), if pending_write => Event::Wrote(w),
+                    _ = &mut timer => Event::Timer,
+                }
+            };
+            match event {
+                Event::Timer => {}
+                Event::Wrote(Ok(0)) => return Err(Failure::Other("write returned 0".into())),
+                Event::Wrote(Ok(n)) => {
+                    self.bytes_sent += n as u64;
+                    self.out_off += n;
+                    if self.out_off == self.out.len() {
+                        self.out.clear();
+                        self.out_off = 0;
+                    }
+                }
+                Event::Wrote(Err(e)) | Event::Read(Err(e)) => return Err(Failure::from_io(&e)),
+                Event::Read(Ok(0)) => {
+                    return Err(if self.recv_off > 0 {
+                        Failure::ShortEcho
+                    } else {
+                        Failure::ClosedEarly
+                    });
+                }
+                Event::Read(Ok(n)) => {
+                    self.bytes_received += n as u64;
+                    self.absorb(n, Instant::now(), plan, shared)?;
+                }
+            }
+        }
+    }
+
+    /// Verifies `rbuf[..n]` against the expected payloads and records every completed echo.
+    fn absorb(
+        &mut self,
+        n: usize,
+        now: Instant,
+        plan: &Plan,
+        shared: &RunShared,
+    ) -> Result<(), Failure> {
+        let mut shard = shared.stats.local();
+        let second = now.duration_since(shared.t0).as_secs();
+        let mut i = 0;
+        while i < n {
+            if self.in_flight.is_empty() {
+                return Err(Failure::Mismatch(Mismatch {
+                    connection: self.conn,
+                    sequence: self.recv_seq,
+                    offset: self.recv_off as u64,
+                    expected: self.expected[self.recv_off],
+                    got: self.rbuf[i],
+                }));
+            }
+            let take = (self.size - self.recv_off).min(n - i);
+            let got = &self.rbuf[i..i + take];
+            let want = &self.expected[self.recv_off..self.recv_off + take];
+            if got != want {
+                let j = payload::first_difference(want, got).unwrap_or(0);
+                return Err(Failure::Mismatch(Mismatch {
+                    connection: self.conn,
+                    sequence: self.recv_seq,
+                    offset: (self.recv_off + j) as u64,
+                    expected: want[j],
+                    got: got[j],
+                }));
+            }
+            self.recv_off += take;
+            i += take;
+            if self.recv_off < self.size {
+                continue;
+            }
+            // A whole message came back intact.
+            let Some(msg) = self.in_flight.pop_front() else {
+                break;
+            };
+            let seq = self.recv_seq;
+            self.recv_seq += 1;
+            self.recv_off = 0;
+            payload::fill(self.conn, self.recv_seq, &mut self.expected);
+            self.last_completion = Some(now);
+            let corrected = micros(now.duration_since(msg.intended));
+            let bucket = shard.second(second);
+            bucket.messages += 1;
+            if seq == 0 {
+                let first = micros(now.duration_since(plan.connect_start));
+                shard.first_echo.saturating_record(first);
+                shard.counters.first_echoes += 1;
+                shard.counters.messages_verified += 1;
+                let since_t0 = micros(now.duration_since(shared.t0));
+                shard.last_first_echo_us = shard.last_first_echo_us.max(since_t0);
+                continue;
+            }
+            bucket.echo.saturating_record(corrected);
+            if msg.counted {
+                shard.echo.saturating_record(corrected);
+                if plan.uncorrected {
+                    let actual = micros(now.duration_since(msg.actual));
+                    shard.echo_uncorrected.saturating_record(actual);
+                }
+                shard.counters.messages_verified += 1;
+                shard.counters.measured_messages += 1;
+            } else {
+                shard.counters.warmup_messages += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds this session's local counters (and its failure, if any) to the shard.
+    fn finish(&self, failure: Option<&Failure>, shared: &RunShared) {
+        let failed = self.in_flight.iter().filter(|m| m.counted).count() as u64;
+        let mut shard = shared.stats.local();
+        shard.counters.messages_sent += self.sent;
+        shard.counters.messages_failed += failed;
+        shard.counters.bytes_sent += self.bytes_sent;
+        shard.counters.bytes_received += self.bytes_received;
+        if let Some(f) = failure {
+            f.record(&mut shard);
+            shard.counters.sessions_failed += 1;
+            let second = Instant::now().duration_since(shared.t0).as_secs();
+            shard.second(second).errors += 1;
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u64::MAX as u128) as u64
+}
+
+/// Runs connection number `conn` from ramp-up to close. Returns when its last echo completed.
+pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Instant> {
+    let shared = &*shared;
+    let config = &shared.config;
+    let mut phase = PhaseGuard(Some(shared));
+    if let Some(rate) = config.connect_rate {
+        tokio::time::sleep_until(shared.t0 + Duration::from_secs_f64(conn as f64 / rate)).await;
+    }
+    let source = (!config.source_ips.is_empty())
+        .then(|| config.source_ips[conn as usize % config.source_ips.len()]);
+    let connect_start = Instant::now();
+    let result = connect(config.addr, source, config.connect_timeout).await;
+    let now = Instant::now();
+    let second = now.duration_since(shared.t0).as_secs();
+    let stream = {
+        let mut shard = shared.stats.local();
+        shard.counters.connections_attempted += 1;
+        match result {
+            Err((kind, message)) => {
+                shard.counters.connections_failed += 1;
+                let c = &mut shard.errors.connect;
+                match kind {
+                    ConnectFailure::Refused => c.refused += 1,
+                    ConnectFailure::Timeout => c.timeout += 1,
+                    ConnectFailure::Reset => c.reset += 1,
+                    ConnectFailure::AddressNotAvailable => c.address_not_available += 1,
+                    ConnectFailure::Other => c.other += 1,
+                }
+                shard
+                    .errors
+                    .examples
+                    .entry(format!("connect.{}", kind.name()))
+                    .or_insert(message);
+                shard.second(second).errors += 1;
+                return None;
+            }
+            Ok(stream) => {
+                shard.counters.connections_established += 1;
+                shard
+                    .connect
+                    .saturating_record(micros(now.duration_since(connect_start)));
+                shard.second(second).established += 1;
+                stream
+            }
+        }
+    };
+    shared.stats.connection_opened();
+    let _established = EstablishedGuard(&shared.stats);
+    let mut session = Session::new(stream, conn, config);
+
+    let first = Plan {
+        limit: Some(1),
+        send_until: None,
+        schedule: None,
+        measure_start: None,
+        deadline: shared.connect_deadline,
+        connect_start,
+        uncorrected: false,
+    };
+    if let Err(f) = session.drive(&first, shared).await {
+        session.finish(Some(&f), shared);
+        return session.last_completion;
+    }
+    phase.done();
+
+    let mut steady_rx = shared.steady.clone();
+    let steady = match tokio::time::timeout_at(
+        shared.connect_deadline + Duration::from_secs(1),
+        steady_rx.wait_for(|s| s.is_some()),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s.unwrap_or_else(|| unreachable!("wait_for returned a None")),
+        // The barrier never opened (cannot happen unless the runner died): end cleanly.
+        _ => {
+            session.finish(None, shared);
+            return session.last_completion;
+        }
+    };
+    let schedule = config.rate.map(|rate| {
+        let interval = config.conns as f64 / rate;
+        // Spread connections evenly over one interval so the total rate is smooth.
+        let offset = interval * (conn as f64 / config.conns as f64);
+        (
+            steady.barrier + Duration::from_secs_f64(offset),
+            1,
+            interval,
+        )
+    });
+    let plan = Plan {
+        limit: config.messages,
+        send_until: steady.send_until,
+        schedule,
+        measure_start: Some(steady.measure_start),
+        deadline: steady.deadline,
+        connect_start,
+        uncorrected: config.rate.is_some(),
+    };
+    let result = session.drive(&plan, shared).await;
+    session.finish(result.as_ref().err(), shared);
+    // Close our side first; the server then sees a clean EOF.
+    let _ = session.stream.shutdown().await;
+    session.last_completion
+}

@@ -1,0 +1,887 @@
+//! Integration tests for `loadgen`: real sockets on loopback against in-test tokio servers
+//! (some misbehaving on purpose) and the real `fork-echo-server`, through the library API and
+//! the `loadgen` binary. Every load is bounded by a message count or a short duration.
+
+mod util;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use util::{Behaviour, SpawnedServer, TestServer};
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+#[test]
+fn thousand_connections_against_tokio_server_count_exactly() {
+    let server = TestServer::start(Behaviour::Echo);
+    let config = loadgen::Config {
+        conns: 1000,
+        duration: None,
+        messages: Some(20),
+        ..util::config(server.addr)
+    };
+    let report = loadgen::run(config).unwrap();
+    let c = &report.counters;
+    assert_eq!(c.connections_attempted, 1000);
+    assert_eq!(c.connections_established, 1000);
+    assert_eq!(c.connections_failed, 0);
+    assert_eq!(c.peak_established, 1000);
+    assert_eq!(c.first_echoes, 1000);
+    assert_eq!(c.messages_sent, 20_000);
+    assert_eq!(c.messages_verified, 20_000);
+    assert_eq!(c.messages_failed, 0);
+    assert_eq!(c.measured_messages, 19_000);
+    assert_eq!(c.bytes_sent, 20_000 * 64);
+    assert_eq!(c.bytes_received, 20_000 * 64);
+    assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
+    assert_eq!(report.latency.connect.count, 1000);
+    assert_eq!(report.latency.first_echo.count, 1000);
+    assert_eq!(report.latency.echo.count, 19_000);
+    assert!(report.latency.echo_uncorrected.is_none());
+    let all = report
+        .all_first_echo_secs
+        .expect("every connection echoed once");
+    assert!(all > 0.0 && all <= report.connect_phase_secs + 0.01);
+    assert!(report.messages_per_sec > 0.0);
+    let timeline_messages: u64 = report.timeline.iter().map(|p| p.messages).sum();
+    assert_eq!(timeline_messages, 20_000);
+    assert!(report.failed_checks(0.0, &[]).is_empty());
+}
+
+#[test]
+fn thousand_connections_against_fork_echo_server() {
+    let _fork = util::forking_lock();
+    let server = SpawnedServer::start(&util::fork_echo_server(), &["--port", "0", "-q"]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("fork.json");
+    let target = server.addr.to_string();
+    util::loadgen()
+        .args(["--addr", &target, "--conns", "1000", "--messages", "10"])
+        .args(["--no-progress", "--json"])
+        .arg(&json)
+        .assert()
+        .success();
+    let report = util::read_report(&json);
+    let c = &report.counters;
+    assert_eq!(c.connections_established, 1000, "{:?}", report.errors);
+    assert_eq!(c.messages_sent, 10_000);
+    assert_eq!(c.messages_verified, 10_000);
+    assert_eq!(c.messages_failed, 0);
+    assert_eq!(c.first_echoes, 1000);
+    assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
+    assert!(report.all_first_echo_secs.is_some());
+    assert_eq!(report.latency.first_echo.count, 1000);
+}
+
+#[test]
+fn flipped_byte_is_a_mismatch_and_exits_1() {
+    let server = TestServer::start(Behaviour::FlipOnce { at: 3 * 64 + 5 });
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("flip.json");
+    let out = util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "--conns",
+            "4",
+            "--messages",
+            "10",
+        ])
+        .args(["--no-progress", "--json"])
+        .arg(&json)
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error rate") && stderr.contains("mismatch=1"),
+        "{stderr}"
+    );
+    let report = util::read_report(&json);
+    assert_eq!(report.errors.session.mismatch, 1);
+    let m = report.errors.first_mismatch.expect("mismatch details kept");
+    assert_eq!((m.sequence, m.offset), (3, 5));
+    assert_eq!(m.got, m.expected ^ 0x01);
+    // The other three connections were unaffected; the bad one lost the rest of its messages.
+    assert_eq!(report.counters.messages_verified, 3 * 10 + 3);
+    assert_eq!(report.counters.messages_failed, 1);
+    assert_eq!(report.counters.sessions_failed, 1);
+}
+
+#[test]
+fn server_closing_early_is_counted_as_such() {
+    let server = TestServer::start(Behaviour::CloseAfter { bytes: 10 * 64 });
+    let config = loadgen::Config {
+        conns: 20,
+        duration: None,
+        messages: Some(50),
+        ..util::config(server.addr)
+    };
+    let report = loadgen::run(config).unwrap();
+    let s = &report.errors.session;
+    assert_eq!(s.closed_early, 20, "{:?}", report.errors);
+    assert_eq!(s.short_echo + s.mismatch + s.reset + s.other, 0);
+    assert_eq!(report.counters.messages_verified, 20 * 10);
+    assert_eq!(report.counters.messages_failed, 20);
+    assert_eq!(report.counters.sessions_failed, 20);
+    assert!(!report.failed_checks(0.0, &[]).is_empty());
+
+    // Closing in the middle of a message is a short echo.
+    let server = TestServer::start(Behaviour::CloseAfter {
+        bytes: 10 * 64 + 10,
+    });
+    let config = loadgen::Config {
+        conns: 5,
+        duration: None,
+        messages: Some(50),
+        ..util::config(server.addr)
+    };
+    let report = loadgen::run(config).unwrap();
+    assert_eq!(report.errors.session.short_echo, 5, "{:?}", report.errors);
+    assert_eq!(report.errors.session.closed_early, 0);
+}
+
+#[test]
+fn refused_port_exits_1_with_a_clear_line() {
+    let target = format!("127.0.0.1:{}", util::refused_port());
+    let out = util::loadgen()
+        .args([
+            "--addr",
+            &target,
+            "--conns",
+            "3",
+            "-d",
+            "1s",
+            "--no-progress",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("no connection could be made"))
+        .unwrap_or_else(|| panic!("no clear line in {stderr}"));
+    assert!(
+        line.contains(&target) && line.contains("refused=3"),
+        "{line}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+fn schema_validator() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schema.json")).expect("schema.json is JSON");
+    jsonschema::draft202012::new(&schema).expect("schema.json is a valid JSON Schema")
+}
+
+fn assert_valid(validator: &jsonschema::Validator, value: &serde_json::Value) {
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report does not match schema.json: {errors:#?}"
+    );
+}
+
+#[test]
+fn json_reports_validate_against_the_schema() {
+    let validator = schema_validator();
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let closed = dir.path().join("closed.json");
+    let open = dir.path().join("open.json");
+    let merged = dir.path().join("merged.json");
+    util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "-c",
+            "10",
+            "-d",
+            "1500ms",
+            "--no-progress",
+        ])
+        .args(["--warmup", "200ms", "--slo", "p99=10s", "--json"])
+        .arg(&closed)
+        .assert()
+        .success();
+    util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "-c",
+            "4",
+            "--messages",
+            "50",
+            "--no-progress",
+        ])
+        .args(["--rate", "400", "--source-ip", "127.0.0.1", "--json"])
+        .arg(&open)
+        .assert()
+        .success();
+    util::loadgen()
+        .arg("merge")
+        .arg(&closed)
+        .arg(&open)
+        .arg("--json")
+        .arg(&merged)
+        .assert()
+        .success();
+    // A failed run's report (mismatch details, error examples) must validate too.
+    let flip = TestServer::start(Behaviour::FlipOnce { at: 70 });
+    let failed = dir.path().join("failed.json");
+    util::loadgen()
+        .args([
+            "--addr",
+            &flip.target(),
+            "-c",
+            "2",
+            "--messages",
+            "5",
+            "--no-progress",
+        ])
+        .arg("--json")
+        .arg(&failed)
+        .assert()
+        .code(1);
+    for path in [&closed, &open, &merged, &failed] {
+        let value = util::read_json(path);
+        assert_valid(&validator, &value);
+    }
+    assert!(util::read_json(&open)["latency"]["echo_uncorrected"].is_object());
+    assert!(!util::read_json(&failed)["errors"]["first_mismatch"].is_null());
+    // The schema is strict enough to catch a broken report.
+    let mut broken = util::read_json(&closed);
+    broken["counters"]["messages_sent"] = serde_json::json!(-1);
+    assert!(!validator.is_valid(&broken));
+    broken = util::read_json(&closed);
+    broken
+        .as_object_mut()
+        .unwrap()
+        .remove("all_first_echo_secs");
+    assert!(!validator.is_valid(&broken));
+}
+
+#[test]
+fn merge_sums_counts_and_adds_histograms_exactly() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    let merged = dir.path().join("merged.json");
+    for (path, conns, messages) in [(&a, "7", "30"), (&b, "5", "41")] {
+        util::loadgen()
+            .args([
+                "--addr",
+                &server.target(),
+                "-c",
+                conns,
+                "--messages",
+                messages,
+            ])
+            .args(["--no-progress", "-q", "--json"])
+            .arg(path)
+            .assert()
+            .success();
+    }
+    let out = util::loadgen()
+        .arg("merge")
+        .arg(&a)
+        .arg(&b)
+        .arg("--json")
+        .arg(&merged)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 processes merged") && text.contains("latency"),
+        "{text}"
+    );
+    let (ra, rb, rm) = (
+        util::read_report(&a),
+        util::read_report(&b),
+        util::read_report(&merged),
+    );
+    assert_eq!(rm.counters.connections_established, 12);
+    assert_eq!(rm.counters.messages_verified, 7 * 30 + 5 * 41);
+    assert_eq!(
+        rm.counters.messages_sent,
+        ra.counters.messages_sent + rb.counters.messages_sent
+    );
+    assert_eq!(
+        rm.counters.bytes_received,
+        ra.counters.bytes_received + rb.counters.bytes_received
+    );
+    assert_eq!(rm.parameters.conns, 12);
+    assert_eq!(rm.parameters.processes, 2);
+    assert_eq!(rm.merged_from.len(), 2);
+    // Recording both runs into one histogram gives exactly the merged histogram.
+    for (m, x, y) in [
+        (&rm.latency.echo, &ra.latency.echo, &rb.latency.echo),
+        (
+            &rm.latency.first_echo,
+            &ra.latency.first_echo,
+            &rb.latency.first_echo,
+        ),
+        (
+            &rm.latency.connect,
+            &ra.latency.connect,
+            &rb.latency.connect,
+        ),
+    ] {
+        let mut both = loadgen::new_histogram();
+        for v in x.histogram().unwrap().iter_recorded() {
+            both.record_n(v.value_iterated_to(), v.count_at_value())
+                .unwrap();
+        }
+        for v in y.histogram().unwrap().iter_recorded() {
+            both.record_n(v.value_iterated_to(), v.count_at_value())
+                .unwrap();
+        }
+        assert_eq!(m.histogram().unwrap(), both);
+        assert_eq!(m.count, x.count + y.count);
+        assert_eq!(m.max_us, x.max_us.max(y.max_us));
+        for pv in &m.percentiles {
+            assert_eq!(pv.value_us, both.value_at_percentile(pv.percentile));
+        }
+    }
+    let timeline: u64 = rm.timeline.iter().map(|p| p.messages).sum();
+    assert_eq!(timeline, rm.counters.messages_verified);
+    // Merging is associative with a single report: merge(merge(a, b)) == merge(a, b) counts.
+    let again = loadgen::Report::merge(std::slice::from_ref(&rm)).unwrap();
+    assert_eq!(again.counters, rm.counters);
+    assert_eq!(again.latency.echo.hdr, rm.latency.echo.hdr);
+}
+
+#[test]
+fn open_loop_shows_a_stall_that_closed_loop_hides() {
+    let stall = Duration::from_millis(200);
+    // Closed loop: one connection as fast as it can; the server stalls once for 200 ms.
+    let server = TestServer::start(Behaviour::StallOnce {
+        after: 500 * 64,
+        stall,
+    });
+    let closed = loadgen::run(loadgen::Config {
+        conns: 1,
+        duration: Some(secs(1.5)),
+        ..util::config(server.addr)
+    })
+    .unwrap();
+    assert_eq!(closed.errors.total(), 0);
+    let closed_p99 = closed.latency.echo.value_at_percentile_us(99.0).unwrap();
+    assert!(closed.latency.echo.max_us >= 190_000, "the stall happened");
+    assert!(
+        closed_p99 < 50_000,
+        "closed loop hides the stall: p99 {closed_p99}us"
+    );
+
+    // Open loop at 1000/s: every message intended during the stall waits for it.
+    let server = TestServer::start(Behaviour::StallOnce {
+        after: 500 * 64,
+        stall,
+    });
+    let open = loadgen::run(loadgen::Config {
+        conns: 1,
+        duration: Some(secs(2.0)),
+        rate: Some(1000.0),
+        ..util::config(server.addr)
+    })
+    .unwrap();
+    assert_eq!(open.errors.total(), 0);
+    let corrected_p99 = open.latency.echo.value_at_percentile_us(99.0).unwrap();
+    let uncorrected = open.latency.echo_uncorrected.as_ref().unwrap();
+    let uncorrected_p99 = uncorrected.value_at_percentile_us(99.0).unwrap();
+    assert!(
+        corrected_p99 >= 100_000,
+        "corrected p99 shows the stall: {corrected_p99}us"
+    );
+    assert!(
+        uncorrected_p99 < 50_000,
+        "uncorrected p99 hides it: {uncorrected_p99}us"
+    );
+    assert!(open.latency.echo.max_us >= 190_000);
+    // Open loop kept to its schedule: about 2000 messages in 2 s.
+    let n = open.counters.measured_messages;
+    assert!((1900..=2001).contains(&n), "{n} messages at 1000/s for 2 s");
+}
+
+#[test]
+fn source_ips_are_bound_round_robin() {
+    let server = TestServer::start_on("0.0.0.0:0".parse().unwrap(), Behaviour::Echo);
+    let target: SocketAddr = format!("127.0.0.1:{}", server.addr.port()).parse().unwrap();
+    let ips: Vec<IpAddr> = ["127.0.0.2", "127.0.0.3"]
+        .map(|s| s.parse().unwrap())
+        .to_vec();
+    let report = loadgen::run(loadgen::Config {
+        conns: 10,
+        duration: None,
+        messages: Some(3),
+        source_ips: ips.clone(),
+        ..util::config(target)
+    })
+    .unwrap();
+    assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
+    let peers = server.peers.lock().unwrap().clone();
+    assert_eq!(peers.len(), 10);
+    assert_eq!(util::distinct_ips(&peers).len(), 2);
+    for ip in &ips {
+        assert_eq!(peers.iter().filter(|p| p.ip() == *ip).count(), 5);
+    }
+}
+
+#[test]
+fn limits_are_checked_before_connecting() {
+    let server = TestServer::start(Behaviour::Echo);
+    let out = util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "--conns",
+            "100000000",
+            "-d",
+            "1s",
+        ])
+        .arg("--no-progress")
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ulimit -n") && stderr.contains("RLIMIT_NOFILE"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(server.peers.lock().unwrap().is_empty(), "nothing connected");
+}
+
+#[test]
+fn hard_deadline_ends_a_run_against_a_server_gone_silent() {
+    // The server echoes the first message of each connection, then never again; the io timeout
+    // is far away, so only the run deadline can end this run.
+    let server = TestServer::start(Behaviour::SilentAfter { bytes: 64 });
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("silent.json");
+    let started = Instant::now();
+    util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "-c",
+            "5",
+            "-d",
+            "1s",
+            "--io-timeout",
+            "60s",
+        ])
+        .args(["--no-progress", "--json"])
+        .arg(&json)
+        .assert()
+        .code(1);
+    assert!(
+        started.elapsed() < secs(20.0),
+        "took {:?}",
+        started.elapsed()
+    );
+    let report = util::read_report(&json);
+    assert!(report.run_deadline_hit);
+    assert_eq!(report.errors.session.run_deadline, 5);
+    assert_eq!(report.counters.first_echoes, 5);
+    assert_eq!(report.counters.messages_failed, 5);
+}
+
+#[test]
+fn echo_timeout_is_its_own_kind() {
+    let server = TestServer::start(Behaviour::SilentAfter { bytes: 64 });
+    let report = loadgen::run(loadgen::Config {
+        conns: 3,
+        duration: Some(secs(5.0)),
+        io_timeout: Duration::from_millis(300),
+        ..util::config(server.addr)
+    })
+    .unwrap();
+    assert_eq!(report.errors.session.echo_timeout, 3, "{:?}", report.errors);
+    assert!(!report.run_deadline_hit);
+    assert!(report.elapsed_secs < 5.0, "ended when the sessions did");
+}
+
+#[test]
+fn hgrm_is_a_percentile_distribution() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let hgrm = dir.path().join("echo.hgrm");
+    let json = dir.path().join("echo.json");
+    util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "-c",
+            "5",
+            "--messages",
+            "200",
+            "--no-progress",
+        ])
+        .arg("--hgrm")
+        .arg(&hgrm)
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+    );
+    assert_eq!(lines.next(), Some(""));
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert!(rows.len() > 5);
+    let report = util::read_report(&json);
+    let total = report.latency.echo.count as f64;
+    assert_eq!(total, 5.0 * 199.0);
+    let last = rows.last().unwrap();
+    assert_eq!((last[1], last[2]), (1.0, total));
+    for w in rows.windows(2) {
+        assert!(w[1][0] >= w[0][0] && w[1][1] >= w[0][1] && w[1][2] >= w[0][2]);
+    }
+    let max_ms = report.latency.echo.max_us as f64 / 1000.0;
+    assert!(text.contains(&format!("Total count    = {:>12}]", total as u64)));
+    assert!(
+        (last[0] - max_ms).abs() <= max_ms * 0.001 + 0.001,
+        "{} vs {max_ms}",
+        last[0]
+    );
+}
+
+#[test]
+fn slo_miss_exits_1_and_names_the_objective() {
+    let server = TestServer::start(Behaviour::Echo);
+    let out = util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "-c",
+            "2",
+            "--messages",
+            "50",
+            "--no-progress",
+        ])
+        .args(["--slo", "p50=10s", "--slo", "p99=1us"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SLO p99=1us missed"), "{stderr}");
+    assert!(!stderr.contains("p50=10s"), "{stderr}");
+    util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "-c",
+            "2",
+            "--messages",
+            "50",
+            "--no-progress",
+        ])
+        .args(["--slo", "p99.9=30s"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn max_error_rate_tolerates_counted_failures() {
+    let server = TestServer::start(Behaviour::FlipOnce { at: 64 * 5 });
+    util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "-c",
+            "10",
+            "--messages",
+            "20",
+            "--no-progress",
+        ])
+        .args(["--max-error-rate", "0.05", "-q"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["--size", "0"][..],
+        &["--duration", "1s", "--messages", "5"],
+        &["--conns", "zero"],
+        &["--slo", "99=5ms"],
+        &["--addr", "no-such-host.invalid:1"],
+        &["--source-ip", "::1", "--addr", "127.0.0.1:1"],
+    ] {
+        let out = util::loadgen()
+            .args(args)
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn tokio_echo_binary_announces_and_echoes() {
+    use std::io::{Read, Write};
+    let bin = util::target_profile_dir().join("tokio-echo");
+    let server = SpawnedServer::start(&bin, &["--port", "0"]);
+    assert!(server.addr.ip().is_loopback());
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(secs(5.0))).unwrap();
+    s.write_all(b"hello\x00\xff").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"hello\x00\xff");
+}
+
+#[test]
+fn ipv6_and_host_names_work() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; only names are checked");
+    } else {
+        let server = TestServer::start_on("[::1]:0".parse().unwrap(), Behaviour::Echo);
+        util::loadgen()
+            .args([
+                "--addr",
+                &server.target(),
+                "-c",
+                "3",
+                "--messages",
+                "5",
+                "-q",
+            ])
+            .assert()
+            .success();
+    }
+    let server = TestServer::start(Behaviour::Echo);
+    let target = format!("localhost:{}", server.addr.port());
+    util::loadgen()
+        .args(["--addr", &target, "-c", "3", "--messages", "5", "-q"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn deep_pipeline_of_large_messages_does_not_deadlock() {
+    // 8 x 64 KiB in flight per connection is more than the socket buffers hold, so this only
+    // finishes if echoes are read while writes are still pending.
+    let server = TestServer::start(Behaviour::Echo);
+    let report = loadgen::run(loadgen::Config {
+        conns: 4,
+        duration: None,
+        messages: Some(40),
+        size: 64 << 10,
+        pipeline: 8,
+        ..util::config(server.addr)
+    })
+    .unwrap();
+    assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
+    assert_eq!(report.counters.messages_verified, 160);
+    assert_eq!(report.counters.bytes_received, 160 * (64 << 10));
+}
+
+#[test]
+fn warmup_is_excluded_and_connect_rate_paces_the_ramp() {
+    let server = TestServer::start(Behaviour::Echo);
+    let report = loadgen::run(loadgen::Config {
+        conns: 10,
+        duration: Some(secs(1.0)),
+        warmup: Duration::from_millis(500),
+        connect_rate: Some(20.0),
+        ..util::config(server.addr)
+    })
+    .unwrap();
+    assert_eq!(report.errors.total(), 0);
+    // 10 connections at 20/s: the last one starts 450 ms after the first.
+    assert!(
+        report.connect_phase_secs >= 0.45,
+        "{}",
+        report.connect_phase_secs
+    );
+    let c = &report.counters;
+    assert!(c.warmup_messages > 0);
+    assert_eq!(c.messages_sent, c.messages_verified + c.messages_failed);
+    assert_eq!(c.messages_verified, c.measured_messages + c.first_echoes);
+    assert_eq!(report.latency.echo.count, c.measured_messages);
+    assert!((report.measured_secs - 1.0).abs() < 0.05);
+}
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    let server = TestServer::start(Behaviour::Echo);
+    let out = util::loadgen()
+        .args(["--addr", &server.target(), "-c", "2", "-d", "600ms"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "latency",
+        "first echo",
+        "echo",
+        "p99.99",
+        "messages/s",
+        "errors       none",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing from {stdout}");
+    }
+}
+
+fn report_addr() -> SocketAddr {
+    "127.0.0.1:9".parse().unwrap()
+}
+
+#[test]
+fn run_async_works_inside_a_callers_runtime() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(loadgen::echo_server::serve(listener));
+        loadgen::run_async(loadgen::Config {
+            conns: 50,
+            duration: None,
+            messages: Some(10),
+            ..util::config(addr)
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(report.counters.messages_verified, 500);
+    assert_eq!(report.errors.total(), 0);
+    assert_eq!(
+        report.latency.echo.p99_us,
+        report.latency.echo.value_at_percentile_us(99.0).unwrap()
+    );
+    // The blocking entry point refuses to nest runtimes instead of panicking.
+    let nested = runtime.block_on(async { loadgen::run(util::config(report_addr())) });
+    assert!(matches!(nested, Err(loadgen::Error::Config(m)) if m.contains("run_async")));
+    // Setup errors come back as errors, not as reports.
+    let bad = loadgen::run(loadgen::Config {
+        size: 0,
+        ..loadgen::Config::default()
+    });
+    assert!(matches!(bad, Err(loadgen::Error::Config(_))));
+}
+
+#[test]
+fn json_to_stdout_moves_the_text_to_stderr() {
+    let server = TestServer::start(Behaviour::Echo);
+    let out = util::loadgen()
+        .args([
+            "--addr",
+            &server.target(),
+            "-c",
+            "2",
+            "--messages",
+            "5",
+            "--json",
+            "-",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(value["counters"]["messages_verified"], 10);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("latency"));
+}
+
+#[test]
+fn connect_timeout_is_its_own_kind() {
+    // A listener with backlog 0 that never accepts: once its accept queue is full the kernel
+    // drops further SYNs, so those connects can only time out (the tutorial's backlog problem).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket.listen(0).unwrap()
+    });
+    let addr = listener.local_addr().unwrap();
+    let started = Instant::now();
+    let report = loadgen::run(loadgen::Config {
+        conns: 6,
+        duration: Some(secs(0.5)),
+        connect_timeout: Duration::from_millis(300),
+        io_timeout: Duration::from_millis(300),
+        ..util::config(addr)
+    })
+    .unwrap();
+    drop(listener);
+    let c = &report.counters;
+    assert!(report.errors.connect.timeout >= 3, "{:?}", report.errors);
+    assert_eq!(report.errors.connect.timeout + c.connections_established, 6);
+    assert_eq!(c.connections_failed, report.errors.connect.timeout);
+    // Queued but never accepted: established, yet never echoed.
+    assert_eq!(
+        report.errors.session.echo_timeout,
+        c.connections_established
+    );
+    assert!(report.all_first_echo_secs.is_none() || c.connections_established == 0);
+    assert!(started.elapsed() < secs(10.0));
+    let example = report.errors.examples.get("connect.timeout").unwrap();
+    assert!(example.contains("300ms"), "{example}");
+}
+
+#[test]
+fn merge_refuses_what_is_not_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.json");
+    let future = dir.path().join("future.json");
+    std::fs::write(&junk, "{\"hello\": 1}").unwrap();
+    std::fs::write(&future, "{\"schema_version\": 99}").unwrap();
+    for (path, needle) in [(&junk, "no schema_version"), (&future, "schema_version 99")] {
+        let out = util::loadgen()
+            .arg("merge")
+            .arg(path)
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(needle) && stderr.lines().count() == 1,
+            "{stderr}"
+        );
+    }
+    util::loadgen()
+        .args(["merge", "/nonexistent/report.json"])
+        .assert()
+        .code(2);
+}

@@ -1,0 +1,92 @@
+//! The parent's table of live children and the reaper. Reaping is a `waitpid(-1, WNOHANG)` loop:
+//! SIGCHLDs coalesce, so one signal may stand for many exited children, and the loop collects
+//! every one of them; a child that is never collected stays a zombie.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::log;
+use crate::session::SessionEnd;
+use crate::stats::Stats;
+
+struct ChildInfo {
+    peer: Option<SocketAddr>,
+    started: Instant,
+}
+
+#[derive(Default)]
+pub struct ChildTable {
+    live: HashMap<Pid, ChildInfo>,
+}
+
+impl ChildTable {
+    pub fn insert(&mut self, pid: Pid, peer: Option<SocketAddr>, stats: &mut Stats) {
+        self.live.insert(
+            pid,
+            ChildInfo {
+                peer,
+                started: Instant::now(),
+            },
+        );
+        stats.forked += 1;
+        stats.live = self.live.len() as u64;
+        stats.peak_live = stats.peak_live.max(stats.live);
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Collects every exited child without blocking.
+    pub fn reap_children(&mut self, stats: &mut Stats) {
+        self.reap(Some(WaitPidFlag::WNOHANG), stats);
+    }
+
+    /// Waits for every remaining child; only used after they were sent SIGKILL.
+    pub fn reap_all_blocking(&mut self, stats: &mut Stats) {
+        self.reap(None, stats);
+    }
+
+    fn reap(&mut self, flags: Option<WaitPidFlag>, stats: &mut Stats) {
+        loop {
+            let (pid, end) = match waitpid(Pid::from_raw(-1), flags) {
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(WaitStatus::Exited(pid, code)) => (pid, SessionEnd::from_exit_code(code)),
+                Ok(WaitStatus::Signaled(pid, _, _)) => (pid, Some(SessionEnd::Signaled)),
+                // Stopped/continued children are still alive; nothing to collect.
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                // ECHILD: no children left at all.
+                Err(_) => break,
+            };
+            if let Some(info) = self.live.remove(&pid) {
+                crate::log_at!(
+                    log::DEBUG,
+                    "reaped child {pid} ({}) after {:.3}s: {}",
+                    info.peer.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+                    info.started.elapsed().as_secs_f64(),
+                    end.map_or_else(|| "unknown exit code".to_owned(), |e| format!("{e:?}"))
+                );
+            }
+            stats.record_reaped(end);
+        }
+        stats.live = self.live.len() as u64;
+    }
+
+    /// Sends a signal to every live child; a child that already exited (ESRCH) is reaped later.
+    pub fn signal_all(&self, signal: Signal) {
+        for pid in self.live.keys() {
+            let _ = kill(*pid, signal);
+        }
+    }
+}

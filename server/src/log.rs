@@ -1,0 +1,103 @@
+//! A tiny leveled logger writing to stderr. The server is single-threaded and forks, so a global
+//! logging framework with background threads or locks held across `fork` is exactly what it must
+//! not have; an atomic level and `eprintln!` (unbuffered, one `write` per line) are enough.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Errors only (`-q`).
+pub const QUIET: u8 = 0;
+/// Start-up, shutdown and problems (the default).
+pub const INFO: u8 = 1;
+/// Every accept, fork and reap (`-v`).
+pub const DEBUG: u8 = 2;
+/// Escaped payload previews (`-vv`).
+pub const TRACE: u8 = 3;
+
+static LEVEL: AtomicU8 = AtomicU8::new(INFO);
+
+pub fn set_level(level: u8) {
+    LEVEL.store(level, Ordering::Relaxed);
+}
+
+pub fn enabled(level: u8) -> bool {
+    LEVEL.load(Ordering::Relaxed) >= level
+}
+
+/// Logs a line at a level, prefixed with the program name and the pid (children log too).
+#[macro_export]
+macro_rules! log_at {
+    ($level:expr, $($arg:tt)*) => {
+        if $crate::log::enabled($level) {
+            eprintln!("fork-echo-server[{}]: {}", std::process::id(), format_args!($($arg)*));
+        }
+    };
+}
+
+/// Lets through one line per `interval` and counts the ones it held back, so a condition that
+/// repeats thousands of times a second (EMFILE, fork failures) cannot flood stderr.
+pub struct RateLimitedLog {
+    interval: std::time::Duration,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    pub fn new(interval: std::time::Duration) -> Self {
+        RateLimitedLog {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Returns `Some(suppressed_since_last)` when a line may be written now.
+    pub fn permit(&mut self, now: std::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// An escaped, bounded preview of payload bytes: safe for binary data, unlike the tutorial's
+/// `printf("%s")`, which stops at the first NUL and prints whatever garbage follows.
+pub fn payload_preview(bytes: &[u8], max: usize) -> String {
+    let shown = &bytes[..bytes.len().min(max)];
+    let mut out: String = shown.escape_ascii().to_string();
+    if bytes.len() > max {
+        out.push_str(&format!("... (+{} bytes)", bytes.len() - max));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn preview_escapes_binary_and_truncates() {
+        assert_eq!(payload_preview(b"a\0b\xff\n", 64), "a\\x00b\\xff\\n");
+        let long = vec![b'x'; 100];
+        assert_eq!(
+            payload_preview(&long, 64),
+            format!("{}... (+36 bytes)", "x".repeat(64))
+        );
+    }
+
+    #[test]
+    fn rate_limit_counts_suppressed_lines() {
+        let mut limiter = RateLimitedLog::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(limiter.permit(t0), Some(0));
+        assert_eq!(limiter.permit(t0 + Duration::from_millis(10)), None);
+        assert_eq!(limiter.permit(t0 + Duration::from_millis(20)), None);
+        assert_eq!(limiter.permit(t0 + Duration::from_millis(1001)), Some(2));
+    }
+}

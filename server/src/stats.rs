@@ -1,0 +1,65 @@
+//! Counters of the parent process. The serde struct is the stats line's format: the harness and
+//! tests parse the JSON line printed on SIGUSR1 and at exit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::SessionEnd;
+
+/// Children reaped, by why they ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReapedByReason {
+    pub eof: u64,
+    pub reset: u64,
+    pub idle_timeout: u64,
+    pub io_error: u64,
+    pub panic: u64,
+    pub orphaned: u64,
+    /// Killed by a signal (shutdown escalation, OOM killer, an operator).
+    pub signaled: u64,
+    /// An exit code this server never uses.
+    pub other: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Always `"stats"`, so a log reader can pick the line out of stderr.
+    pub event: String,
+    pub accepted: u64,
+    pub forked: u64,
+    pub fork_failures: u64,
+    pub live: u64,
+    pub peak_live: u64,
+    /// `--at-limit wait`: times accepting paused at the limit; `close`: clients closed at once.
+    pub limit_hits: u64,
+    /// Times accepting paused because the process or system ran out of descriptors.
+    pub emfile_pauses: u64,
+    pub reaped: ReapedByReason,
+}
+
+impl Stats {
+    pub fn new() -> Stats {
+        Stats {
+            event: "stats".to_owned(),
+            ..Stats::default()
+        }
+    }
+
+    pub fn record_reaped(&mut self, end: Option<SessionEnd>) {
+        let slot = match end {
+            Some(SessionEnd::Eof) => &mut self.reaped.eof,
+            Some(SessionEnd::Reset) => &mut self.reaped.reset,
+            Some(SessionEnd::IdleTimeout) => &mut self.reaped.idle_timeout,
+            Some(SessionEnd::IoError) => &mut self.reaped.io_error,
+            Some(SessionEnd::Panic) => &mut self.reaped.panic,
+            Some(SessionEnd::Orphaned) => &mut self.reaped.orphaned,
+            Some(SessionEnd::Signaled) => &mut self.reaped.signaled,
+            None => &mut self.reaped.other,
+        };
+        *slot += 1;
+    }
+
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|err| format!("{{\"event\":\"stats\",\"error\":\"{err}\"}}"))
+    }
+}

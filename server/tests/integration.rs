@@ -1,0 +1,364 @@
+//! End-to-end tests of the `fork-echo-server` binary: real processes on port 0, real sockets,
+//! /proc for children and descriptors, deadlines instead of sleeps.
+
+mod util;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use util::{echo, fork_lock, has_exited, read_to_eof, wait_until, ServerProcess};
+
+#[test]
+fn round_trip() {
+    let server = ServerProcess::start(&[]);
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"hello, fork"), b"hello, fork");
+    assert_eq!(echo(&mut client, b"second message"), b"second message");
+}
+
+#[test]
+fn all_256_byte_values_come_back_unchanged() {
+    let server = ServerProcess::start(&[]);
+    let mut client = server.connect();
+    let payload: Vec<u8> = (0..=255u8).cycle().take(256 * 4).collect();
+    assert_eq!(echo(&mut client, &payload), payload);
+}
+
+#[test]
+fn one_mib_written_while_reading_concurrently() {
+    let server = ServerProcess::start(&["--buffer-size", "4096"]);
+    let mut client = server.connect();
+    let payload: Vec<u8> = (0..(1 << 20))
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let mut writer = client.try_clone().unwrap();
+    let sent = payload.clone();
+    // Writing 1 MiB before reading would deadlock once both socket buffers fill: the server
+    // blocks writing the echo we are not reading.
+    let writer = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let back = read_to_eof(&mut client);
+    writer.join().unwrap();
+    assert_eq!(back.len(), payload.len());
+    assert!(back == payload, "echo differs from the payload");
+}
+
+#[test]
+fn half_close_returns_every_byte_then_eof() {
+    let server = ServerProcess::start(&[]);
+    let mut client = server.connect();
+    client.write_all(b"first ").unwrap();
+    client.write_all(b"second").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_eof(&mut client), b"first second");
+}
+
+#[test]
+fn rst_close_gets_the_child_reaped() {
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&[]);
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"x"), b"x");
+    assert_eq!(server.children().len(), 1);
+    let socket = socket2::Socket::from(client);
+    socket.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(socket); // SO_LINGER 0: close sends RST
+    wait_until("the reset child to be reaped", || {
+        server.children().is_empty()
+    });
+    let stats = server.stats();
+    assert_eq!(stats["reaped"]["reset"], 1, "{stats}");
+    assert_eq!(stats["live"], 0, "{stats}");
+}
+
+#[test]
+fn concurrent_clients_get_only_their_own_bytes_and_children_are_reaped() {
+    let _lock = fork_lock();
+    const CLIENTS: usize = 200;
+    let server = ServerProcess::start(&[]);
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| server.connect()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client
+            .write_all(format!("client {i} says {}|", "x".repeat(i)).as_bytes())
+            .unwrap();
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let expected = format!("client {i} says {}|", "x".repeat(i));
+        let mut back = vec![0; expected.len()];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(
+            back,
+            expected.as_bytes(),
+            "client {i} got someone else's bytes"
+        );
+    }
+    let children = server.children();
+    assert_eq!(children.len(), CLIENTS, "one child per live client");
+    assert!(children.iter().all(|c| c.state != 'Z'));
+    drop(clients);
+    wait_until("every child to be reaped", || server.children().is_empty());
+    assert!(children.iter().all(|c| has_exited(c.pid)));
+    let stats = server.stats();
+    assert_eq!(stats["forked"], CLIENTS as u64);
+    assert_eq!(stats["peak_live"], CLIENTS as u64);
+    assert_eq!(stats["reaped"]["eof"], CLIENTS as u64);
+}
+
+#[test]
+fn parent_fd_count_is_unchanged_after_500_connections() {
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&[]);
+    let before = server.fd_count();
+    for i in 0..500u32 {
+        let mut client = server.connect();
+        assert_eq!(echo(&mut client, &i.to_be_bytes()), i.to_be_bytes());
+    }
+    wait_until("500 children reaped", || {
+        server.stats()["reaped"]["eof"] == 500
+    });
+    assert_eq!(server.fd_count(), before, "the parent leaks descriptors");
+}
+
+#[test]
+fn at_limit_wait_serves_the_next_client_after_the_first_leaves() {
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&["--max-children", "1", "--at-limit", "wait"]);
+    let mut first = server.connect();
+    assert_eq!(echo(&mut first, b"one"), b"one");
+    let mut second = server.connect(); // completes in the backlog
+    second.write_all(b"two").unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 3];
+    let waiting = second.read(&mut buf);
+    assert!(
+        matches!(&waiting, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "the second client was served while the first was live: {waiting:?}"
+    );
+    assert_eq!(server.children().len(), 1);
+    drop(first);
+    second.set_read_timeout(Some(util::DEADLINE)).unwrap();
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"two");
+    assert!(server.stats()["limit_hits"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn at_limit_close_gives_the_next_client_eof_at_once() {
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&["--max-children", "1", "--at-limit", "close"]);
+    let mut first = server.connect();
+    assert_eq!(echo(&mut first, b"one"), b"one");
+    let mut second = server.connect();
+    let started = Instant::now();
+    let mut buf = [0u8; 8];
+    // EOF, or a reset if our bytes raced the close.
+    match second.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("expected EOF at the limit, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(echo(&mut first, b"still served"), b"still served");
+    assert_eq!(server.stats()["limit_hits"], 1);
+}
+
+#[test]
+fn idle_timeout_ends_a_silent_client() {
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&["--idle-timeout", "1"]);
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"then silence"), b"then silence");
+    assert_eq!(
+        read_to_eof(&mut client),
+        b"",
+        "the idle session was not ended"
+    );
+    wait_until("the idle child to be reaped", || {
+        server.children().is_empty()
+    });
+    assert_eq!(server.stats()["reaped"]["idle_timeout"], 1);
+}
+
+#[test]
+fn sigterm_drains_then_exits_zero_with_no_orphan() {
+    let _lock = fork_lock();
+    let mut server = ServerProcess::start(&["--shutdown-grace", "1"]);
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
+    for client in &mut clients {
+        assert_eq!(echo(client, b"hi"), b"hi");
+    }
+    let children = server.children();
+    assert_eq!(children.len(), 3);
+    server.signal(Signal::SIGTERM);
+    // Live sessions keep working during the grace period...
+    assert_eq!(echo(&mut clients[0], b"in grace"), b"in grace");
+    // ...while the closed listener refuses newcomers.
+    wait_until("the listener to close", || {
+        TcpStream::connect(server.addr).is_err()
+    });
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+    for child in &children {
+        wait_until("children to be gone", || has_exited(child.pid));
+    }
+    let stats = server.stats_lines().pop().expect("final stats line");
+    assert_eq!(stats["reaped"]["signaled"], 3, "{stats}");
+    assert_eq!(stats["live"], 0);
+}
+
+#[test]
+fn second_sigint_skips_the_grace_period() {
+    let _lock = fork_lock();
+    let mut server = ServerProcess::start(&["--shutdown-grace", "60"]);
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"hi"), b"hi");
+    server.signal(Signal::SIGINT);
+    wait_until("the drain to start", || {
+        server
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("stopped accepting"))
+    });
+    server.signal(Signal::SIGINT);
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(read_to_eof(&mut client), b"");
+}
+
+#[test]
+fn sigkill_of_the_server_makes_its_children_exit() {
+    let _lock = fork_lock();
+    let mut server = ServerProcess::start(&[]);
+    let mut clients: Vec<TcpStream> = (0..5).map(|_| server.connect()).collect();
+    for client in &mut clients {
+        assert_eq!(echo(client, b"hi"), b"hi");
+    }
+    let children = server.children();
+    assert_eq!(children.len(), 5);
+    server.signal(Signal::SIGKILL);
+    server.wait_exit(Duration::from_secs(10));
+    for child in &children {
+        wait_until("an orphaned child to exit", || has_exited(child.pid));
+    }
+}
+
+#[test]
+fn busy_port_exits_2_naming_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fork-echo-server"))
+        .args(["--port", &addr.port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line, no backtrace: {stderr}"
+    );
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_and_version_work() {
+    let bin = env!("CARGO_BIN_EXE_fork-echo-server");
+    let bad = Command::new(bin)
+        .args(["--max-children", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let help = Command::new(bin).arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--bind",
+        "--port",
+        "--backlog",
+        "--max-children",
+        "--at-limit",
+        "--idle-timeout",
+        "--buffer-size",
+        "--shutdown-grace",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    let version = Command::new(bin).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn sigusr1_stats_match_what_happened() {
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&[]);
+    for _ in 0..3 {
+        let mut client = server.connect();
+        assert_eq!(echo(&mut client, b"done"), b"done");
+    }
+    let mut open = server.connect();
+    assert_eq!(echo(&mut open, b"open"), b"open");
+    wait_until("three sessions reaped", || {
+        server.stats()["reaped"]["eof"] == 3
+    });
+    let stats = server.stats();
+    assert_eq!(stats["accepted"], 4, "{stats}");
+    assert_eq!(stats["forked"], 4, "{stats}");
+    assert_eq!(stats["live"], 1, "{stats}");
+    let peak = stats["peak_live"].as_u64().unwrap();
+    assert!((1..=4).contains(&peak), "{stats}");
+    assert_eq!(stats["fork_failures"], 0, "{stats}");
+    assert_eq!(stats["reaped"]["reset"], 0, "{stats}");
+}
+
+#[test]
+fn descriptor_exhaustion_pauses_accepting_instead_of_spinning() {
+    let _lock = fork_lock();
+    // stdin, stdout, stderr, the listener and the signalfd: a limit of 5 leaves none for accept.
+    let server = ServerProcess::start_with(&[], |command| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe and touches only the child being spawned.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 5, 5)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    });
+    let _waiting = TcpStream::connect(server.addr).unwrap();
+    wait_until("an EMFILE pause", || {
+        server.stats()["emfile_pauses"].as_u64().unwrap() >= 1
+    });
+    let cpu_before = cpu_ticks(server.pid().as_raw());
+    let wall = Instant::now();
+    std::thread::sleep(Duration::from_millis(1000));
+    let ticks = cpu_ticks(server.pid().as_raw()) - cpu_before;
+    let ticks_per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap() as f64;
+    let share = ticks as f64 / ticks_per_sec / wall.elapsed().as_secs_f64();
+    assert!(
+        share < 0.5,
+        "the server spins on EMFILE: {:.0}% CPU",
+        share * 100.0
+    );
+    assert!(server
+        .stderr_lines()
+        .iter()
+        .any(|l| l.contains("pausing accepts")));
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
