@@ -1,0 +1,87 @@
+//! `harness plot REPORT.json`: draws the SVGs of a saved report next to it (or into `--out-dir`).
+//! A sweep report gets its four sweep charts, exactly as `harness sweep` drew them (the sweep draws
+//! from its report through this same code); a run report gets its timeline: the server's children,
+//! its memory, and loadgen's messages per second over the load.
+
+use std::path::{Path, PathBuf};
+
+use crate::plot::{self, PlotError, TimelinePoint};
+use crate::report::{self, AnyReport, RunReport};
+use crate::sweep_report::{self, SweepReport};
+
+/// Writes the sweep charts of `report` into `dir` as `{stem}-*.svg`.
+pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, PlotError> {
+    let points: Vec<_> = report.steps.iter().map(|s| s.plot_point()).collect();
+    plot::write_sweep_svgs(dir, stem, &points, report.capacity.memory_fit.as_ref())
+}
+
+/// A run's tree timeline joined with loadgen's per-second message counts: each sample gets the
+/// messages of the loadgen second it falls in (both clocks start with the load, within
+/// microseconds of each other).
+pub fn run_timeline(report: &RunReport) -> Vec<TimelinePoint> {
+    let per_second: Vec<(u64, f64)> = report
+        .load
+        .get("timeline")
+        .and_then(|t| t.as_array())
+        .map(|points| {
+            points
+                .iter()
+                .filter_map(|p| Some((p.get("second")?.as_u64()?, p.get("messages")?.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    report
+        .timeline
+        .iter()
+        .map(|s| {
+            let second = s.t_secs.floor() as u64;
+            let messages = per_second
+                .iter()
+                .find(|(sec, _)| *sec == second)
+                .map_or(f64::NAN, |(_, m)| *m);
+            TimelinePoint {
+                t_secs: s.t_secs,
+                children: s.live_children as u64,
+                zombies: s.zombies as u64,
+                total_pss_bytes: s.tree_pss_kib as f64 * 1024.0,
+                messages_per_sec: messages,
+            }
+        })
+        .collect()
+}
+
+/// The file name without `.json`: the stem of the SVGs drawn from it.
+pub fn stem_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into())
+}
+
+/// Draws the charts of the report at `path` into `out_dir` (default: the report's directory) and
+/// returns the files written. Errors are one line, naming the file.
+pub fn plot_report(path: &Path, out_dir: Option<&Path>) -> Result<Vec<PathBuf>, String> {
+    let dir = match out_dir {
+        Some(d) => d.to_path_buf(),
+        None => match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+    };
+    let stem = stem_of(path);
+    let drawn = if let Some(sweep) = sweep_report::read_if_sweep(path)? {
+        sweep_svgs(&sweep, &dir, &stem)
+    } else {
+        match report::read_report(path)? {
+            AnyReport::Run(run) => {
+                plot::write_timeline_svg(&dir, &stem, &run_timeline(&run)).map(|p| vec![p])
+            }
+            AnyReport::Check(_) => {
+                return Err(format!(
+                    "{} is a check report: it has no load to plot (plot a sweep or run report)",
+                    path.display()
+                ))
+            }
+        }
+    };
+    drawn.map_err(|e| format!("cannot plot {}: {e}", path.display()))
+}
