@@ -68,6 +68,7 @@ pub fn plot_report(path: &Path, out_dir: Option<&Path>) -> Result<Vec<PathBuf>, 
         },
     };
     let stem = stem_of(path);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let drawn = if let Some(sweep) = sweep_report::read_if_sweep(path)? {
         sweep_svgs(&sweep, &dir, &stem)
     } else {
