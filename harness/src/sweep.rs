@@ -242,8 +242,17 @@ fn run_step(
     }
     let (burst, steady, established) = match &phase.report {
         Ok(report) => {
-            problems.extend(load::failures(report));
             let c = &report.counters;
+            if c.connections_established == 0 {
+                problems.extend(load::failures(report));
+            } else if c.connections_failed + c.messages_failed > 0 || report.errors.total() > 0 {
+                problems.push(format!(
+                    "{} failed connections, {} failed messages ({})",
+                    c.connections_failed,
+                    c.messages_failed,
+                    report.errors.summary()
+                ));
+            }
             if c.connections_established > 0 && report.all_first_echo_secs.is_none() {
                 problems.push(format!(
                     "only {} of {} established connections echoed once",
