@@ -256,6 +256,7 @@ pub fn summary_text(r: &SweepReport) -> String {
                 output::micros(st.and_then(|s| s.echo_p50_us)),
                 output::micros(st.and_then(|s| s.echo_p99_us)),
                 output::micros(st.and_then(|s| s.echo_p999_us)),
+                s.listen_queue.listen_overflows.to_string(),
                 s.tree.peak_live_children.to_string(),
                 s.tree.max_zombies.to_string(),
                 s.tree
@@ -279,6 +280,7 @@ pub fn summary_text(r: &SweepReport) -> String {
             "echo p50",
             "echo p99",
             "echo p99.9",
+            "listen overflows",
             "children",
             "zombies",
             "total PSS",
