@@ -16,9 +16,12 @@ pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<Pa
 }
 
 /// A run's tree timeline joined with loadgen's per-second message counts: each sample gets the
-/// messages of the loadgen second it falls in (both clocks start with the load, within
-/// microseconds of each other).
+/// rate of the loadgen second it falls in (both clocks start with the load, within microseconds of
+/// each other).
 pub fn run_timeline(report: &RunReport) -> Vec<TimelinePoint> {
+    // The run's last second is partial: its count is divided by the part of it the run covered,
+    // so the line does not dive at the end. A sliver under a tenth of a second is left out.
+    let elapsed = report.load.get("elapsed_secs").and_then(|e| e.as_f64());
     let per_second: Vec<(u64, f64)> = report
         .load
         .get("timeline")
@@ -26,7 +29,17 @@ pub fn run_timeline(report: &RunReport) -> Vec<TimelinePoint> {
         .map(|points| {
             points
                 .iter()
-                .filter_map(|p| Some((p.get("second")?.as_u64()?, p.get("messages")?.as_f64()?)))
+                .filter_map(|p| {
+                    let second = p.get("second")?.as_u64()?;
+                    let messages = p.get("messages")?.as_f64()?;
+                    let covered = elapsed.map_or(1.0, |e| (e - second as f64).clamp(0.0, 1.0));
+                    let rate = if covered >= 0.1 {
+                        messages / covered
+                    } else {
+                        f64::NAN
+                    };
+                    Some((second, rate))
+                })
                 .collect()
         })
         .unwrap_or_default();

@@ -605,7 +605,10 @@ fn a_failing_sweep_step_is_recorded_and_the_sweep_goes_on() {
     for step in &steps[1..] {
         assert_eq!(step["ok"], false);
         assert!(
-            step["failure"].as_str().expect("why").contains("failed messages"),
+            step["failure"]
+                .as_str()
+                .expect("why")
+                .contains("failed messages"),
             "{}",
             step["failure"]
         );
