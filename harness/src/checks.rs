@@ -207,6 +207,8 @@ fn run_shared(
 }
 
 fn run_own(case: Case, spec: &ServerSpec) -> Outcome {
+    // The shared server may hold a port the user chose; a second instance takes a free one.
+    let spec = &spec.with_flag("--port", "0");
     match case {
         Case::IdleClientEnded => idle_client_ended(spec),
         Case::SigtermNoOrphans => killed_leaves_no_orphans(spec, Signal::SIGTERM),
@@ -291,7 +293,7 @@ fn rst_close_reaped(spec: &ServerSpec, server: &ServerProcess) -> Result<Option<
     let pid = server.pid();
     let reaped = wait_until(SETTLE, || {
         new.iter()
-            .all(|&c| procfs::read_stat(c).map_or(true, |s| s.ppid != pid))
+            .all(|&c| procfs::read_stat(c).is_none_or(|s| s.ppid != pid))
     });
     if reaped {
         return Ok(None);

@@ -12,7 +12,7 @@ pub struct CompareRow {
     pub base: String,
     pub new: String,
     pub change: String,
-    /// `REGRESSION`, `better`, or empty.
+    /// `REGRESSION` (a gated figure or a check), `worse` (an ungated figure), `better`, or empty.
     pub verdict: String,
 }
 
@@ -146,6 +146,9 @@ pub fn compare(base: &AnyReport, new: &AnyReport, max_regression_pct: f64) -> Co
                         "{} went from {} to {} ({}; limit {max_regression_pct}%)",
                         f.name, row.base, row.new, row.change
                     ));
+                } else if worse > max_regression_pct {
+                    // Not gated: shown so a person sees it, but it does not fail the comparison.
+                    row.verdict = "worse".into();
                 } else if worse < -max_regression_pct {
                     row.verdict = "better".into();
                 }

@@ -2,7 +2,6 @@
 //! `run`) load it while sampling its tree, stop it with SIGTERM, look for orphans, and assemble
 //! the report. The CLI turns flags into the option structs here; nothing here parses flags.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::checks::{self, Case, CheckOptions, CheckResult, CheckStatus};
@@ -126,61 +125,11 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
         stopping.elapsed().as_secs_f64(),
     ));
 
-    let tree = sampler::summarize(&phase.timeline);
     let counts = CheckCounts::of(&results);
-    let (load_json, summary) = match &phase.report {
-        Ok(report) => {
-            let failures = load::failures(report);
-            let summary = RunSummary {
-                peak_children: tree.peak_live_children,
-                zombies_seen: tree.max_zombies,
-                zombies_lingering: tree.max_lingering_zombies,
-                peak_tree_pss_kib: tree.peak_tree_pss_kib,
-                pss_per_child_kib: tree.pss_per_child_kib,
-                private_per_child_kib: tree.private_per_child_kib,
-                connect_p99_us: load::percentile_us(&report.latency.connect, 99.0),
-                first_echo_p99_us: load::percentile_us(&report.latency.first_echo, 99.0),
-                echo_p50_us: load::percentile_us(&report.latency.echo, 50.0),
-                echo_p99_us: load::percentile_us(&report.latency.echo, 99.0),
-                messages_per_sec: report.messages_per_sec,
-                connections_established: report.counters.connections_established,
-                load_errors: report.errors.total(),
-                load_ok: failures.is_empty(),
-                load_failure: (!failures.is_empty()).then(|| failures.join("; ")),
-                listen_overflows: phase.listen_queue.listen_overflows,
-                listen_drops: phase.listen_queue.listen_drops,
-                orphans_after_stop: server_end.leftovers.orphans.len(),
-                checks: counts,
-            };
-            (
-                serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
-                summary,
-            )
-        }
-        Err(e) => (
-            serde_json::Value::Null,
-            RunSummary {
-                peak_children: tree.peak_live_children,
-                zombies_seen: tree.max_zombies,
-                zombies_lingering: tree.max_lingering_zombies,
-                peak_tree_pss_kib: tree.peak_tree_pss_kib,
-                pss_per_child_kib: tree.pss_per_child_kib,
-                private_per_child_kib: tree.private_per_child_kib,
-                connect_p99_us: None,
-                first_echo_p99_us: None,
-                echo_p50_us: None,
-                echo_p99_us: None,
-                messages_per_sec: 0.0,
-                connections_established: 0,
-                load_errors: 0,
-                load_ok: false,
-                load_failure: Some(format!("the load could not run: {e}")),
-                listen_overflows: phase.listen_queue.listen_overflows,
-                listen_drops: phase.listen_queue.listen_drops,
-                orphans_after_stop: server_end.leftovers.orphans.len(),
-                checks: counts,
-            },
-        ),
+    let summary = summarize(&phase, &server_end, counts);
+    let load_json = match &phase.report {
+        Ok(report) => serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
+        Err(_) => serde_json::Value::Null,
     };
     let p = &opts.load;
     Ok(RunReport {
@@ -212,7 +161,48 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
     })
 }
 
-/// Where reports go unless `--results-dir` says otherwise.
-pub fn default_results_dir() -> PathBuf {
-    PathBuf::from("results")
+/// The key figures of one load phase and the server's end.
+pub fn summarize(
+    phase: &load::LoadPhase,
+    server_end: &ServerEnd,
+    checks: CheckCounts,
+) -> RunSummary {
+    let tree = sampler::summarize(&phase.timeline);
+    let mut summary = RunSummary {
+        peak_children: tree.peak_live_children,
+        zombies_seen: tree.max_zombies,
+        zombies_lingering: tree.max_lingering_zombies,
+        peak_tree_pss_kib: tree.peak_tree_pss_kib,
+        pss_per_child_kib: tree.pss_per_child_kib,
+        private_per_child_kib: tree.private_per_child_kib,
+        connect_p99_us: None,
+        first_echo_p99_us: None,
+        echo_p50_us: None,
+        echo_p99_us: None,
+        messages_per_sec: 0.0,
+        connections_established: 0,
+        load_errors: 0,
+        load_ok: false,
+        load_failure: None,
+        listen_overflows: phase.listen_queue.listen_overflows,
+        listen_drops: phase.listen_queue.listen_drops,
+        orphans_after_stop: server_end.leftovers.orphans.len(),
+        checks,
+    };
+    match &phase.report {
+        Ok(report) => {
+            let failures = load::failures(report);
+            summary.connect_p99_us = load::percentile_us(&report.latency.connect, 99.0);
+            summary.first_echo_p99_us = load::percentile_us(&report.latency.first_echo, 99.0);
+            summary.echo_p50_us = load::percentile_us(&report.latency.echo, 50.0);
+            summary.echo_p99_us = load::percentile_us(&report.latency.echo, 99.0);
+            summary.messages_per_sec = report.messages_per_sec;
+            summary.connections_established = report.counters.connections_established;
+            summary.load_errors = report.errors.total();
+            summary.load_ok = failures.is_empty();
+            summary.load_failure = (!failures.is_empty()).then(|| failures.join("; "));
+        }
+        Err(e) => summary.load_failure = Some(format!("the load could not run: {e}")),
+    }
+    summary
 }

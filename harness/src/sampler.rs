@@ -33,6 +33,9 @@ pub struct Sample {
     /// that were; see `children_unmeasured`).
     pub children_pss_kib: u64,
     pub children_private_kib: u64,
+    /// RSS counts every shared page in full for every child, so it overstates the tree's cost;
+    /// kept for comparison with tools that only show RSS.
+    pub children_rss_kib: u64,
     /// Server plus children.
     pub tree_pss_kib: u64,
     /// Mean PSS of the measured live children; `null` with none.
@@ -90,6 +93,7 @@ impl TreeSampler {
             server_pss_kib: procfs::memory_rollup(pid).map_or(0, |m| m.pss_kib),
             children_pss_kib: 0,
             children_private_kib: 0,
+            children_rss_kib: 0,
             tree_pss_kib: 0,
             pss_per_child_kib: None,
             children_unmeasured: 0,
@@ -133,11 +137,12 @@ impl TreeSampler {
             }
             sample.memory_reads += 1;
         }
-        let (mut pss, mut private, mut measured) = (0u64, 0u64, 0usize);
+        let (mut pss, mut private, mut rss, mut measured) = (0u64, 0u64, 0u64, 0usize);
         for child in &live {
             if let Some((m, _)) = self.memory.get(child) {
                 pss += m.pss_kib;
                 private += m.private_kib;
+                rss += m.rss_kib;
                 measured += 1;
             }
         }
@@ -148,6 +153,7 @@ impl TreeSampler {
             sample.pss_per_child_kib = Some(per_child);
             sample.children_pss_kib = (pss as f64 * scale).round() as u64;
             sample.children_private_kib = (private as f64 * scale).round() as u64;
+            sample.children_rss_kib = (rss as f64 * scale).round() as u64;
         }
         sample.tree_pss_kib = sample.server_pss_kib + sample.children_pss_kib;
         sample.sample_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -308,6 +314,7 @@ mod tests {
         assert_eq!(complete.children_unmeasured, 0);
         assert_eq!(complete.memory_reads, complete.live_children + 1);
         assert!(complete.children_pss_kib > 0);
+        assert!(complete.children_rss_kib >= complete.children_pss_kib);
     }
 
     #[test]
@@ -345,6 +352,7 @@ mod tests {
             server_pss_kib: 100,
             children_pss_kib: pss,
             children_private_kib: pss / 2,
+            children_rss_kib: pss * 3,
             tree_pss_kib: 100 + pss,
             pss_per_child_kib: (live > 0).then(|| pss as f64 / live as f64),
             children_unmeasured: 0,

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -341,6 +342,9 @@ pub struct ServerProcess {
     exit: Option<ExitSummary>,
     /// Whether it speaks the contract (and so prints a stats line at exit).
     contract: bool,
+    /// Only `kill_all` reaps the server, after signalling its group: until then its pid cannot
+    /// be reused, so the group and session ids keep naming this server's processes.
+    reaped: bool,
 }
 
 impl ServerProcess {
@@ -463,6 +467,7 @@ impl ServerProcess {
             stderr,
             exit: None,
             contract: true,
+            reaped: false,
         };
         let deadline = Instant::now() + ready_timeout;
         loop {
@@ -514,6 +519,7 @@ impl ServerProcess {
             stderr,
             exit: None,
             contract: false,
+            reaped: false,
         };
         // Drain stdout so a chatty server never blocks on a full pipe.
         if let Some(stdout) = server.child.stdout.take() {
@@ -543,9 +549,9 @@ impl ServerProcess {
 
     /// `Some(error)` if the process already exited during start-up.
     fn exited_early(&mut self) -> Result<Option<ServerError>, ServerError> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => {
-                self.exit = Some(ExitSummary::from_status(status));
+        match self.peek_exit() {
+            Ok(Some(exit)) => {
+                self.exit = Some(exit.clone());
                 // Give the stderr thread a moment to collect the reason the server printed.
                 let deadline = Instant::now() + Duration::from_millis(500);
                 while Instant::now() < deadline && self.recent_stderr().is_empty() {
@@ -554,16 +560,33 @@ impl ServerProcess {
                 let last = self.recent_stderr().last().cloned();
                 Ok(Some(ServerError::ExitedEarly {
                     program: self.program.clone(),
-                    status: ExitSummary::from_status(status).to_string(),
+                    status: exit.to_string(),
                     stderr: last.map_or(String::new(), |l| format!(": {l}")),
                 }))
             }
             Ok(None) => Ok(None),
             Err(e) => Err(ServerError::Spawn {
                 program: self.program.clone(),
-                source: e,
+                source: e.into(),
             }),
         }
+    }
+
+    /// How the server exited, without reaping it: until `Drop` reaps it, its pid (which is also
+    /// its process group and session id) cannot be reused, so signalling the group stays safe.
+    fn peek_exit(&self) -> nix::Result<Option<ExitSummary>> {
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        Ok(match waitid(Id::Pid(Pid::from_raw(self.pid)), flags)? {
+            WaitStatus::Exited(_, code) => Some(ExitSummary {
+                code: Some(code),
+                signal: None,
+            }),
+            WaitStatus::Signaled(_, signal, _) => Some(ExitSummary {
+                code: None,
+                signal: Some(signal as i32),
+            }),
+            _ => None,
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -608,11 +631,11 @@ impl ServerProcess {
         None
     }
 
-    /// `Some` once the process has exited (reaping it if needed).
+    /// `Some` once the process has exited (it stays unreaped until the handle is dropped).
     pub fn try_exit(&mut self) -> Option<ExitSummary> {
         if self.exit.is_none() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.exit = Some(ExitSummary::from_status(status));
+            if let Ok(Some(exit)) = self.peek_exit() {
+                self.exit = Some(exit);
             }
         }
         self.exit.clone()
@@ -686,7 +709,7 @@ impl ServerProcess {
         let deadline = Instant::now() + timeout;
         loop {
             let mut left = Leftovers::default();
-            for p in procfs::session_members(self.pid, None).unwrap_or_default() {
+            for p in procfs::session_members(self.pid, Some(self.pid)).unwrap_or_default() {
                 if p.is_zombie() {
                     left.unreaped.push(p.pid);
                 } else {
@@ -702,14 +725,18 @@ impl ServerProcess {
 
     /// SIGKILL to the process group and to any session member outside it, then reaps the server.
     pub fn kill_all(&mut self) {
+        // The server is not reaped before this point, so its pid still names its group and session.
         let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
-        for p in procfs::session_members(self.pid, None).unwrap_or_default() {
+        for p in procfs::session_members(self.pid, Some(self.pid)).unwrap_or_default() {
             let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
         }
-        if self.exit.is_none() {
+        if !self.reaped {
             let _ = self.child.kill();
             if let Ok(status) = self.child.wait() {
-                self.exit = Some(ExitSummary::from_status(status));
+                self.reaped = true;
+                if self.exit.is_none() {
+                    self.exit = Some(ExitSummary::from_status(status));
+                }
             }
         }
     }
@@ -767,6 +794,45 @@ mod tests {
         assert_eq!((stats.accepted, stats.live, stats.reaped.reset), (3, 1, 1));
         assert!(parse_stats_line("listening on 127.0.0.1:1").is_none());
         assert!(parse_stats_line(r#"{"event":"other"}"#).is_none());
+    }
+
+    #[test]
+    fn a_server_that_never_listens_is_not_ready_and_is_killed() {
+        let spec = ServerSpec::command("sleep 31.5 {port}").expect("spec");
+        let started = Instant::now();
+        let err = match ServerProcess::spawn(&spec, Duration::from_millis(300)) {
+            Err(e) => e,
+            Ok(_) => panic!("sleep is no server"),
+        };
+        assert!(matches!(err, ServerError::NotReady { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let me = std::process::id() as i32;
+        let left: Vec<i32> = procfs::children_of(me)
+            .expect("proc")
+            .into_iter()
+            .filter(|p| !p.is_zombie())
+            .filter(|p| {
+                std::fs::read(format!("/proc/{}/cmdline", p.pid))
+                    .is_ok_and(|c| c.windows(4).any(|w| w == b"31.5"))
+            })
+            .map(|p| p.pid)
+            .collect();
+        assert!(left.is_empty(), "not killed: {left:?}");
+    }
+
+    #[test]
+    fn a_contract_server_that_exits_says_why() {
+        let spec = ServerSpec::binary(Path::new("/bin/sh"), &[]).expect("spec");
+        // `sh --port 0` fails at once with a message on stderr.
+        let err = match ServerProcess::spawn(&spec, Duration::from_secs(5)) {
+            Err(e) => e,
+            Ok(_) => panic!("sh is no server"),
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with("/bin/sh exited (exit code 2) before it was ready"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -413,6 +413,7 @@ mod tests {
             server_pss_kib: 100,
             children_pss_kib: tree - 100,
             children_private_kib: (tree - 100) / 2,
+            children_rss_kib: tree - 100,
             tree_pss_kib: tree,
             pss_per_child_kib: Some(10.0),
             children_unmeasured: unmeasured,

@@ -219,6 +219,10 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
         .stdout(predicate::str::contains("peak live children"));
     let (path, report) = only_report(dir.path(), "run-");
     assert_eq!(schema_errors(&report), Vec::<String>::new());
+    assert_eq!(
+        util::loadgen_schema_errors(&report["load"]),
+        Vec::<String>::new()
+    );
     let summary = &report["summary"];
     assert_eq!(summary["connections_established"], 20);
     assert_eq!(report["load"]["counters"]["peak_established"], 20);
@@ -450,6 +454,47 @@ fn a_killed_harness_takes_its_server_down() {
         gone,
         "server {server} or its children outlived the killed harness"
     );
+}
+
+#[test]
+fn run_exits_1_when_the_load_fails_and_says_why() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Five children at most, and the rest are closed at once: 15 of 20 load connections fail.
+    harness()
+        .args([
+            "run",
+            "--conns",
+            "20",
+            "--duration",
+            "1s",
+            "--check-clients",
+            "3",
+            "--results-dir",
+        ])
+        .arg(dir.path())
+        .args(["--", "--max-children", "5", "--at-limit", "close"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("load failed: "));
+    let (_, report) = only_report(dir.path(), "run-");
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let summary = &report["summary"];
+    assert_eq!(summary["load_ok"], false);
+    assert!(
+        summary["load_errors"].as_u64().expect("errors") >= 15,
+        "{summary}"
+    );
+    assert!(
+        summary["peak_children"].as_u64().expect("peak") <= 5,
+        "{summary}"
+    );
+    assert_eq!(summary["checks"]["failed"], 0);
+    let peak_live = report["server_end"]["final_stats"]["peak_live"]
+        .as_u64()
+        .expect("final stats line");
+    assert!((1..=5).contains(&peak_live), "{peak_live}");
 }
 
 /// Every `<text>` of an SVG (legends, captions, axis labels), after checking that it parses as XML.

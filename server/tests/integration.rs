@@ -362,3 +362,50 @@ fn cpu_ticks(pid: i32) -> u64 {
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+#[test]
+fn fork_failure_closes_that_client_and_keeps_serving() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run processes as an unprivileged uid with RLIMIT_NPROC");
+        return;
+    }
+    let _lock = fork_lock();
+    // RLIMIT_NPROC is not enforced for root, so the server runs as an otherwise unused uid with a
+    // limit of 2 processes: the server plus a placeholder. Every fork fails with EAGAIN until the
+    // placeholder exits.
+    const UNUSED_UID: u32 = 64_999;
+    let mut placeholder = Command::new("sleep")
+        .arg("60")
+        .uid(UNUSED_UID)
+        .spawn()
+        .unwrap();
+    let server = ServerProcess::start_with(&[], |command| {
+        // SAFETY: setrlimit is async-signal-safe and touches only the child being spawned.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NPROC, 2, 2)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        command.uid(UNUSED_UID);
+    });
+    let mut refused = server.connect();
+    let outcome = read_to_eof(&mut refused);
+    let stats = server.stats();
+    let _ = placeholder.kill();
+    let _ = placeholder.wait();
+    assert_eq!(outcome, b"", "the client of a failed fork must be closed");
+    assert!(stats["fork_failures"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["forked"], 0, "{stats}");
+    assert!(server
+        .stderr_lines()
+        .iter()
+        .any(|l| l.contains("fork failed")));
+    // With the placeholder gone, the same server serves the next client.
+    let mut served = server.connect();
+    assert_eq!(
+        echo(&mut served, b"after the back-off"),
+        b"after the back-off"
+    );
+}

@@ -91,7 +91,21 @@ pub fn only_report(dir: &Path, prefix: &str) -> (PathBuf, serde_json::Value) {
 
 /// Schema violations of `report` against `harness/schema.json`; empty when valid.
 pub fn schema_errors(report: &serde_json::Value) -> Vec<String> {
-    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.json");
+    errors_against(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.json"),
+        report,
+    )
+}
+
+/// Schema violations of an embedded loadgen report against `loadgen/schema.json`.
+pub fn loadgen_schema_errors(report: &serde_json::Value) -> Vec<String> {
+    errors_against(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../loadgen/schema.json"),
+        report,
+    )
+}
+
+fn errors_against(schema_path: &Path, report: &serde_json::Value) -> Vec<String> {
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(schema_path).expect("read schema"))
             .expect("schema is JSON");
