@@ -706,3 +706,54 @@ fn plot_draws_a_run_reports_timeline() {
         .code(2)
         .stderr(predicate::str::contains("missing.json"));
 }
+
+#[test]
+fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
+    let baseline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/baseline");
+    let mut reports = Vec::new();
+    for dir in [
+        baseline.clone(),
+        baseline.join("socat"),
+        baseline.join("backlog-4096"),
+    ] {
+        for entry in std::fs::read_dir(&dir).expect("baseline dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                reports.push(path);
+            }
+        }
+    }
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    for report in reports {
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("read")).expect("json");
+        assert_eq!(
+            schema_errors(&value),
+            Vec::<String>::new(),
+            "{}",
+            report.display()
+        );
+        let out = tempfile::tempdir().expect("tempdir");
+        harness()
+            .arg("plot")
+            .arg(&report)
+            .arg("--out-dir")
+            .arg(out.path())
+            .assert()
+            .code(0);
+        let drawn: Vec<_> = std::fs::read_dir(out.path())
+            .expect("out")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(drawn.len(), 4, "{drawn:?}");
+        for drawn in drawn {
+            let committed = report.with_file_name(drawn.file_name().expect("name"));
+            assert_eq!(
+                std::fs::read(&drawn).expect("drawn"),
+                std::fs::read(&committed).expect("committed svg"),
+                "{} differs from a redraw",
+                committed.display()
+            );
+        }
+    }
+}
