@@ -145,7 +145,7 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
     let mut steps = Vec::with_capacity(opts.ladder.len());
     for (i, &conns) in opts.ladder.iter().enumerate() {
         progress.start_step(i, conns);
-        let step = match run_step(spec, opts, conns, &progress) {
+        let step = match run_step(spec, opts, i, conns, &progress) {
             Ok(step) => step,
             Err(e) if i == 0 => {
                 progress.finish();
@@ -215,6 +215,7 @@ fn failed_to_start(conns: u64, e: &ServerError) -> SweepStep {
 fn run_step(
     spec: &ServerSpec,
     opts: &SweepOptions,
+    index: usize,
     conns: u64,
     progress: &SweepProgress,
 ) -> Result<SweepStep, ServerError> {
@@ -229,7 +230,7 @@ fn run_step(
         progress: false,
         ..loadgen::Config::default()
     };
-    let watch = progress.watch_load(server.pid(), conns, opts.duration);
+    let watch = progress.watch_load(index, server.pid(), conns, opts.duration);
     let phase = load::run_load(config, server.pid(), opts.sample_interval);
     drop(watch);
     // Whether the server survived the load, before it is asked to stop.

@@ -50,19 +50,36 @@ impl SweepProgress {
         SweepProgress { bar, steps }
     }
 
+    /// `step 2/5, 10 connections`.
+    fn step_name(&self, index: usize, conns: u64) -> String {
+        let plural = if conns == 1 { "" } else { "s" };
+        format!(
+            "step {}/{}, {conns} connection{plural}",
+            index + 1,
+            self.steps
+        )
+    }
+
     pub fn start_step(&self, index: usize, conns: u64) {
         if let Some(bar) = &self.bar {
             bar.set_message(format!(
-                "step {}/{}: {conns} connections, starting the server",
-                index + 1,
-                self.steps
+                "{}: starting the server",
+                self.step_name(index, conns)
             ));
         }
     }
 
-    /// Follows the load against `pid`: burst until `conns` children are alive, then steady.
-    pub fn watch_load(&self, pid: i32, conns: u64, duration: Duration) -> Option<LoadWatch> {
+    /// Follows the load of step `index` against `pid`: burst until `conns` children are alive,
+    /// then steady.
+    pub fn watch_load(
+        &self,
+        index: usize,
+        pid: i32,
+        conns: u64,
+        duration: Duration,
+    ) -> Option<LoadWatch> {
         let bar = self.bar.clone()?;
+        let name = self.step_name(index, conns);
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("sweep-progress".into())
@@ -72,15 +89,13 @@ impl SweepProgress {
                     match steady_since {
                         None => {
                             let live = crate::sweep::live_children(pid) as u64;
-                            bar.set_message(format!(
-                                "{conns} connections: burst, {live}/{conns} children"
-                            ));
+                            bar.set_message(format!("{name}: burst, {live}/{conns} children"));
                             if live >= conns {
                                 steady_since = Some(Instant::now());
                             }
                         }
                         Some(t) => bar.set_message(format!(
-                            "{conns} connections: steady, {:.1}/{:.1} s",
+                            "{name}: steady, {:.1}/{:.1} s",
                             t.elapsed().as_secs_f64().min(duration.as_secs_f64()),
                             duration.as_secs_f64()
                         )),

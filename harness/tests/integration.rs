@@ -757,3 +757,31 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
         }
     }
 }
+
+#[test]
+fn sweep_setup_errors_exit_2_with_one_line() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (args, says) in [
+        (vec!["--conns", "1,0"], "--conns"),
+        (vec!["--memory-budget", "8 parsecs"], "--memory-budget"),
+        (vec!["--server-cmd", "false {port}"], "before it was ready"),
+    ] {
+        let out = harness()
+            .arg("sweep")
+            .args(&args)
+            .args(["--duration", "1s", "--results-dir"])
+            .arg(dir.path())
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says))
+            .get_output()
+            .clone();
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
