@@ -291,6 +291,17 @@ fn cmd_report(file: &Path) -> Result<i32, SetupError> {
 }
 
 fn cmd_compare(a: CompareArgs) -> Result<i32, SetupError> {
+    for file in [&a.base, &a.new] {
+        if crate::sweep_report::read_if_sweep(file)
+            .map_err(SetupError)?
+            .is_some()
+        {
+            return Err(SetupError(format!(
+                "{} is a sweep report; compare takes check or run reports",
+                file.display()
+            )));
+        }
+    }
     let base = report::read_report(&a.base).map_err(SetupError)?;
     let new = report::read_report(&a.new).map_err(SetupError)?;
     let comparison = compare::compare(&base, &new, a.max_regression);

@@ -724,6 +724,12 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
         }
     }
     assert_eq!(reports.len(), 3, "{reports:?}");
+    harness()
+        .arg("compare")
+        .args(&reports[..2])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a sweep report"));
     for report in reports {
         let value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&report).expect("read")).expect("json");
