@@ -537,7 +537,10 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
         .code(0)
         .stdout(predicate::str::contains("memory per connection"))
         .stdout(predicate::str::contains("accept+fork rate"))
-        .stdout(predicate::str::contains("predicted maximum"));
+        .stdout(predicate::str::contains("predicted maximum"))
+        // Not a terminal: one plain line per step, no progress bar escapes.
+        .stderr(predicate::str::contains("sweep: step 50 connections: ok"))
+        .stderr(predicate::str::contains("\u{1b}").not());
     let (path, report) = only_report(dir.path(), "sweep-");
     assert_eq!(schema_errors(&report), Vec::<String>::new());
     let steps = report["steps"].as_array().expect("steps");
