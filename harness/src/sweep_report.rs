@@ -330,10 +330,22 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
         None => out.push_str("  latency knee            none within the ladder\n"),
     }
     match &c.prediction {
-        Some(p) => out.push_str(&format!(
-            "  predicted maximum       {} connections, bound by {} (raise with: {})\n",
-            p.max_connections, p.binding, p.knob
-        )),
+        Some(p) => {
+            out.push_str(&format!(
+                "  predicted maximum       {} connections, bound by {} (raise with: {})\n",
+                p.max_connections, p.binding, p.knob
+            ));
+            let next: Vec<String> = p
+                .candidates
+                .iter()
+                .skip(1)
+                .take(3)
+                .map(|c| format!("{} {}", c.kind, c.max_connections))
+                .collect();
+            if !next.is_empty() {
+                out.push_str(&format!("  then                    {}\n", next.join(", ")));
+            }
+        }
         None => out.push_str("  predicted maximum       - (no limit known)\n"),
     }
     match &c.memory_check {
