@@ -40,6 +40,10 @@ enum Command {
     Report(ReportArgs),
     /// Compare two reports; exit 1 on a regression beyond --max-regression.
     Compare(CompareArgs),
+    /// Walk a ladder of connection counts, fit the capacity model, write the report and SVGs.
+    Sweep(SweepArgs),
+    /// Redraw the SVGs of a saved sweep report, or the timeline of a run report.
+    Plot(PlotArgs),
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +158,8 @@ where
         Command::Run(a) => cmd_run(a),
         Command::Report(a) => cmd_report(&a.file),
         Command::Compare(a) => cmd_compare(a),
+        Command::Sweep(a) => cmd_sweep(a),
+        Command::Plot(a) => cmd_plot(a),
     };
     match result {
         Ok(code) => code,
@@ -273,6 +279,10 @@ fn cmd_run(a: RunArgs) -> Result<i32, SetupError> {
 }
 
 fn cmd_report(file: &Path) -> Result<i32, SetupError> {
+    if let Some(sweep) = crate::sweep_report::read_if_sweep(file).map_err(SetupError)? {
+        print!("{}", crate::sweep_report::summary_text(&sweep));
+        return Ok(EXIT_OK);
+    }
     match report::read_report(file).map_err(SetupError)? {
         AnyReport::Check(r) => print!("{}", output::check_report_text(&r)),
         AnyReport::Run(r) => print!("{}", output::run_report_text(&r)),
@@ -281,6 +291,17 @@ fn cmd_report(file: &Path) -> Result<i32, SetupError> {
 }
 
 fn cmd_compare(a: CompareArgs) -> Result<i32, SetupError> {
+    for file in [&a.base, &a.new] {
+        if crate::sweep_report::read_if_sweep(file)
+            .map_err(SetupError)?
+            .is_some()
+        {
+            return Err(SetupError(format!(
+                "{} is a sweep report; compare takes check or run reports",
+                file.display()
+            )));
+        }
+    }
     let base = report::read_report(&a.base).map_err(SetupError)?;
     let new = report::read_report(&a.new).map_err(SetupError)?;
     let comparison = compare::compare(&base, &new, a.max_regression);
@@ -290,4 +311,93 @@ fn cmd_compare(a: CompareArgs) -> Result<i32, SetupError> {
     } else {
         EXIT_FAILED
     })
+}
+
+#[derive(Debug, Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The ladder: concurrent connections of each step.
+    #[arg(
+        short = 'c',
+        long,
+        default_value = "1,10,100,1000,4000",
+        value_name = "N,N,..."
+    )]
+    conns: String,
+    /// Length of each step's steady closed-loop phase (after its connect burst).
+    #[arg(short = 'd', long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "D")]
+    duration: Duration,
+    /// Message size in bytes.
+    #[arg(short = 's', long, default_value_t = 64, value_name = "BYTES")]
+    size: usize,
+    /// Memory the server may use, for the predicted maximum (e.g. 8GiB, 512MiB).
+    #[arg(long, default_value = "8GiB", value_parser = crate::sweep::parse_bytes, value_name = "SIZE")]
+    memory_budget: u64,
+    /// How often the server's process tree is sampled.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, value_name = "D")]
+    sample_interval: Duration,
+    /// Directory the JSON report and SVGs are written into.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    results_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct PlotArgs {
+    /// A JSON report written by `harness sweep` or `harness run`.
+    file: PathBuf,
+    /// Where the SVGs go (default: beside the report).
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+}
+
+fn cmd_sweep(a: SweepArgs) -> Result<i32, SetupError> {
+    let spec = server_spec(&a.server)?;
+    let ladder =
+        crate::sweep::parse_ladder(&a.conns).map_err(|e| SetupError(format!("--conns: {e}")))?;
+    if a.duration.is_zero() {
+        return Err(SetupError("--duration must be more than 0".into()));
+    }
+    if a.size == 0 {
+        return Err(SetupError("--size must be at least 1".into()));
+    }
+    if a.sample_interval.is_zero() {
+        return Err(SetupError("--sample-interval must be more than 0".into()));
+    }
+    let opts = crate::sweep::SweepOptions {
+        ladder,
+        duration: a.duration,
+        size: a.size,
+        memory_budget_bytes: a.memory_budget,
+        sample_interval: a.sample_interval,
+        progress: true,
+    };
+    let report = crate::sweep::sweep(&spec, &opts)?;
+    print!("{}", crate::sweep_report::summary_text(&report));
+    let path = report::write_report(&a.results_dir, "sweep", &report.started_at, &report).map_err(
+        |e| {
+            SetupError(format!(
+                "cannot write the report into {}: {e}",
+                a.results_dir.display()
+            ))
+        },
+    )?;
+    println!("report: {}", path.display());
+    // Drawn from the file just written, through the same code as `harness plot`, so a redraw
+    // reproduces these files.
+    for svg in crate::plot_cmd::plot_report(&path, None).map_err(SetupError)? {
+        println!("plot: {}", svg.display());
+    }
+    Ok(if report.summary.steps_failed > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
+}
+
+fn cmd_plot(a: PlotArgs) -> Result<i32, SetupError> {
+    for svg in crate::plot_cmd::plot_report(&a.file, a.out_dir.as_deref()).map_err(SetupError)? {
+        println!("plot: {}", svg.display());
+    }
+    Ok(EXIT_OK)
 }

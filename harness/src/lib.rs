@@ -5,7 +5,9 @@
 //! Seams for the sweep built on top: [`server::ServerProcess`] (start/stop a server, its pid and
 //! address), [`sampler::Sampler`] (tree timeline), [`load::run_load`] (loadgen under the sampler),
 //! [`report::write_report`] (atomic JSON), [`procfs`] (all /proc accounting).
+//! The sweep adds the capacity model ([`capacity`]) and the SVG plots ([`plot`]).
 
+pub mod capacity;
 pub mod checks;
 pub mod cli;
 pub mod client;
@@ -13,8 +15,13 @@ pub mod compare;
 pub mod junit;
 pub mod load;
 pub mod output;
+pub mod plot;
+pub mod plot_cmd;
 pub mod procfs;
 pub mod report;
 pub mod run;
 pub mod sampler;
 pub mod server;
+pub mod sweep;
+pub mod sweep_progress;
+pub mod sweep_report;

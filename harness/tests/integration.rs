@@ -496,3 +496,301 @@ fn run_exits_1_when_the_load_fails_and_says_why() {
         .expect("final stats line");
     assert!((1..=5).contains(&peak_live), "{peak_live}");
 }
+
+/// Every `<text>` of an SVG (legends, captions, axis labels), after checking that it parses as XML.
+fn svg_texts(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("read svg");
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{} is not XML: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(|t| t.trim().to_owned()))
+        .collect()
+}
+
+fn assert_has_series(texts: &[String], names: &[&str]) {
+    for name in names {
+        assert!(
+            texts.iter().any(|t| t.starts_with(name)),
+            "no series {name:?} in {texts:?}"
+        );
+    }
+}
+
+#[test]
+fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    harness()
+        .args([
+            "sweep",
+            "--conns",
+            "1,10,50",
+            "--duration",
+            "1s",
+            "--results-dir",
+        ])
+        .arg(dir.path())
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("memory per connection"))
+        .stdout(predicate::str::contains("accept+fork rate"))
+        .stdout(predicate::str::contains("predicted maximum"))
+        // Not a terminal: one plain line per step, no progress bar escapes.
+        .stderr(predicate::str::contains("sweep: step 50 connections: ok"))
+        .stderr(predicate::str::contains("\u{1b}").not());
+    let (path, report) = only_report(dir.path(), "sweep-");
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 3);
+    for (step, conns) in steps.iter().zip([1u64, 10, 50]) {
+        assert_eq!(step["conns"], conns);
+        assert_eq!(step["ok"], true, "{}", step["failure"]);
+        assert_eq!(
+            step["tree"]["peak_live_children"], conns,
+            "{}",
+            step["tree"]
+        );
+        assert_eq!(step["burst"]["connections_established"], conns);
+        assert!(step["burst"]["accept_fork_per_sec"].as_f64().expect("rate") > 0.0);
+        assert!(step["steady"]["messages"].as_u64().expect("messages") > 0);
+        assert!(step["tree"]["total_pss_kib"].as_u64().expect("pss") > 0);
+        assert_eq!(
+            step["server_end"]["leftovers"]["orphans"],
+            serde_json::json!([])
+        );
+    }
+    let capacity = &report["capacity"];
+    let fit = &capacity["memory_fit"];
+    assert_eq!(fit["n"], 3);
+    assert!(fit["slope"].as_f64().expect("slope") > 0.0, "{fit}");
+    assert!(capacity["memory_check"]["error_percent"].is_number());
+    assert_eq!(report["summary"]["largest_burst_conns"], 50);
+    // The built-in server's default --max-children is among the limits, and the prediction is
+    // the smallest candidate.
+    let prediction = &capacity["prediction"];
+    let candidates = prediction["candidates"].as_array().expect("candidates");
+    assert!(candidates
+        .iter()
+        .any(|c| c["kind"] == "max_children" && c["max_connections"] == 4096));
+    assert_eq!(
+        prediction["max_connections"],
+        candidates[0]["max_connections"]
+    );
+
+    let stem = path
+        .file_stem()
+        .expect("stem")
+        .to_string_lossy()
+        .into_owned();
+    let expected: [(&str, &[&str]); 4] = [
+        ("echo-latency", &["echo p50", "echo p99", "echo p99.9"]),
+        ("first-echo-latency", &["first-echo p50", "first-echo p99"]),
+        ("pss", &["measured total PSS", "fit: "]),
+        ("throughput", &["messages/s (steady phase)"]),
+    ];
+    let mut originals = Vec::new();
+    for (suffix, series) in expected {
+        let svg = dir.path().join(format!("{stem}-{suffix}.svg"));
+        assert_has_series(&svg_texts(&svg), series);
+        originals.push((svg.clone(), std::fs::read(&svg).expect("read svg")));
+        std::fs::remove_file(&svg).expect("remove svg");
+    }
+
+    harness()
+        .arg("plot")
+        .arg(&path)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("-pss.svg"));
+    for (svg, bytes) in &originals {
+        assert_eq!(
+            &std::fs::read(svg).expect("redrawn svg"),
+            bytes,
+            "{} differs after a redraw",
+            svg.display()
+        );
+    }
+
+    harness()
+        .arg("report")
+        .arg(&path)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("capacity model"))
+        .stdout(predicate::str::is_match(r"\n50 +ok ").expect("regex"));
+}
+
+#[test]
+fn a_failing_sweep_step_is_recorded_and_the_sweep_goes_on() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Past 4 live children the server accepts and closes at once: the 6- and 7-connection steps
+    // see early closes.
+    harness()
+        .args([
+            "sweep",
+            "--conns",
+            "2,6,7",
+            "--duration",
+            "1s",
+            "--results-dir",
+        ])
+        .arg(dir.path())
+        .args(["--", "--max-children", "4", "--at-limit", "close"])
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("step 6 failed: "))
+        .stdout(predicate::str::contains("step 7 failed: "));
+    let (_, report) = only_report(dir.path(), "sweep-");
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[0]["ok"], true, "{}", steps[0]["failure"]);
+    for step in &steps[1..] {
+        assert_eq!(step["ok"], false);
+        assert!(
+            step["failure"]
+                .as_str()
+                .expect("why")
+                .contains("failed messages"),
+            "{}",
+            step["failure"]
+        );
+        assert!(
+            step["tree"]["peak_live_children"]
+                .as_u64()
+                .expect("children")
+                <= 4
+        );
+    }
+    assert_eq!(report["summary"]["steps_failed"], 2);
+    assert_eq!(report["summary"]["largest_ok_conns"], 2);
+    assert_eq!(report["capacity"]["limits"]["server_max_children"], 4);
+    assert_eq!(report["capacity"]["prediction"]["binding"], "max_children");
+    assert!(dir.path().read_dir().expect("dir").any(|e| e
+        .expect("entry")
+        .file_name()
+        .to_string_lossy()
+        .ends_with("-pss.svg")));
+}
+
+#[test]
+fn plot_draws_a_run_reports_timeline() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, _) = tokio_run_report(dir.path());
+    let out = dir.path().join("plots");
+    harness()
+        .arg("plot")
+        .arg(&path)
+        .arg("--out-dir")
+        .arg(&out)
+        .assert()
+        .code(0);
+    let stem = path
+        .file_stem()
+        .expect("stem")
+        .to_string_lossy()
+        .into_owned();
+    let texts = svg_texts(&out.join(format!("{stem}-timeline.svg")));
+    assert_has_series(
+        &texts,
+        &["live children", "zombies", "total PSS", "messages/s"],
+    );
+
+    harness()
+        .arg("plot")
+        .arg(dir.path().join("missing.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("missing.json"));
+}
+
+#[test]
+fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
+    let baseline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/baseline");
+    let mut reports = Vec::new();
+    for dir in [
+        baseline.clone(),
+        baseline.join("socat"),
+        baseline.join("backlog-4096"),
+    ] {
+        for entry in std::fs::read_dir(&dir).expect("baseline dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                reports.push(path);
+            }
+        }
+    }
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    harness()
+        .arg("compare")
+        .args(&reports[..2])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a sweep report"));
+    for report in reports {
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("read")).expect("json");
+        assert_eq!(
+            schema_errors(&value),
+            Vec::<String>::new(),
+            "{}",
+            report.display()
+        );
+        let out = tempfile::tempdir().expect("tempdir");
+        harness()
+            .arg("plot")
+            .arg(&report)
+            .arg("--out-dir")
+            .arg(out.path())
+            .assert()
+            .code(0);
+        let drawn: Vec<_> = std::fs::read_dir(out.path())
+            .expect("out")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(drawn.len(), 4, "{drawn:?}");
+        for drawn in drawn {
+            let committed = report.with_file_name(drawn.file_name().expect("name"));
+            assert_eq!(
+                std::fs::read(&drawn).expect("drawn"),
+                std::fs::read(&committed).expect("committed svg"),
+                "{} differs from a redraw",
+                committed.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn sweep_setup_errors_exit_2_with_one_line() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (args, says) in [
+        (vec!["--conns", "1,0"], "--conns"),
+        (vec!["--memory-budget", "8 parsecs"], "--memory-budget"),
+        (vec!["--server-cmd", "false {port}"], "before it was ready"),
+    ] {
+        let out = harness()
+            .arg("sweep")
+            .args(&args)
+            .args(["--duration", "1s", "--results-dir"])
+            .arg(dir.path())
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says))
+            .get_output()
+            .clone();
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}

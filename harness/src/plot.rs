@@ -1,0 +1,845 @@
+//! SVG charts of a sweep (latency, first-echo latency, memory with its fitted line, throughput
+//! against connections) and of a run's timeline (children, memory, throughput over time).
+//!
+//! Drawn with plotters' SVG backend only: text goes into the file as `<text>` elements for the
+//! viewer to render, so neither building nor drawing needs a system font. Every file is written to a
+//! temporary name in the target directory and renamed into place, so a reader never sees half a chart.
+
+use std::fs;
+use std::io::Write as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::drawing::DrawingAreaErrorKind;
+use plotters::prelude::*;
+
+use crate::capacity::LinearFit;
+
+/// One step of a sweep, as plotted. A figure that was not measured (a failed step) is NaN and is left
+/// out of its chart rather than drawn as zero.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SweepPoint {
+    /// Connections the step asked for.
+    pub conns: u64,
+    pub echo_p50_us: f64,
+    pub echo_p99_us: f64,
+    pub echo_p999_us: f64,
+    pub first_echo_p50_us: f64,
+    pub first_echo_p99_us: f64,
+    pub total_pss_bytes: f64,
+    /// Children alive when PSS was measured: the `x` of the memory fit.
+    pub live_children: u64,
+    pub messages_per_sec: f64,
+}
+
+/// One sample of a run's process-tree timeline. NaN figures are left out, as in [`SweepPoint`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimelinePoint {
+    /// Seconds since the load started.
+    pub t_secs: f64,
+    pub children: u64,
+    pub zombies: u64,
+    pub total_pss_bytes: f64,
+    pub messages_per_sec: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("nothing to plot: {0}")]
+    NoData(&'static str),
+    #[error("drawing {chart}: {message}")]
+    Draw { chart: String, message: String },
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A drawing failure before it knows which chart it belongs to.
+struct DrawFailure(String);
+
+impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for DrawFailure {
+    fn from(e: DrawingAreaErrorKind<E>) -> Self {
+        DrawFailure(e.to_string())
+    }
+}
+
+/// Suffixes of the four files [`write_sweep_svgs`] writes, in the order it returns them.
+pub const SWEEP_CHARTS: [&str; 4] = ["echo-latency", "first-echo-latency", "pss", "throughput"];
+
+/// Suffix of the file [`write_timeline_svg`] writes.
+pub const TIMELINE_CHART: &str = "timeline";
+
+const CHART_SIZE: (u32, u32) = (900, 560);
+const TIMELINE_SIZE: (u32, u32) = (900, 1000);
+const FONT: &str = "sans-serif";
+
+/// A ladder spanning two decades or more is drawn on a log axis, so 1, 10, 100, 1000 are evenly spaced.
+const LOG_X_RATIO: f64 = 100.0;
+/// Latencies spanning one decade or more get a log axis: a p99.9 tail must not flatten the p50.
+const LOG_Y_RATIO: f64 = 10.0;
+
+/// Writes `{stem}-echo-latency.svg`, `{stem}-first-echo-latency.svg`, `{stem}-pss.svg` (with `fit`
+/// drawn as a line when given) and `{stem}-throughput.svg` into `dir`, and returns their paths in
+/// that order.
+pub fn write_sweep_svgs(
+    dir: &Path,
+    stem: &str,
+    points: &[SweepPoint],
+    fit: Option<&LinearFit>,
+) -> Result<Vec<PathBuf>, PlotError> {
+    if points.is_empty() {
+        return Err(PlotError::NoData("the sweep has no steps"));
+    }
+    let conns: Vec<f64> = points.iter().map(|p| p.conns as f64).collect();
+    let x_scale = scale_for(&conns, LOG_X_RATIO);
+    let conns_desc = "concurrent connections";
+
+    let latency_series = |name: &str, color: RGBColor, pick: fn(&SweepPoint) -> f64| Series {
+        name: name.to_owned(),
+        color,
+        mark: Mark::LineAndDots,
+        points: points.iter().map(|p| (p.conns as f64, pick(p))).collect(),
+    };
+    let echo = [
+        latency_series("echo p50", BLUE, |p| p.echo_p50_us),
+        latency_series("echo p99", RGBColor(230, 120, 0), |p| p.echo_p99_us),
+        latency_series("echo p99.9", RED, |p| p.echo_p999_us),
+    ];
+    let first_echo = [
+        latency_series("first-echo p50", BLUE, |p| p.first_echo_p50_us),
+        latency_series("first-echo p99", RED, |p| p.first_echo_p99_us),
+    ];
+
+    let pss_unit = bytes_unit(points.iter().map(|p| p.total_pss_bytes));
+    let live: Vec<f64> = points.iter().map(|p| p.live_children as f64).collect();
+    let live_scale = scale_for(&live, LOG_X_RATIO);
+    // On a log ladder PSS spans decades too; log-log keeps the small steps off the floor.
+    let pss_y_scale = match live_scale {
+        Scale::Log => scale_for(
+            &points.iter().map(|p| p.total_pss_bytes).collect::<Vec<_>>(),
+            LOG_Y_RATIO,
+        ),
+        Scale::Linear => Scale::Linear,
+    };
+    let mut pss = vec![Series {
+        name: "measured total PSS".to_owned(),
+        color: BLUE,
+        mark: Mark::Dots,
+        points: points
+            .iter()
+            .map(|p| (p.live_children as f64, p.total_pss_bytes / pss_unit.1))
+            .collect(),
+    }];
+    if let Some(fit) = fit {
+        pss.push(Series {
+            name: format!(
+                "fit: {} per connection + {}, R² = {:.3}",
+                fmt_bytes(fit.slope),
+                fmt_bytes(fit.intercept),
+                fit.r_squared
+            ),
+            color: RED,
+            mark: Mark::Line,
+            points: fit_curve(fit, &live, live_scale, pss_unit.1),
+        });
+    }
+
+    let throughput = [Series {
+        name: "messages/s (steady phase)".to_owned(),
+        color: RGBColor(0, 140, 70),
+        mark: Mark::LineAndDots,
+        points: points
+            .iter()
+            .map(|p| (p.conns as f64, p.messages_per_sec))
+            .collect(),
+    }];
+
+    let charts = [
+        latency_chart("Echo latency by load", conns_desc, x_scale, &echo),
+        latency_chart(
+            "First echo after connect (accept + fork)",
+            conns_desc,
+            x_scale,
+            &first_echo,
+        ),
+        Chart {
+            caption: "Server memory (parent + children)".to_owned(),
+            x_desc: "live connections (server children)".to_owned(),
+            y_desc: format!("total PSS ({})", pss_unit.0),
+            x_scale: live_scale,
+            y_scale: pss_y_scale,
+            series: pss,
+            legend: SeriesLabelPosition::UpperLeft,
+        },
+        Chart {
+            caption: "Throughput by load".to_owned(),
+            x_desc: conns_desc.to_owned(),
+            y_desc: "messages per second".to_owned(),
+            x_scale,
+            y_scale: Scale::Linear,
+            series: throughput.to_vec(),
+            legend: SeriesLabelPosition::LowerRight,
+        },
+    ];
+
+    let mut written = Vec::with_capacity(charts.len());
+    for (chart, suffix) in charts.iter().zip(SWEEP_CHARTS) {
+        let svg =
+            render(CHART_SIZE, |root| draw_chart(root, chart)).map_err(|e| PlotError::Draw {
+                chart: suffix.to_owned(),
+                message: e.0,
+            })?;
+        let path = dir.join(format!("{stem}-{suffix}.svg"));
+        write_atomically(&path, &svg)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Writes `{stem}-timeline.svg` into `dir`: three panels sharing the time axis (children and
+/// zombies, total PSS, messages/s) and returns its path.
+pub fn write_timeline_svg(
+    dir: &Path,
+    stem: &str,
+    points: &[TimelinePoint],
+) -> Result<PathBuf, PlotError> {
+    if points.is_empty() {
+        return Err(PlotError::NoData("the timeline has no samples"));
+    }
+    // Dots at every 100 ms sample would bury the line; a short timeline keeps them.
+    let mark = if points.len() > 30 {
+        Mark::Line
+    } else {
+        Mark::LineAndDots
+    };
+    let series = |name: &str, color: RGBColor, pick: &dyn Fn(&TimelinePoint) -> f64| Series {
+        name: name.to_owned(),
+        color,
+        mark,
+        points: points.iter().map(|p| (p.t_secs, pick(p))).collect(),
+    };
+    let pss_unit = bytes_unit(points.iter().map(|p| p.total_pss_bytes));
+    let time_desc = "time since load start (s)";
+    // Children and memory climb from the lower left; throughput sits high: legends go where lines aren't.
+    let panel = |caption: &str, y_desc: String, series: Vec<Series>, legend| Chart {
+        caption: caption.to_owned(),
+        x_desc: time_desc.to_owned(),
+        y_desc,
+        x_scale: Scale::Linear,
+        y_scale: Scale::Linear,
+        series,
+        legend,
+    };
+    let panels = [
+        panel(
+            "Server children",
+            "processes".to_owned(),
+            vec![
+                series("live children", BLUE, &|p| p.children as f64),
+                series("zombies", RED, &|p| p.zombies as f64),
+            ],
+            SeriesLabelPosition::UpperLeft,
+        ),
+        panel(
+            "Server memory (parent + children)",
+            format!("total PSS ({})", pss_unit.0),
+            vec![series("total PSS", RGBColor(120, 60, 170), &|p| {
+                p.total_pss_bytes / pss_unit.1
+            })],
+            SeriesLabelPosition::UpperLeft,
+        ),
+        panel(
+            "Throughput",
+            "messages per second".to_owned(),
+            vec![series("messages/s", RGBColor(0, 140, 70), &|p| {
+                p.messages_per_sec
+            })],
+            SeriesLabelPosition::LowerRight,
+        ),
+    ];
+    let svg = render(TIMELINE_SIZE, |root| {
+        for (area, chart) in root.split_evenly((panels.len(), 1)).iter().zip(&panels) {
+            draw_chart(area, chart)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| PlotError::Draw {
+        chart: TIMELINE_CHART.to_owned(),
+        message: e.0,
+    })?;
+    let path = dir.join(format!("{stem}-{TIMELINE_CHART}.svg"));
+    write_atomically(&path, &svg)?;
+    Ok(path)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    Linear,
+    Log,
+}
+
+#[derive(Debug, Clone)]
+struct Series {
+    name: String,
+    color: RGBColor,
+    mark: Mark,
+    /// `(x, y)` in the chart's units; non-finite points, and non-positive ones on a log axis, are
+    /// dropped when drawing.
+    points: Vec<(f64, f64)>,
+}
+
+/// How a series is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// Measurements at a few steps: the dots are the data, the line guides the eye.
+    LineAndDots,
+    /// Measurements a model is compared with: dots only, so the model's line is the only line.
+    Dots,
+    /// A model, or a dense timeline where dots would bury the line.
+    Line,
+}
+
+struct Chart {
+    caption: String,
+    x_desc: String,
+    y_desc: String,
+    x_scale: Scale,
+    y_scale: Scale,
+    series: Vec<Series>,
+    legend: SeriesLabelPosition,
+}
+
+/// A latency chart in µs, or in ms when the slowest figure reaches 10 ms (ticks stay short).
+fn latency_chart(caption: &str, x_desc: &str, x_scale: Scale, series: &[Series]) -> Chart {
+    let max_us = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    let (unit, divisor) = if max_us >= 10_000.0 {
+        ("ms", 1000.0)
+    } else {
+        ("µs", 1.0)
+    };
+    let series: Vec<Series> = series
+        .iter()
+        .map(|s| Series {
+            points: s.points.iter().map(|&(x, y)| (x, y / divisor)).collect(),
+            ..s.clone()
+        })
+        .collect();
+    let ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .collect();
+    Chart {
+        caption: caption.to_owned(),
+        x_desc: x_desc.to_owned(),
+        y_desc: format!("latency ({unit})"),
+        x_scale,
+        y_scale: scale_for(&ys, LOG_Y_RATIO),
+        series,
+        legend: SeriesLabelPosition::UpperLeft,
+    }
+}
+
+/// Log when every usable value is positive and the largest is at least `ratio` times the smallest.
+fn scale_for(values: &[f64], ratio: f64) -> Scale {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let min = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if min > 0.0 && max / min >= ratio {
+        Scale::Log
+    } else {
+        Scale::Linear
+    }
+}
+
+/// The axis range that shows `values` with a margin; a sensible default when there are none.
+fn axis_range(values: impl Iterator<Item = f64>, scale: Scale) -> Range<f64> {
+    let usable: Vec<f64> = values
+        .filter(|v| v.is_finite() && (scale == Scale::Linear || *v > 0.0))
+        .collect();
+    let min = usable.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = usable.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    match scale {
+        _ if usable.is_empty() => match scale {
+            Scale::Linear => 0.0..1.0,
+            Scale::Log => 1.0..10.0,
+        },
+        Scale::Log => min / 1.5..max * 1.5,
+        Scale::Linear => {
+            // Counts, bytes and rates start at zero, so the eye reads proportions right.
+            let lo = min.min(0.0);
+            let span = (max - lo).max(max.abs() * 0.1).max(1.0);
+            lo..max + span * 0.08
+        }
+    }
+}
+
+/// The fitted line sampled across the live-connection range (densely on a log axis, where a
+/// straight line in linear units is a curve).
+fn fit_curve(fit: &LinearFit, xs: &[f64], scale: Scale, y_divisor: f64) -> Vec<(f64, f64)> {
+    let range = axis_range(xs.iter().copied(), scale);
+    let (lo, hi) = match scale {
+        Scale::Linear => (range.start.max(0.0), range.end),
+        Scale::Log => (range.start, range.end),
+    };
+    const SAMPLES: u32 = 64;
+    (0..=SAMPLES)
+        .map(|i| {
+            let t = f64::from(i) / f64::from(SAMPLES);
+            let x = match scale {
+                Scale::Linear => lo + (hi - lo) * t,
+                Scale::Log => lo * (hi / lo).powf(t),
+            };
+            (x, fit.predict(x) / y_divisor)
+        })
+        .collect()
+}
+
+/// Binary unit for a byte axis: (name, bytes per unit), chosen from the largest value.
+fn bytes_unit(values: impl Iterator<Item = f64>) -> (&'static str, f64) {
+    let max = values.filter(|v| v.is_finite()).fold(0.0_f64, f64::max);
+    if max >= GIB {
+        ("GiB", GIB)
+    } else if max >= 4.0 * MIB {
+        ("MiB", MIB)
+    } else {
+        ("KiB", KIB)
+    }
+}
+
+const KIB: f64 = 1024.0;
+const MIB: f64 = 1024.0 * KIB;
+const GIB: f64 = 1024.0 * MIB;
+
+/// `153600` -> `150.0 KiB`, for legends.
+fn fmt_bytes(bytes: f64) -> String {
+    let abs = bytes.abs();
+    if abs >= GIB {
+        format!("{:.2} GiB", bytes / GIB)
+    } else if abs >= MIB {
+        format!("{:.1} MiB", bytes / MIB)
+    } else if abs >= KIB {
+        format!("{:.1} KiB", bytes / KIB)
+    } else {
+        format!("{bytes:.0} B")
+    }
+}
+
+/// A short tick label: `1`, `2.5`, `20k`, `1.5M`.
+fn fmt_tick(v: f64) -> String {
+    let abs = v.abs();
+    let (scaled, suffix) = if abs >= 1e9 {
+        (v / 1e9, "G")
+    } else if abs >= 1e6 {
+        (v / 1e6, "M")
+    } else if abs >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let mut s = format!("{scaled:.2}");
+    while s.ends_with('0') {
+        s.pop();
+    }
+    if s.ends_with('.') {
+        s.pop();
+    }
+    if s == "-0" {
+        s = "0".to_owned();
+    }
+    s.push_str(suffix);
+    s
+}
+
+/// Draws into an SVG string of `size` pixels.
+fn render(
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), DrawFailure>,
+) -> Result<String, DrawFailure> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+fn draw_chart(area: &DrawingArea<SVGBackend, Shift>, chart: &Chart) -> Result<(), DrawFailure> {
+    let keep = |scale: Scale, v: f64| v.is_finite() && (scale == Scale::Linear || v > 0.0);
+    let series: Vec<Series> = chart
+        .series
+        .iter()
+        .map(|s| Series {
+            points: s
+                .points
+                .iter()
+                .copied()
+                .filter(|&(x, y)| keep(chart.x_scale, x) && keep(chart.y_scale, y))
+                .collect(),
+            ..s.clone()
+        })
+        .collect();
+    let all = || series.iter().flat_map(|s| s.points.iter().copied());
+    let x = axis_range(all().map(|p| p.0), chart.x_scale);
+    let y = axis_range(all().map(|p| p.1), chart.y_scale);
+    match (chart.x_scale, chart.y_scale) {
+        (Scale::Linear, Scale::Linear) => draw_on(area, chart, &series, x, y),
+        (Scale::Log, Scale::Linear) => draw_on(area, chart, &series, x.log_scale(), y),
+        (Scale::Linear, Scale::Log) => draw_on(area, chart, &series, x, y.log_scale()),
+        (Scale::Log, Scale::Log) => draw_on(area, chart, &series, x.log_scale(), y.log_scale()),
+    }
+}
+
+fn draw_on<X, Y>(
+    area: &DrawingArea<SVGBackend, Shift>,
+    chart: &Chart,
+    series: &[Series],
+    x: X,
+    y: Y,
+) -> Result<(), DrawFailure>
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut ctx = ChartBuilder::on(area)
+        .caption(&chart.caption, (FONT, 22))
+        .margin(14)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x, y)?;
+    let tick = |v: &f64| fmt_tick(*v);
+    ctx.configure_mesh()
+        .x_desc(chart.x_desc.as_str())
+        .y_desc(chart.y_desc.as_str())
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .x_labels(10)
+        .y_labels(8)
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(205, 205, 205))
+        .draw()?;
+    for s in series {
+        let color = s.color;
+        let dots = s.points.iter().map(|&p| Circle::new(p, 4, color.filled()));
+        let legend_entry = match s.mark {
+            Mark::Dots => ctx.draw_series(dots)?,
+            Mark::Line | Mark::LineAndDots => {
+                let line = ShapeStyle::from(&color).stroke_width(2);
+                if s.mark == Mark::LineAndDots {
+                    ctx.draw_series(dots)?;
+                }
+                ctx.draw_series(LineSeries::new(s.points.iter().copied(), line))?
+            }
+        };
+        legend_entry.label(s.name.as_str());
+        match s.mark {
+            Mark::Dots => {
+                legend_entry.legend(move |(lx, ly)| Circle::new((lx + 12, ly), 4, color.filled()))
+            }
+            Mark::Line | Mark::LineAndDots => legend_entry.legend(move |(lx, ly)| {
+                PathElement::new(vec![(lx, ly), (lx + 24, ly)], color.stroke_width(2))
+            }),
+        };
+    }
+    ctx.configure_series_labels()
+        .position(chart.legend.clone())
+        .label_font((FONT, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(160, 160, 160))
+        .margin(12)
+        .draw()?;
+    Ok(())
+}
+
+/// Writes `contents` to a temporary file beside `path`, flushes it, and renames it over `path`.
+fn write_atomically(path: &Path, contents: &str) -> Result<(), PlotError> {
+    let fail = |source| PlotError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Same directory, so the rename cannot cross filesystems; the pid keeps two writers apart.
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(contents.as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ladder like the default sweep: memory grows by 150 KiB a child, latency rises past 1000.
+    fn sweep() -> Vec<SweepPoint> {
+        [1u64, 10, 100, 1000, 4000]
+            .iter()
+            .map(|&c| {
+                let cf = c as f64;
+                SweepPoint {
+                    conns: c,
+                    echo_p50_us: 40.0 + cf * 0.05,
+                    echo_p99_us: 90.0 + cf * 0.5,
+                    echo_p999_us: 200.0 + cf * 4.0,
+                    first_echo_p50_us: 300.0 + cf * 2.0,
+                    first_echo_p99_us: 900.0 + cf * 20.0,
+                    total_pss_bytes: 2.0 * MIB + cf * 150.0 * KIB,
+                    live_children: c,
+                    messages_per_sec: 20_000.0 * cf.min(200.0) / (1.0 + cf / 2000.0),
+                }
+            })
+            .collect()
+    }
+
+    fn fit() -> LinearFit {
+        LinearFit {
+            slope: 150.0 * KIB,
+            intercept: 2.0 * MIB,
+            r_squared: 0.9987,
+            n: 5,
+        }
+    }
+
+    /// Every piece of text in the SVG, after checking it parses as XML.
+    fn texts(path: &Path) -> Vec<String> {
+        let svg = fs::read_to_string(path).expect("read svg");
+        let doc = roxmltree::Document::parse(&svg)
+            .unwrap_or_else(|e| panic!("{} is not XML: {e}", path.display()));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        doc.descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text().map(|t| t.trim().to_owned()))
+            .collect()
+    }
+
+    fn assert_has(texts: &[String], wanted: &[&str], path: &Path) {
+        for w in wanted {
+            assert!(
+                texts.iter().any(|t| t == w),
+                "{} lacks text {w:?}; has {texts:?}",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn sweep_svgs_have_series_and_labelled_axes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = write_sweep_svgs(dir.path(), "sweep-x", &sweep(), Some(&fit())).expect("plot");
+        let names: Vec<String> = paths
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "sweep-x-echo-latency.svg",
+                "sweep-x-first-echo-latency.svg",
+                "sweep-x-pss.svg",
+                "sweep-x-throughput.svg"
+            ]
+        );
+
+        let t = texts(&paths[0]);
+        assert_has(
+            &t,
+            &[
+                "echo p50",
+                "echo p99",
+                "echo p99.9",
+                "concurrent connections",
+                "latency (ms)",
+            ],
+            &paths[0],
+        );
+        // Log x: the decades are ticks.
+        assert_has(&t, &["1", "10", "100", "1k"], &paths[0]);
+
+        let t = texts(&paths[1]);
+        assert_has(
+            &t,
+            &["first-echo p50", "first-echo p99", "latency (ms)"],
+            &paths[1],
+        );
+
+        let t = texts(&paths[2]);
+        assert_has(
+            &t,
+            &[
+                "measured total PSS",
+                "fit: 150.0 KiB per connection + 2.0 MiB, R² = 0.999",
+                "total PSS (MiB)",
+                "live connections (server children)",
+            ],
+            &paths[2],
+        );
+
+        // Measured PSS is drawn as dots (one per step, plus the legend's), the fit as a line.
+        let pss_svg = fs::read_to_string(&paths[2]).expect("read");
+        assert_eq!(pss_svg.matches("<circle").count(), sweep().len() + 1);
+
+        let t = texts(&paths[3]);
+        assert_has(
+            &t,
+            &["messages/s (steady phase)", "messages per second"],
+            &paths[3],
+        );
+
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn small_linear_ladder_uses_linear_axes_and_microseconds() {
+        let points: Vec<SweepPoint> = sweep()
+            .into_iter()
+            .take(3)
+            .map(|mut p| {
+                p.conns = p.conns.max(5) * 2; // 10, 20, 200 -> 10, 20, 200
+                p
+            })
+            .collect();
+        assert_eq!(scale_for(&[10.0, 20.0, 200.0], LOG_X_RATIO), Scale::Linear);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = write_sweep_svgs(dir.path(), "s", &points, None).expect("plot");
+        let t = texts(&paths[0]);
+        assert_has(&t, &["latency (µs)", "echo p99.9"], &paths[0]);
+        // Without a fit there is no fit series.
+        let t = texts(&paths[2]);
+        assert!(!t.iter().any(|s| s.starts_with("fit:")), "{t:?}");
+        assert_has(&t, &["measured total PSS"], &paths[2]);
+    }
+
+    #[test]
+    fn unmeasured_figures_are_left_out_not_drawn() {
+        let mut points = sweep();
+        points[2].echo_p99_us = f64::NAN;
+        points[4].first_echo_p50_us = f64::NAN;
+        points[4].first_echo_p99_us = f64::NAN;
+        points[0].live_children = 0; // a zero on the ladder: the PSS axis turns linear
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = write_sweep_svgs(dir.path(), "s", &points, Some(&fit())).expect("plot");
+        for path in &paths {
+            let svg = fs::read_to_string(path).expect("read");
+            assert!(
+                !svg.contains("NaN") && !svg.contains("inf"),
+                "{}",
+                path.display()
+            );
+            texts(path);
+        }
+    }
+
+    #[test]
+    fn redrawing_replaces_the_files_identically() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = write_sweep_svgs(dir.path(), "s", &sweep(), Some(&fit())).expect("plot");
+        let before = fs::read_to_string(&first[2]).expect("read");
+        fs::write(&first[2], "truncated <svg").expect("clobber");
+        let second = write_sweep_svgs(dir.path(), "s", &sweep(), Some(&fit())).expect("replot");
+        assert_eq!(first, second);
+        assert_eq!(fs::read_to_string(&second[2]).expect("read"), before);
+    }
+
+    #[test]
+    fn nothing_to_plot_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            write_sweep_svgs(dir.path(), "s", &[], None),
+            Err(PlotError::NoData(_))
+        ));
+        assert!(matches!(
+            write_timeline_svg(dir.path(), "s", &[]),
+            Err(PlotError::NoData(_))
+        ));
+    }
+
+    #[test]
+    fn unwritable_directory_is_a_write_error() {
+        let err = write_sweep_svgs(Path::new("/nonexistent/dir"), "s", &sweep(), None)
+            .expect_err("cannot write");
+        assert!(matches!(err, PlotError::Write { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/dir/s-echo-latency.svg"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn timeline_has_three_panels() {
+        let points: Vec<TimelinePoint> = (0..100)
+            .map(|i| {
+                let t = f64::from(i) * 0.1;
+                let children = (i * 12).min(1000) as u64;
+                TimelinePoint {
+                    t_secs: t,
+                    children,
+                    zombies: u64::from(i % 17 == 0),
+                    total_pss_bytes: 2.0 * MIB + children as f64 * 150.0 * KIB,
+                    messages_per_sec: if i == 0 { f64::NAN } else { 180_000.0 },
+                }
+            })
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_timeline_svg(dir.path(), "run-x", &points).expect("plot");
+        assert_eq!(path, dir.path().join("run-x-timeline.svg"));
+        let t = texts(&path);
+        assert_has(
+            &t,
+            &[
+                "live children",
+                "zombies",
+                "total PSS",
+                "messages/s",
+                "total PSS (MiB)",
+                "processes",
+                "messages per second",
+                "time since load start (s)",
+            ],
+            &path,
+        );
+    }
+
+    #[test]
+    fn ticks_and_units_read_well() {
+        assert_eq!(fmt_tick(1.0), "1");
+        assert_eq!(fmt_tick(0.5), "0.5");
+        assert_eq!(fmt_tick(1000.0), "1k");
+        assert_eq!(fmt_tick(1500.0), "1.5k");
+        assert_eq!(fmt_tick(20_000.0), "20k");
+        assert_eq!(fmt_tick(2_500_000.0), "2.5M");
+        assert_eq!(fmt_bytes(153_600.0), "150.0 KiB");
+        assert_eq!(bytes_unit([3.0 * MIB].into_iter()).0, "KiB");
+        assert_eq!(bytes_unit([600.0 * MIB].into_iter()).0, "MiB");
+        assert_eq!(scale_for(&[1.0, 10.0, 100.0], LOG_X_RATIO), Scale::Log);
+        assert_eq!(scale_for(&[0.0, 10.0, 1000.0], LOG_X_RATIO), Scale::Linear);
+    }
+}
