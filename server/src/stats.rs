@@ -22,7 +22,9 @@ pub struct ReapedByReason {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
-    /// Always `"stats"`, so a log reader can pick the line out of stderr.
+    /// Always `"stats"`, so a log reader can pick the line out of stderr. Optional when read
+    /// back, so reports that embed the counters without it still parse.
+    #[serde(default)]
     pub event: String,
     pub accepted: u64,
     pub forked: u64,
