@@ -33,6 +33,18 @@ impl LinearFit {
     pub fn predict(&self, x: f64) -> f64 {
         self.slope * x + self.intercept
     }
+
+    /// `"<slope> per connection + <intercept>"` with `format` for both numbers, and a minus sign
+    /// (not `+ -`) when the intercept is negative, as it is when a fit over a wide ladder bends
+    /// below the smallest step.
+    pub fn per_connection_text(&self, format: impl Fn(f64) -> String) -> String {
+        let sign = if self.intercept < 0.0 { '-' } else { '+' };
+        format!(
+            "{} per connection {sign} {}",
+            format(self.slope),
+            format(self.intercept.abs())
+        )
+    }
 }
 
 /// Fits `y = slope * x + intercept` by ordinary least squares.
@@ -493,6 +505,19 @@ fn read_u64(path: &Path) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn per_connection_text_signs_the_intercept() {
+        let fit = |intercept| super::LinearFit {
+            slope: 2.0,
+            intercept,
+            r_squared: 1.0,
+            n: 2,
+        };
+        let plain = |v: f64| format!("{v}");
+        assert_eq!(fit(3.0).per_connection_text(plain), "2 per connection + 3");
+        assert_eq!(fit(-3.0).per_connection_text(plain), "2 per connection - 3");
+    }
+
     use super::*;
 
     fn close(a: f64, b: f64, tol: f64) -> bool {

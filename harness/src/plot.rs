@@ -137,9 +137,8 @@ pub fn write_sweep_svgs(
     if let Some(fit) = fit {
         pss.push(Series {
             name: format!(
-                "fit: {} per connection + {}, R² = {:.3}",
-                fmt_bytes(fit.slope),
-                fmt_bytes(fit.intercept),
+                "fit: {}, R² = {:.3}",
+                fit.per_connection_text(fmt_bytes),
                 fit.r_squared
             ),
             color: RED,

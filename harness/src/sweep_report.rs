@@ -307,9 +307,8 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
     let mut out = String::from("capacity model\n");
     match &c.memory_fit {
         Some(f) => out.push_str(&format!(
-            "  memory per connection   {} per connection + {} base (R^2 {:.4}, {} steps)\n",
-            bytes(f.slope),
-            bytes(f.intercept),
+            "  memory per connection   {} base (R^2 {:.4}, {} steps)\n",
+            f.per_connection_text(bytes),
             f.r_squared,
             f.n
         )),

@@ -718,6 +718,7 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
         baseline.clone(),
         baseline.join("socat"),
         baseline.join("backlog-4096"),
+        baseline.join("device-16core"),
     ] {
         for entry in std::fs::read_dir(&dir).expect("baseline dir") {
             let path = entry.expect("entry").path();
@@ -726,7 +727,7 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
             }
         }
     }
-    assert_eq!(reports.len(), 3, "{reports:?}");
+    assert_eq!(reports.len(), 4, "{reports:?}");
     harness()
         .arg("compare")
         .args(&reports[..2])
