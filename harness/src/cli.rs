@@ -185,15 +185,38 @@ fn server_spec(a: &ServerArgs) -> Result<ServerSpec, SetupError> {
     }
 }
 
-fn write_junit(
-    path: &Path,
+/// Writes a report into the results directory (temp file + rename) and says where it went.
+fn save_report<T: serde::Serialize>(
+    dir: &Path,
+    kind: &str,
+    started_at: &str,
+    report: &T,
+) -> Result<PathBuf, SetupError> {
+    let path = report::write_report(dir, kind, started_at, report).map_err(|e| {
+        SetupError(format!(
+            "cannot write the report into {}: {e}",
+            dir.display()
+        ))
+    })?;
+    println!("report: {}", path.display());
+    Ok(path)
+}
+
+/// Writes the check results as JUnit XML when `--junit` asked for it.
+fn save_junit(
+    path: Option<&Path>,
     suite: &str,
     started_at: &str,
     results: &[crate::checks::CheckResult],
 ) -> Result<(), SetupError> {
+    let Some(path) = path else {
+        return Ok(());
+    };
     let xml = junit::to_junit_xml(suite, started_at, results);
     report::write_atomic(path, xml.as_bytes())
-        .map_err(|e| SetupError(format!("cannot write {}: {e}", path.display())))
+        .map_err(|e| SetupError(format!("cannot write {}: {e}", path.display())))?;
+    println!("junit: {}", path.display());
+    Ok(())
 }
 
 fn cmd_check(a: CheckArgs) -> Result<i32, SetupError> {
@@ -209,18 +232,13 @@ fn cmd_check(a: CheckArgs) -> Result<i32, SetupError> {
     };
     let report = run::check(&spec, &opts)?;
     print!("{}", output::check_report_text(&report));
-    let path = report::write_report(&a.out.results_dir, "check", &report.started_at, &report)
-        .map_err(|e| {
-            SetupError(format!(
-                "cannot write the report into {}: {e}",
-                a.out.results_dir.display()
-            ))
-        })?;
-    println!("report: {}", path.display());
-    if let Some(junit) = &a.out.junit {
-        write_junit(junit, "harness check", &report.started_at, &report.checks)?;
-        println!("junit: {}", junit.display());
-    }
+    save_report(&a.out.results_dir, "check", &report.started_at, &report)?;
+    save_junit(
+        a.out.junit.as_deref(),
+        "harness check",
+        &report.started_at,
+        &report.checks,
+    )?;
     Ok(if report.counts.failed > 0 {
         EXIT_FAILED
     } else {
@@ -262,18 +280,13 @@ fn cmd_run(a: RunArgs) -> Result<i32, SetupError> {
     };
     let report = run::run(&spec, &opts)?;
     print!("{}", output::run_report_text(&report));
-    let path = report::write_report(&a.out.results_dir, "run", &report.started_at, &report)
-        .map_err(|e| {
-            SetupError(format!(
-                "cannot write the report into {}: {e}",
-                a.out.results_dir.display()
-            ))
-        })?;
-    println!("report: {}", path.display());
-    if let Some(junit) = &a.out.junit {
-        write_junit(junit, "harness run", &report.started_at, &report.checks)?;
-        println!("junit: {}", junit.display());
-    }
+    save_report(&a.out.results_dir, "run", &report.started_at, &report)?;
+    save_junit(
+        a.out.junit.as_deref(),
+        "harness run",
+        &report.started_at,
+        &report.checks,
+    )?;
     let failed = report.summary.checks.failed > 0 || !report.summary.load_ok;
     Ok(if failed { EXIT_FAILED } else { EXIT_OK })
 }
@@ -374,15 +387,7 @@ fn cmd_sweep(a: SweepArgs) -> Result<i32, SetupError> {
     };
     let report = crate::sweep::sweep(&spec, &opts)?;
     print!("{}", crate::sweep_report::summary_text(&report));
-    let path = report::write_report(&a.results_dir, "sweep", &report.started_at, &report).map_err(
-        |e| {
-            SetupError(format!(
-                "cannot write the report into {}: {e}",
-                a.results_dir.display()
-            ))
-        },
-    )?;
-    println!("report: {}", path.display());
+    let path = save_report(&a.results_dir, "sweep", &report.started_at, &report)?;
     // Drawn from the file just written, through the same code as `harness plot`, so a redraw
     // reproduces these files.
     for svg in crate::plot_cmd::plot_report(&path, None).map_err(SetupError)? {
