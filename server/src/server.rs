@@ -131,8 +131,6 @@ impl Server {
                 }
             }
         }
-        // Children that ignored SIGTERM got SIGKILL in advance_shutdown; collect them all.
-        self.children.reap_all_blocking(&mut self.stats);
         Ok(self.stats)
     }
 
@@ -349,11 +347,7 @@ impl Server {
                     self.children.len()
                 );
                 self.children.signal_all(Signal::SIGKILL);
-                // run() now leaves the loop only when the table is empty; the blocking reap
-                // after it collects the killed children.
-                self.phase = Phase::Terminating {
-                    until: now + KILL_AFTER,
-                };
+                // SIGKILL cannot be ignored, so this wait ends; run() then finds the table empty.
                 self.children.reap_all_blocking(&mut self.stats);
             }
             _ => {}

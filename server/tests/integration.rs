@@ -409,3 +409,28 @@ fn fork_failure_closes_that_client_and_keeps_serving() {
         b"after the back-off"
     );
 }
+
+#[test]
+fn a_child_that_outlives_sigterm_is_killed_and_reaped() {
+    let _lock = fork_lock();
+    let mut server = ServerProcess::start(&["--shutdown-grace", "0"]);
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"hi"), b"hi");
+    let children = server.children();
+    assert_eq!(children.len(), 1);
+    // A stopped process keeps SIGTERM pending; only SIGKILL ends it.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(children[0].pid), Signal::SIGSTOP).unwrap();
+    wait_until("the child to stop", || {
+        util::proc_entry(children[0].pid).is_some_and(|e| e.state == 'T')
+    });
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+    assert!(has_exited(children[0].pid));
+    assert!(server
+        .stderr_lines()
+        .iter()
+        .any(|l| l.contains("outlived SIGTERM")));
+    let stats = server.stats_lines().pop().expect("final stats line");
+    assert_eq!(stats["reaped"]["signaled"], 1, "{stats}");
+}
