@@ -8,7 +8,7 @@
 //! interval), never-measured children first, then the longest-unread; the rest keep their last
 //! value. At steady state every child is re-read every few samples.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -103,13 +103,13 @@ impl TreeSampler {
             sample_ms: 0.0,
         };
         let mut live = Vec::new();
-        let mut zombies = Vec::new();
+        let mut zombies = HashSet::new();
         for p in &processes {
             if p.pid == pid {
                 sample.server_cpu_secs = (p.utime_ticks + p.stime_ticks) as f64 / ticks;
             } else if p.ppid == pid {
                 if p.is_zombie() {
-                    zombies.push(p.pid);
+                    zombies.insert(p.pid);
                 } else {
                     live.push(p.pid);
                 }
@@ -124,7 +124,10 @@ impl TreeSampler {
                 sample.lingering_zombies += 1;
             }
         }
-        self.memory.retain(|child, _| live.contains(child));
+        // A set, not `live.contains`: with thousands of children a linear search per entry made
+        // this quadratic in the child count on every sample.
+        let live_set: HashSet<i32> = live.iter().copied().collect();
+        self.memory.retain(|child, _| live_set.contains(child));
         // Never-read children first, then the longest-unread.
         live.sort_by_key(|child| self.memory.get(child).map_or(0, |(_, at)| *at));
         let budget_end = self.memory_budget.map(|b| Instant::now() + b);
