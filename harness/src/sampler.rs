@@ -9,7 +9,9 @@
 //! value. At steady state every child is re-read every few samples.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -179,8 +181,14 @@ pub struct Sampler {
 
 impl Sampler {
     /// Samples `pid` now and then every `interval` (on a fixed schedule, so a slow sample does
-    /// not shift later ones; memory reads get a fifth of the interval) until stopped.
-    pub fn start(pid: i32, interval: Duration) -> std::io::Result<Sampler> {
+    /// not shift later ones; memory reads get a fifth of the interval) until stopped. Each
+    /// sample's live child count is also stored in `live_children`, so that a progress display
+    /// can follow the load without scanning /proc a second time.
+    pub fn start(
+        pid: i32,
+        interval: Duration,
+        live_children: Arc<AtomicUsize>,
+    ) -> std::io::Result<Sampler> {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("tree-sampler".into())
@@ -190,7 +198,9 @@ impl Sampler {
                 let mut timeline = Vec::new();
                 let mut next = t0;
                 loop {
-                    timeline.push(tree.sample(t0));
+                    let sample = tree.sample(t0);
+                    live_children.store(sample.live_children, Ordering::Relaxed);
+                    timeline.push(sample);
                     next += interval;
                     let now = Instant::now();
                     while next < now {
@@ -269,7 +279,9 @@ mod tests {
             .arg("5")
             .spawn()
             .expect("spawn sleep");
-        let sampler = Sampler::start(me, Duration::from_millis(20)).expect("start");
+        let live = Arc::new(AtomicUsize::new(0));
+        let sampler =
+            Sampler::start(me, Duration::from_millis(20), Arc::clone(&live)).expect("start");
         // The first sample is taken at once and one more every 20 ms: 150 ms gives several.
         std::thread::sleep(Duration::from_millis(150));
         let stopping = Instant::now();
@@ -282,6 +294,10 @@ mod tests {
         let _ = child.wait();
         assert!(timeline.len() >= 2, "{timeline:?}");
         assert!(timeline.iter().all(|s| s.live_children >= 1));
+        assert_eq!(
+            live.load(Ordering::Relaxed),
+            timeline.last().expect("samples").live_children
+        );
         assert!(timeline.windows(2).all(|w| w[0].t_secs < w[1].t_secs));
         let summary = summarize(&timeline);
         assert!(summary.peak_live_children >= 1);
