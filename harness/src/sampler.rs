@@ -166,11 +166,6 @@ impl TreeSampler {
     }
 }
 
-/// One complete sample of `pid`'s tree, every child's memory read (no budget).
-pub fn sample_tree(pid: i32, t0: Instant) -> Sample {
-    TreeSampler::new(pid, None).sample(t0)
-}
-
 /// A running sampler; `stop` ends it and hands back the timeline.
 pub struct Sampler {
     /// Dropping or sending on this wakes the thread at once and makes it return; it never

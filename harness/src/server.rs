@@ -605,20 +605,6 @@ impl ServerProcess {
         self.stderr.lock().map(|l| l.stats.len()).unwrap_or(0)
     }
 
-    /// Sends SIGUSR1 and waits (at most `timeout`) for the stats line it produces.
-    pub fn request_stats(&self, timeout: Duration) -> Option<ServerStats> {
-        let before = self.stats_count();
-        kill(Pid::from_raw(self.pid), Signal::SIGUSR1).ok()?;
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.stats_count() > before {
-                return self.last_stats();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-
     /// `Some` once the process has exited (it stays unreaped until the handle is dropped).
     pub fn try_exit(&mut self) -> Option<ExitSummary> {
         if self.exit.is_none() {
