@@ -270,16 +270,10 @@ fn payload_1mib(server: &ServerProcess) -> Result<Option<String>, String> {
 }
 
 fn rst_close_reaped(spec: &ServerSpec, server: &ServerProcess) -> Result<Option<String>, String> {
-    let before = census(server)?;
+    let before = census(server)?.live;
     let mut stream = client::connect(server.addr())?;
     client::echo(&mut stream, b"reset me")?;
-    let after = census(server)?;
-    let new: Vec<i32> = after
-        .live
-        .iter()
-        .copied()
-        .filter(|p| !before.live.contains(p))
-        .collect();
+    let new = new_children(server, &before)?;
     client::close_with_reset(stream);
     if new.is_empty() {
         return if spec.speaks_contract() {

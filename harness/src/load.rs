@@ -3,6 +3,8 @@
 //! read before and after. `loadgen::run` builds its own tokio runtime, so this must be called
 //! from a plain thread (never from inside a runtime).
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::procfs::ListenCounters;
@@ -18,11 +20,17 @@ pub struct LoadPhase {
     pub wall_secs: f64,
 }
 
-/// Runs `config` against the server whose pid is `server_pid`, sampling its tree every `interval`.
-pub fn run_load(config: loadgen::Config, server_pid: i32, interval: Duration) -> LoadPhase {
+/// Runs `config` against the server whose pid is `server_pid`, sampling its tree every `interval`
+/// and keeping its latest live child count in `live_children` (see [`Sampler::start`]).
+pub fn run_load(
+    config: loadgen::Config,
+    server_pid: i32,
+    interval: Duration,
+    live_children: Arc<AtomicUsize>,
+) -> LoadPhase {
     let listen_before = ListenCounters::read().unwrap_or_default();
     let started = Instant::now();
-    let sampler = Sampler::start(server_pid, interval);
+    let sampler = Sampler::start(server_pid, interval, live_children);
     let report = loadgen::run(config);
     let timeline = match sampler {
         Ok(sampler) => sampler.stop(),

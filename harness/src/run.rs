@@ -115,7 +115,12 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
 
     let mut config = opts.load.clone();
     config.addr = server.addr();
-    let phase = load::run_load(config, server.pid(), opts.sample_interval);
+    let phase = load::run_load(
+        config,
+        server.pid(),
+        opts.sample_interval,
+        Default::default(),
+    );
 
     let stopping = Instant::now();
     let server_end = server.shut_down(STOP_GRACE);

@@ -8,8 +8,10 @@
 //! interval), never-measured children first, then the longest-unread; the rest keep their last
 //! value. At steady state every child is re-read every few samples.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -103,13 +105,13 @@ impl TreeSampler {
             sample_ms: 0.0,
         };
         let mut live = Vec::new();
-        let mut zombies = Vec::new();
+        let mut zombies = HashSet::new();
         for p in &processes {
             if p.pid == pid {
                 sample.server_cpu_secs = (p.utime_ticks + p.stime_ticks) as f64 / ticks;
             } else if p.ppid == pid {
                 if p.is_zombie() {
-                    zombies.push(p.pid);
+                    zombies.insert(p.pid);
                 } else {
                     live.push(p.pid);
                 }
@@ -124,7 +126,10 @@ impl TreeSampler {
                 sample.lingering_zombies += 1;
             }
         }
-        self.memory.retain(|child, _| live.contains(child));
+        // A set, not `live.contains`: with thousands of children a linear search per entry made
+        // this quadratic in the child count on every sample.
+        let live_set: HashSet<i32> = live.iter().copied().collect();
+        self.memory.retain(|child, _| live_set.contains(child));
         // Never-read children first, then the longest-unread.
         live.sort_by_key(|child| self.memory.get(child).map_or(0, |(_, at)| *at));
         let budget_end = self.memory_budget.map(|b| Instant::now() + b);
@@ -161,11 +166,6 @@ impl TreeSampler {
     }
 }
 
-/// One complete sample of `pid`'s tree, every child's memory read (no budget).
-pub fn sample_tree(pid: i32, t0: Instant) -> Sample {
-    TreeSampler::new(pid, None).sample(t0)
-}
-
 /// A running sampler; `stop` ends it and hands back the timeline.
 pub struct Sampler {
     /// Dropping or sending on this wakes the thread at once and makes it return; it never
@@ -176,8 +176,14 @@ pub struct Sampler {
 
 impl Sampler {
     /// Samples `pid` now and then every `interval` (on a fixed schedule, so a slow sample does
-    /// not shift later ones; memory reads get a fifth of the interval) until stopped.
-    pub fn start(pid: i32, interval: Duration) -> std::io::Result<Sampler> {
+    /// not shift later ones; memory reads get a fifth of the interval) until stopped. Each
+    /// sample's live child count is also stored in `live_children`, so that a progress display
+    /// can follow the load without scanning /proc a second time.
+    pub fn start(
+        pid: i32,
+        interval: Duration,
+        live_children: Arc<AtomicUsize>,
+    ) -> std::io::Result<Sampler> {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("tree-sampler".into())
@@ -187,7 +193,9 @@ impl Sampler {
                 let mut timeline = Vec::new();
                 let mut next = t0;
                 loop {
-                    timeline.push(tree.sample(t0));
+                    let sample = tree.sample(t0);
+                    live_children.store(sample.live_children, Ordering::Relaxed);
+                    timeline.push(sample);
                     next += interval;
                     let now = Instant::now();
                     while next < now {
@@ -266,7 +274,9 @@ mod tests {
             .arg("5")
             .spawn()
             .expect("spawn sleep");
-        let sampler = Sampler::start(me, Duration::from_millis(20)).expect("start");
+        let live = Arc::new(AtomicUsize::new(0));
+        let sampler =
+            Sampler::start(me, Duration::from_millis(20), Arc::clone(&live)).expect("start");
         // The first sample is taken at once and one more every 20 ms: 150 ms gives several.
         std::thread::sleep(Duration::from_millis(150));
         let stopping = Instant::now();
@@ -279,6 +289,10 @@ mod tests {
         let _ = child.wait();
         assert!(timeline.len() >= 2, "{timeline:?}");
         assert!(timeline.iter().all(|s| s.live_children >= 1));
+        assert_eq!(
+            live.load(Ordering::Relaxed),
+            timeline.last().expect("samples").live_children
+        );
         assert!(timeline.windows(2).all(|w| w[0].t_secs < w[1].t_secs));
         let summary = summarize(&timeline);
         assert!(summary.peak_live_children >= 1);

@@ -438,48 +438,41 @@ impl ServerProcess {
                     }
                 });
         }
-        let mut server = ServerProcess {
+        let server = ServerProcess {
             child,
             pid,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            program: program.clone(),
+            program,
             stderr,
             exit: None,
             contract: true,
             reaped: false,
         };
-        let deadline = Instant::now() + ready_timeout;
-        loop {
+        server.wait_until_ready(ready_timeout, |server| {
             match line_rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
                     let addr = line
                         .strip_prefix("listening on ")
                         .and_then(|a| a.trim().parse::<SocketAddr>().ok());
-                    return match addr {
+                    Some(match addr {
                         Some(addr) => {
                             server.addr = addr;
-                            Ok(server)
+                            Ok(())
                         }
-                        None => Err(ServerError::BadListeningLine { program, line }),
-                    };
+                        None => Err(ServerError::BadListeningLine {
+                            program: server.program.clone(),
+                            line,
+                        }),
+                    })
                 }
-                Err(err) => {
-                    if err == mpsc::RecvTimeoutError::Disconnected {
-                        // stdout closed without a line: wait for the exit (or the deadline) calmly.
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    if let Some(err) = server.exited_early()? {
-                        return Err(err);
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(ServerError::NotReady {
-                            program,
-                            secs: ready_timeout.as_secs_f64(),
-                        });
-                    }
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // stdout closed without a line: wait for the exit (or the deadline) calmly.
+                    std::thread::sleep(Duration::from_millis(20));
+                    None
                 }
             }
-        }
+        })
     }
 
     fn spawn_command(
@@ -494,7 +487,7 @@ impl ServerProcess {
             child,
             pid,
             addr,
-            program: program.clone(),
+            program,
             stderr,
             exit: None,
             contract: false,
@@ -508,21 +501,37 @@ impl ServerProcess {
                     let _ = std::io::copy(&mut BufReader::new(stdout), &mut std::io::sink());
                 });
         }
+        server.wait_until_ready(ready_timeout, |_| {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Some(Ok(()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            None
+        })
+    }
+
+    /// Asks `ready` (which does its own waiting between tries) until it answers; fails at once if
+    /// the process exits first, and with `NotReady` once `ready_timeout` has passed. On failure
+    /// the dropped handle kills what was started.
+    fn wait_until_ready(
+        mut self,
+        ready_timeout: Duration,
+        mut ready: impl FnMut(&mut ServerProcess) -> Option<Result<(), ServerError>>,
+    ) -> Result<ServerProcess, ServerError> {
         let deadline = Instant::now() + ready_timeout;
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(server);
+            if let Some(answer) = ready(&mut self) {
+                return answer.map(|()| self);
             }
-            if let Some(err) = server.exited_early()? {
+            if let Some(err) = self.exited_early()? {
                 return Err(err);
             }
             if Instant::now() >= deadline {
                 return Err(ServerError::NotReady {
-                    program,
+                    program: self.program.clone(),
                     secs: ready_timeout.as_secs_f64(),
                 });
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -594,20 +603,6 @@ impl ServerProcess {
 
     fn stats_count(&self) -> usize {
         self.stderr.lock().map(|l| l.stats.len()).unwrap_or(0)
-    }
-
-    /// Sends SIGUSR1 and waits (at most `timeout`) for the stats line it produces.
-    pub fn request_stats(&self, timeout: Duration) -> Option<ServerStats> {
-        let before = self.stats_count();
-        kill(Pid::from_raw(self.pid), Signal::SIGUSR1).ok()?;
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.stats_count() > before {
-                return self.last_stats();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
     }
 
     /// `Some` once the process has exited (it stays unreaped until the handle is dropped).

@@ -14,12 +14,13 @@
 //! A step that fails is recorded with why, and the sweep goes on to the next.
 
 use std::io::IsTerminal;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::capacity::{CapacityModel, LimitInputs, Limits, ModelStep};
 use crate::checks;
 use crate::load;
-use crate::procfs;
 use crate::report::{Environment, SCHEMA_VERSION};
 use crate::run::STOP_GRACE;
 use crate::sampler::{self, Sample};
@@ -230,8 +231,9 @@ fn run_step(
         progress: false,
         ..loadgen::Config::default()
     };
-    let watch = progress.watch_load(index, server.pid(), conns, opts.duration);
-    let phase = load::run_load(config, server.pid(), opts.sample_interval);
+    let live_children = Arc::new(AtomicUsize::new(0));
+    let watch = progress.watch_load(index, Arc::clone(&live_children), conns, opts.duration);
+    let phase = load::run_load(config, server.pid(), opts.sample_interval, live_children);
     drop(watch);
     // Whether the server survived the load, before it is asked to stop.
     let died_during_load = server.try_exit();
@@ -349,11 +351,6 @@ fn tree_figures(timeline: &[Sample], established: Option<u64>) -> TreeFigures {
             _ => None,
         },
     }
-}
-
-/// Live children of `pid` right now (for the progress bar; the sampler keeps the real record).
-pub(crate) fn live_children(pid: i32) -> usize {
-    procfs::census(pid).map_or(0, |c| c.live.len())
 }
 
 #[cfg(test)]

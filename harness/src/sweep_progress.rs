@@ -3,7 +3,9 @@
 //! elapsed time). Drawn only when stderr is a terminal; otherwise one plain line per finished step,
 //! so CI logs still show where a long sweep is.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -69,12 +71,12 @@ impl SweepProgress {
         }
     }
 
-    /// Follows the load of step `index` against `pid`: burst until `conns` children are alive,
-    /// then steady.
+    /// Follows the load of step `index`: burst until `conns` children are alive (as the step's
+    /// sampler last counted them in `live_children`), then steady.
     pub fn watch_load(
         &self,
         index: usize,
-        pid: i32,
+        live_children: Arc<AtomicUsize>,
         conns: u64,
         duration: Duration,
     ) -> Option<LoadWatch> {
@@ -88,7 +90,7 @@ impl SweepProgress {
                 loop {
                     match steady_since {
                         None => {
-                            let live = crate::sweep::live_children(pid) as u64;
+                            let live = live_children.load(Ordering::Relaxed) as u64;
                             bar.set_message(format!("{name}: burst, {live}/{conns} children"));
                             if live >= conns {
                                 steady_since = Some(Instant::now());

@@ -6,7 +6,7 @@ mod util;
 use std::collections::BTreeSet;
 
 use predicates::prelude::*;
-use util::{check, fork_lock, harness, only_report, schema_errors, write_json};
+use util::{check, fork_lock, harness, harness_into, schema_errors, valid_report, write_json};
 
 const ALL_CASES: [&str; 12] = [
     "echo_round_trip",
@@ -38,24 +38,15 @@ fn check_passes_on_the_fork_echo_server() {
     let _lock = fork_lock();
     let dir = tempfile::tempdir().expect("tempdir");
     let junit = dir.path().join("junit.xml");
-    harness()
-        .args([
-            "check",
-            "--clients",
-            "50",
-            "--fd-connections",
-            "200",
-            "--results-dir",
-        ])
-        .arg(dir.path())
+    harness_into("check", dir.path())
+        .args(["--clients", "50", "--fd-connections", "200"])
         .arg("--junit")
         .arg(&junit)
         .timeout(std::time::Duration::from_secs(120))
         .assert()
         .code(0)
         .stdout(predicate::str::contains("12 passed, 0 failed, 0 skipped"));
-    let (_, report) = only_report(dir.path(), "check-");
-    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let (_, report) = valid_report(dir.path(), "check-");
     let names: Vec<&str> = report["checks"]
         .as_array()
         .expect("checks")
@@ -81,26 +72,17 @@ fn check_fails_the_broken_server_on_exactly_zombies_fd_leak_and_orphans() {
     let server = util::broken_server();
     let dir = tempfile::tempdir().expect("tempdir");
     let junit = dir.path().join("junit.xml");
-    harness()
-        .arg("check")
+    harness_into("check", dir.path())
         .arg("--server")
         .arg(&server)
-        .args([
-            "--clients",
-            "20",
-            "--fd-connections",
-            "100",
-            "--results-dir",
-        ])
-        .arg(dir.path())
+        .args(["--clients", "20", "--fd-connections", "100"])
         .arg("--junit")
         .arg(&junit)
         .timeout(std::time::Duration::from_secs(120))
         .assert()
         .code(1)
         .stdout(predicate::str::contains("5 failed"));
-    let (path, report) = only_report(dir.path(), "check-");
-    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let (path, report) = valid_report(dir.path(), "check-");
     harness()
         .arg("report")
         .arg(&path)
@@ -168,23 +150,14 @@ fn server_cmd_checks_another_echo_server_and_skips_contract_cases() {
     let _lock = fork_lock();
     let echo = util::tokio_echo();
     let dir = tempfile::tempdir().expect("tempdir");
-    harness()
-        .arg("check")
+    harness_into("check", dir.path())
         .arg("--server-cmd")
         .arg(format!("{} --port {{port}}", echo.display()))
-        .args([
-            "--clients",
-            "20",
-            "--fd-connections",
-            "100",
-            "--results-dir",
-        ])
-        .arg(dir.path())
+        .args(["--clients", "20", "--fd-connections", "100"])
         .timeout(std::time::Duration::from_secs(120))
         .assert()
         .code(0);
-    let (_, report) = only_report(dir.path(), "check-");
-    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let (_, report) = valid_report(dir.path(), "check-");
     assert_eq!(report["server"]["speaks_contract"], false);
     assert_eq!(statuses(&report, "fail"), BTreeSet::new());
     assert_eq!(
@@ -201,24 +174,13 @@ fn server_cmd_checks_another_echo_server_and_skips_contract_cases() {
 fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
     let _lock = fork_lock();
     let dir = tempfile::tempdir().expect("tempdir");
-    harness()
-        .args([
-            "run",
-            "--conns",
-            "20",
-            "--duration",
-            "2s",
-            "--check-clients",
-            "10",
-            "--results-dir",
-        ])
-        .arg(dir.path())
+    harness_into("run", dir.path())
+        .args(["--conns", "20", "--duration", "2s", "--check-clients", "10"])
         .timeout(std::time::Duration::from_secs(120))
         .assert()
         .code(0)
         .stdout(predicate::str::contains("peak live children"));
-    let (path, report) = only_report(dir.path(), "run-");
-    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let (path, report) = valid_report(dir.path(), "run-");
     assert_eq!(
         util::loadgen_schema_errors(&report["load"]),
         Vec::<String>::new()
@@ -245,27 +207,17 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
         .stdout(predicate::str::is_match(r"\npeak live children +20\n").expect("regex"));
 }
 
-/// A real run report from the tokio echo server, for `compare` and `report`.
+/// A real run report from the tokio echo server, validated, for `compare` and `plot`.
 fn tokio_run_report(dir: &std::path::Path) -> (std::path::PathBuf, serde_json::Value) {
     let echo = util::tokio_echo();
-    harness()
-        .arg("run")
+    harness_into("run", dir)
         .arg("--server-cmd")
         .arg(format!("{} --port {{port}}", echo.display()))
-        .args([
-            "--conns",
-            "5",
-            "--duration",
-            "1s",
-            "--check-clients",
-            "5",
-            "--results-dir",
-        ])
-        .arg(dir)
+        .args(["--conns", "5", "--duration", "1s", "--check-clients", "5"])
         .timeout(std::time::Duration::from_secs(60))
         .assert()
         .code(0);
-    only_report(dir, "run-")
+    valid_report(dir, "run-")
 }
 
 #[test]
@@ -273,7 +225,6 @@ fn compare_gates_on_regressions_and_passes_equal_reports() {
     let _lock = fork_lock();
     let dir = tempfile::tempdir().expect("tempdir");
     let (base, report) = tokio_run_report(dir.path());
-    assert_eq!(schema_errors(&report), Vec::<String>::new());
     assert_eq!(report["summary"]["peak_children"], 0);
 
     harness()
@@ -461,25 +412,14 @@ fn run_exits_1_when_the_load_fails_and_says_why() {
     let _lock = fork_lock();
     let dir = tempfile::tempdir().expect("tempdir");
     // Five children at most, and the rest are closed at once: 15 of 20 load connections fail.
-    harness()
-        .args([
-            "run",
-            "--conns",
-            "20",
-            "--duration",
-            "1s",
-            "--check-clients",
-            "3",
-            "--results-dir",
-        ])
-        .arg(dir.path())
+    harness_into("run", dir.path())
+        .args(["--conns", "20", "--duration", "1s", "--check-clients", "3"])
         .args(["--", "--max-children", "5", "--at-limit", "close"])
         .timeout(std::time::Duration::from_secs(60))
         .assert()
         .code(1)
         .stdout(predicate::str::contains("load failed: "));
-    let (_, report) = only_report(dir.path(), "run-");
-    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let (_, report) = valid_report(dir.path(), "run-");
     let summary = &report["summary"];
     assert_eq!(summary["load_ok"], false);
     assert!(
@@ -522,16 +462,8 @@ fn assert_has_series(texts: &[String], names: &[&str]) {
 fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
     let _lock = fork_lock();
     let dir = tempfile::tempdir().expect("tempdir");
-    harness()
-        .args([
-            "sweep",
-            "--conns",
-            "1,10,50",
-            "--duration",
-            "1s",
-            "--results-dir",
-        ])
-        .arg(dir.path())
+    harness_into("sweep", dir.path())
+        .args(["--conns", "1,10,50", "--duration", "1s"])
         .timeout(std::time::Duration::from_secs(120))
         .assert()
         .code(0)
@@ -541,8 +473,7 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
         // Not a terminal: one plain line per step, no progress bar escapes.
         .stderr(predicate::str::contains("sweep: step 50 connections: ok"))
         .stderr(predicate::str::contains("\u{1b}").not());
-    let (path, report) = only_report(dir.path(), "sweep-");
-    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let (path, report) = valid_report(dir.path(), "sweep-");
     let steps = report["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 3);
     for (step, conns) in steps.iter().zip([1u64, 10, 50]) {
@@ -629,24 +560,15 @@ fn a_failing_sweep_step_is_recorded_and_the_sweep_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Past 4 live children the server accepts and closes at once: the 6- and 7-connection steps
     // see early closes.
-    harness()
-        .args([
-            "sweep",
-            "--conns",
-            "2,6,7",
-            "--duration",
-            "1s",
-            "--results-dir",
-        ])
-        .arg(dir.path())
+    harness_into("sweep", dir.path())
+        .args(["--conns", "2,6,7", "--duration", "1s"])
         .args(["--", "--max-children", "4", "--at-limit", "close"])
         .timeout(std::time::Duration::from_secs(120))
         .assert()
         .code(1)
         .stdout(predicate::str::contains("step 6 failed: "))
         .stdout(predicate::str::contains("step 7 failed: "));
-    let (_, report) = only_report(dir.path(), "sweep-");
-    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let (_, report) = valid_report(dir.path(), "sweep-");
     let steps = report["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 3);
     assert_eq!(steps[0]["ok"], true, "{}", steps[0]["failure"]);
@@ -777,11 +699,9 @@ fn sweep_setup_errors_exit_2_with_one_line() {
         (vec!["--memory-budget", "8 parsecs"], "--memory-budget"),
         (vec!["--server-cmd", "false {port}"], "before it was ready"),
     ] {
-        let out = harness()
-            .arg("sweep")
+        let out = harness_into("sweep", dir.path())
             .args(&args)
-            .args(["--duration", "1s", "--results-dir"])
-            .arg(dir.path())
+            .args(["--duration", "1s"])
             .timeout(std::time::Duration::from_secs(60))
             .assert()
             .code(2)

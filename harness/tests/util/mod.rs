@@ -129,3 +129,18 @@ pub fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::V
 pub fn write_json(path: &Path, value: &serde_json::Value) {
     std::fs::write(path, serde_json::to_vec_pretty(value).expect("serialize")).expect("write json");
 }
+
+/// `harness SUBCOMMAND --results-dir DIR`, for a test to add its own flags to.
+pub fn harness_into(subcommand: &str, dir: &Path) -> assert_cmd::Command {
+    let mut cmd = harness();
+    cmd.arg(subcommand).arg("--results-dir").arg(dir);
+    cmd
+}
+
+/// The one report with `prefix` in `dir` (see `only_report`), which must validate against the
+/// schema.
+pub fn valid_report(dir: &Path, prefix: &str) -> (PathBuf, serde_json::Value) {
+    let (path, report) = only_report(dir, prefix);
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    (path, report)
+}
