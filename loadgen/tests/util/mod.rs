@@ -218,11 +218,47 @@ pub fn config(addr: SocketAddr) -> loadgen::Config {
     }
 }
 
+/// A config for `conns` connections sending `messages` messages each (no duration).
+pub fn messages_config(addr: SocketAddr, conns: usize, messages: u64) -> loadgen::Config {
+    loadgen::Config {
+        conns,
+        duration: None,
+        messages: Some(messages),
+        ..config(addr)
+    }
+}
+
 /// The `loadgen` binary.
 pub fn loadgen() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("loadgen").unwrap();
     cmd.timeout(Duration::from_secs(120));
     cmd
+}
+
+/// `loadgen --addr TARGET -c CONNS --messages MESSAGES --no-progress`; add flags to taste.
+pub fn loadgen_messages(target: &str, conns: u64, messages: u64) -> assert_cmd::Command {
+    let mut cmd = loadgen();
+    cmd.args(["--addr", target, "-c", &conns.to_string()])
+        .args(["--messages", &messages.to_string(), "--no-progress"]);
+    cmd
+}
+
+/// `loadgen --addr TARGET -c CONNS -d DURATION --no-progress`; add flags to taste.
+pub fn loadgen_for(target: &str, conns: u64, duration: &str) -> assert_cmd::Command {
+    let mut cmd = loadgen();
+    cmd.args(["--addr", target, "-c", &conns.to_string()])
+        .args(["-d", duration, "--no-progress"]);
+    cmd
+}
+
+/// What a finished command wrote to stderr, as text.
+pub fn stderr(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
+/// What a finished command wrote to stdout, as text.
+pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
 
 /// A port that refuses connections (bound, then released).
