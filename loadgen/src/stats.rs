@@ -6,6 +6,7 @@
 //! counters locally and add them once at the end. After the run the shards are merged.
 
 use std::cell::Cell;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -92,12 +93,17 @@ impl ShardStats {
         self.counters.add(&other.counters);
         self.errors.add(&other.errors);
         self.last_first_echo_us = self.last_first_echo_us.max(other.last_first_echo_us);
-        for (s, b) in other.timeline {
-            match self.timeline.get_mut(&s) {
-                Some(mine) => mine.absorb(b),
-                None => {
-                    self.timeline.insert(s, b);
-                }
+        add_seconds(&mut self.timeline, other.timeline);
+    }
+}
+
+/// Adds the buckets of `from` into `into`, second by second.
+fn add_seconds(into: &mut BTreeMap<u64, SecondBucket>, from: BTreeMap<u64, SecondBucket>) {
+    for (second, bucket) in from {
+        match into.entry(second) {
+            Entry::Occupied(mut mine) => mine.get_mut().absorb(bucket),
+            Entry::Vacant(slot) => {
+                slot.insert(bucket);
             }
         }
     }
@@ -163,14 +169,7 @@ impl Stats {
             let keep = shard.timeline.split_off(&before);
             let done = std::mem::replace(&mut shard.timeline, keep);
             drop(shard);
-            for (s, b) in done {
-                match out.get_mut(&s) {
-                    Some(mine) => mine.absorb(b),
-                    None => {
-                        out.insert(s, b);
-                    }
-                }
-            }
+            add_seconds(&mut out, done);
         }
         out
     }
