@@ -13,8 +13,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use hdrhistogram::Histogram;
 
-use crate::new_histogram;
-use crate::report::{Counters, Errors, Mismatch};
+use crate::report::{Counters, Errors, Mismatch, TimelinePoint};
+use crate::{new_histogram, Error};
 
 /// One second of the run's timeline, before it is turned into a [`crate::TimelinePoint`].
 pub(crate) struct SecondBucket {
@@ -95,6 +95,16 @@ impl ShardStats {
         self.last_first_echo_us = self.last_first_echo_us.max(other.last_first_echo_us);
         add_seconds(&mut self.timeline, other.timeline);
     }
+}
+
+/// Turns buckets into timeline points (percentiles and the encoded histogram), in second order.
+pub(crate) fn seconds_to_points(
+    seconds: BTreeMap<u64, SecondBucket>,
+) -> Result<Vec<TimelinePoint>, Error> {
+    seconds
+        .into_iter()
+        .map(|(s, b)| TimelinePoint::new(s, b.messages, b.errors, b.established, &b.echo))
+        .collect()
 }
 
 /// Adds the buckets of `from` into `into`, second by second.
