@@ -215,6 +215,16 @@ pub struct Mismatch {
     pub got: u8,
 }
 
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connection {} message {} byte {}: expected {:#04x}, got {:#04x}",
+            self.connection, self.sequence, self.offset, self.expected, self.got
+        )
+    }
+}
+
 impl ConnectErrors {
     fn add(&mut self, o: &ConnectErrors) {
         self.refused += o.refused;
