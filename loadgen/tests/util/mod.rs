@@ -168,30 +168,13 @@ async fn handle(
             match behaviour {
                 Behaviour::CloseAfter { .. } => return,
                 Behaviour::ResetAfter { .. } => {
-                    set_zero_linger(&stream);
+                    // SO_LINGER 0: closing the socket then sends a RST instead of a FIN.
+                    let _ = stream.set_zero_linger();
                     return;
                 }
                 _ => {}
             }
         }
-    }
-}
-
-/// SO_LINGER with a zero timeout: closing the socket then sends a RST instead of a FIN.
-fn set_zero_linger(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
     }
 }
 
