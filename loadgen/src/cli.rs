@@ -70,6 +70,28 @@ struct RunArgs {
     /// Percentiles shown in text and JSON.
     #[arg(long, value_delimiter = ',', default_values_t = [50.0, 90.0, 99.0, 99.9, 99.99])]
     percentiles: Vec<f64>,
+    /// Hard cap on the whole run [default: connect phase + warmup + duration + 2s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    deadline: Option<Duration>,
+    /// No progress bar (it is only ever drawn when stderr is a terminal).
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// Reports written with --json.
+    #[arg(required = true)]
+    reports: Vec<PathBuf>,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// What a run and `merge` both do with the finished report: export it, print it, check it.
+#[derive(Debug, Args)]
+struct ReportArgs {
     /// Write the JSON report here (`-` = stdout; the text then goes to stderr).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -82,35 +104,7 @@ struct RunArgs {
     /// Percentile objective on echo latency, e.g. p99=5ms (repeatable); a miss exits 1.
     #[arg(long)]
     slo: Vec<Slo>,
-    /// Hard cap on the whole run [default: connect phase + warmup + duration + 2s].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    deadline: Option<Duration>,
     /// Quiet: a one-line summary instead of the full text.
-    #[arg(short = 'q', long)]
-    quiet: bool,
-    /// No progress bar (it is only ever drawn when stderr is a terminal).
-    #[arg(long)]
-    no_progress: bool,
-}
-
-#[derive(Debug, Args)]
-struct MergeArgs {
-    /// Reports written with --json.
-    #[arg(required = true)]
-    reports: Vec<PathBuf>,
-    /// Write the merged JSON report here (`-` = stdout).
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Write the merged echo latency distribution here.
-    #[arg(long)]
-    hgrm: Option<PathBuf>,
-    /// Fraction of failed connections + messages tolerated before exit 1.
-    #[arg(long, default_value_t = 0.0)]
-    max_error_rate: f64,
-    /// Percentile objective on the merged echo latency (repeatable).
-    #[arg(long)]
-    slo: Vec<Slo>,
-    /// Quiet: a one-line summary.
     #[arg(short = 'q', long)]
     quiet: bool,
 }
@@ -156,9 +150,9 @@ impl RunArgs {
             warmup: self.warmup,
             source_ips: self.source_ip.clone(),
             percentiles: self.percentiles.clone(),
-            progress: !self.no_progress && !self.quiet,
-            max_error_rate: self.max_error_rate,
-            slos: self.slo.clone(),
+            progress: !self.no_progress && !self.report.quiet,
+            max_error_rate: self.report.max_error_rate,
+            slos: self.report.slo.clone(),
             deadline: self.deadline,
         };
         config.validate()?;
@@ -201,12 +195,12 @@ pub fn main() -> ExitCode {
 fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
     let config = args.to_config()?;
     let report = crate::run(config.clone())?;
-    present(&report, args.json.as_ref(), args.hgrm.as_ref(), args.quiet)?;
+    present(&report, &args.report)?;
     Ok(report.failed_checks_for(&config))
 }
 
 fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
-    if !(0.0..=1.0).contains(&args.max_error_rate) {
+    if !(0.0..=1.0).contains(&args.report.max_error_rate) {
         return Err(Error::Config(
             "--max-error-rate must be between 0 and 1".into(),
         ));
@@ -217,24 +211,19 @@ fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
         .map(|p| Report::read_json(p))
         .collect::<Result<Vec<_>, _>>()?;
     let merged = Report::merge(&reports)?;
-    present(&merged, args.json.as_ref(), args.hgrm.as_ref(), args.quiet)?;
-    Ok(merged.failed_checks(args.max_error_rate, &args.slo))
+    present(&merged, &args.report)?;
+    Ok(merged.failed_checks(args.report.max_error_rate, &args.report.slo))
 }
 
 /// Writes the exports, then the text (to stderr when the JSON goes to stdout).
-fn present(
-    report: &Report,
-    json: Option<&PathBuf>,
-    hgrm: Option<&PathBuf>,
-    quiet: bool,
-) -> Result<(), Error> {
-    if let Some(path) = json {
+fn present(report: &Report, args: &ReportArgs) -> Result<(), Error> {
+    if let Some(path) = &args.json {
         output::write_json(report, path)?;
     }
-    if let Some(path) = hgrm {
+    if let Some(path) = &args.hgrm {
         output::write_hgrm(&report.latency.echo.histogram()?, path)?;
     }
-    let json_on_stdout = json.is_some_and(|p| p.as_os_str() == "-");
+    let json_on_stdout = args.json.as_ref().is_some_and(|p| p.as_os_str() == "-");
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
     let out: &mut dyn Write = if json_on_stdout {
@@ -242,7 +231,7 @@ fn present(
     } else {
         &mut stdout
     };
-    let written = if quiet {
+    let written = if args.quiet {
         output::write_quiet(report, out)
     } else {
         output::write_text(report, out)

@@ -99,11 +99,7 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)?;
     writeln!(out, "errors       {}", report.errors.summary())?;
     if let Some(m) = &report.errors.first_mismatch {
-        writeln!(
-            out,
-            "first mismatch: connection {} message {} byte {}: expected {:#04x}, got {:#04x}",
-            m.connection, m.sequence, m.offset, m.expected, m.got
-        )?;
+        writeln!(out, "first mismatch: {m}")?;
     }
     for (kind, example) in &report.errors.examples {
         writeln!(out, "  {kind}: {example}")?;

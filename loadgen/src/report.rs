@@ -11,6 +11,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::stats::{seconds_to_points, SecondBucket};
 use crate::{new_histogram, Error, Slo};
 
 /// Version of the JSON format; bumped on any incompatible change.
@@ -212,6 +213,16 @@ pub struct Mismatch {
     pub expected: u8,
     /// The byte that came back (also when the server sent bytes while no echo was due).
     pub got: u8,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connection {} message {} byte {}: expected {:#04x}, got {:#04x}",
+            self.connection, self.sequence, self.offset, self.expected, self.got
+        )
+    }
 }
 
 impl ConnectErrors {
@@ -548,7 +559,7 @@ impl Report {
 
         let mut counters = Counters::default();
         let mut errors = Errors::default();
-        let mut seconds: BTreeMap<u64, (u64, u64, u64, Histogram<u64>)> = BTreeMap::new();
+        let mut seconds: BTreeMap<u64, SecondBucket> = BTreeMap::new();
         let mut merged_from = Vec::new();
         for r in reports {
             counters.add(&r.counters);
@@ -559,20 +570,16 @@ impl Report {
                 merged_from.extend(r.merged_from.iter().cloned());
             }
             for p in &r.timeline {
-                let e = seconds
-                    .entry(p.second)
-                    .or_insert_with(|| (0, 0, 0, new_histogram()));
-                e.0 += p.messages;
-                e.1 += p.errors;
-                e.2 += p.established;
-                e.3.add(decode_histogram(&p.hdr)?)
+                let b = seconds.entry(p.second).or_insert_with(SecondBucket::new);
+                b.messages += p.messages;
+                b.errors += p.errors;
+                b.established += p.established;
+                b.echo
+                    .add(decode_histogram(&p.hdr)?)
                     .map_err(|e| Error::Merge(format!("{e:?}")))?;
             }
         }
-        let timeline = seconds
-            .into_iter()
-            .map(|(s, (m, e, est, h))| TimelinePoint::new(s, m, e, est, &h))
-            .collect::<Result<Vec<_>, _>>()?;
+        let timeline = seconds_to_points(seconds)?;
 
         let sum_opt = |f: &dyn Fn(&Report) -> Option<f64>| -> Option<f64> {
             reports.iter().map(f).sum::<Option<f64>>()

@@ -1,7 +1,6 @@
 //! Runs a load: checks limits, starts one task per connection, opens the barrier when the connect
 //! phase is over, enforces the hard run deadline, and assembles the [`Report`] from the shards.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +13,7 @@ use crate::config::DEADLINE_MARGIN;
 use crate::progress::Progress;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::{self, RunShared, Steady};
-use crate::stats::{SecondBucket, Stats};
+use crate::stats::{seconds_to_points, Stats};
 use crate::{environment, limits, new_histogram, Config, Error, Report, SCHEMA_VERSION};
 
 /// Runs `config` on a multi-thread tokio runtime of its own and returns the report. Blocks the
@@ -230,13 +229,6 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
         p.finish();
     }
     points
-}
-
-fn seconds_to_points(seconds: BTreeMap<u64, SecondBucket>) -> Result<Vec<TimelinePoint>, Error> {
-    seconds
-        .into_iter()
-        .map(|(s, b)| TimelinePoint::new(s, b.messages, b.errors, b.established, &b.echo))
-        .collect()
 }
 
 /// Sorts points by second and folds points of the same second into one.

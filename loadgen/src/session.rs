@@ -110,12 +110,8 @@ impl Failure {
         let (kind, example) = match self {
             Failure::Mismatch(m) => {
                 s.mismatch += 1;
-                let example = format!(
-                    "connection {} message {} byte {}: expected {:#04x}, got {:#04x}",
-                    m.connection, m.sequence, m.offset, m.expected, m.got
-                );
                 shard.note_mismatch(m.clone());
-                ("mismatch", example)
+                ("mismatch", m.to_string())
             }
             Failure::ShortEcho => {
                 s.short_echo += 1;

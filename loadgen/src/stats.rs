@@ -6,14 +6,15 @@
 //! counters locally and add them once at the end. After the run the shards are merged.
 
 use std::cell::Cell;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use hdrhistogram::Histogram;
 
-use crate::new_histogram;
-use crate::report::{Counters, Errors, Mismatch};
+use crate::report::{Counters, Errors, Mismatch, TimelinePoint};
+use crate::{new_histogram, Error};
 
 /// One second of the run's timeline, before it is turned into a [`crate::TimelinePoint`].
 pub(crate) struct SecondBucket {
@@ -92,12 +93,27 @@ impl ShardStats {
         self.counters.add(&other.counters);
         self.errors.add(&other.errors);
         self.last_first_echo_us = self.last_first_echo_us.max(other.last_first_echo_us);
-        for (s, b) in other.timeline {
-            match self.timeline.get_mut(&s) {
-                Some(mine) => mine.absorb(b),
-                None => {
-                    self.timeline.insert(s, b);
-                }
+        add_seconds(&mut self.timeline, other.timeline);
+    }
+}
+
+/// Turns buckets into timeline points (percentiles and the encoded histogram), in second order.
+pub(crate) fn seconds_to_points(
+    seconds: BTreeMap<u64, SecondBucket>,
+) -> Result<Vec<TimelinePoint>, Error> {
+    seconds
+        .into_iter()
+        .map(|(s, b)| TimelinePoint::new(s, b.messages, b.errors, b.established, &b.echo))
+        .collect()
+}
+
+/// Adds the buckets of `from` into `into`, second by second.
+fn add_seconds(into: &mut BTreeMap<u64, SecondBucket>, from: BTreeMap<u64, SecondBucket>) {
+    for (second, bucket) in from {
+        match into.entry(second) {
+            Entry::Occupied(mut mine) => mine.get_mut().absorb(bucket),
+            Entry::Vacant(slot) => {
+                slot.insert(bucket);
             }
         }
     }
@@ -163,14 +179,7 @@ impl Stats {
             let keep = shard.timeline.split_off(&before);
             let done = std::mem::replace(&mut shard.timeline, keep);
             drop(shard);
-            for (s, b) in done {
-                match out.get_mut(&s) {
-                    Some(mine) => mine.absorb(b),
-                    None => {
-                        out.insert(s, b);
-                    }
-                }
-            }
+            add_seconds(&mut out, done);
         }
         out
     }

@@ -17,13 +17,7 @@ fn secs(s: f64) -> Duration {
 fn thousand_connections_against_tokio_server_count_exactly() {
     let _heavy = util::heavy_lock();
     let server = TestServer::start(Behaviour::Echo);
-    let config = loadgen::Config {
-        conns: 1000,
-        duration: None,
-        messages: Some(20),
-        ..util::config(server.addr)
-    };
-    let report = loadgen::run(config).unwrap();
+    let report = loadgen::run(util::messages_config(server.addr, 1000, 20)).unwrap();
     let c = &report.counters;
     assert_eq!(c.connections_attempted, 1000);
     assert_eq!(c.connections_established, 1000);
@@ -82,22 +76,13 @@ fn flipped_byte_is_a_mismatch_and_exits_1() {
     let server = TestServer::start(Behaviour::FlipOnce { at: 3 * 64 + 5 });
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("flip.json");
-    let out = util::loadgen()
-        .args([
-            "--addr",
-            &server.target(),
-            "--conns",
-            "4",
-            "--messages",
-            "10",
-        ])
-        .args(["--no-progress", "--json"])
-        .arg(&json)
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = util::stderr(
+        &util::loadgen_messages(&server.target(), 4, 10)
+            .arg("--json")
+            .arg(&json)
+            .assert()
+            .code(1),
+    );
     assert!(
         stderr.contains("error rate") && stderr.contains("mismatch=1"),
         "{stderr}"
@@ -116,13 +101,7 @@ fn flipped_byte_is_a_mismatch_and_exits_1() {
 #[test]
 fn server_closing_early_is_counted_as_such() {
     let server = TestServer::start(Behaviour::CloseAfter { bytes: 10 * 64 });
-    let config = loadgen::Config {
-        conns: 20,
-        duration: None,
-        messages: Some(50),
-        ..util::config(server.addr)
-    };
-    let report = loadgen::run(config).unwrap();
+    let report = loadgen::run(util::messages_config(server.addr, 20, 50)).unwrap();
     let s = &report.errors.session;
     assert_eq!(s.closed_early, 20, "{:?}", report.errors);
     assert_eq!(s.short_echo + s.mismatch + s.reset + s.other, 0);
@@ -135,13 +114,7 @@ fn server_closing_early_is_counted_as_such() {
     let server = TestServer::start(Behaviour::CloseAfter {
         bytes: 10 * 64 + 10,
     });
-    let config = loadgen::Config {
-        conns: 5,
-        duration: None,
-        messages: Some(50),
-        ..util::config(server.addr)
-    };
-    let report = loadgen::run(config).unwrap();
+    let report = loadgen::run(util::messages_config(server.addr, 5, 50)).unwrap();
     assert_eq!(report.errors.session.short_echo, 5, "{:?}", report.errors);
     assert_eq!(report.errors.session.closed_early, 0);
 }
@@ -149,13 +122,7 @@ fn server_closing_early_is_counted_as_such() {
 #[test]
 fn server_reset_is_counted_as_a_reset() {
     let server = TestServer::start(Behaviour::ResetAfter { bytes: 5 * 64 });
-    let report = loadgen::run(loadgen::Config {
-        conns: 4,
-        duration: None,
-        messages: Some(20),
-        ..util::config(server.addr)
-    })
-    .unwrap();
+    let report = loadgen::run(util::messages_config(server.addr, 4, 20)).unwrap();
     assert_eq!(report.errors.session.reset, 4, "{:?}", report.errors);
     assert_eq!(report.errors.session.total(), 4);
     assert_eq!(report.counters.messages_verified, 4 * 5);
@@ -165,21 +132,7 @@ fn server_reset_is_counted_as_a_reset() {
 #[test]
 fn refused_port_exits_1_with_a_clear_line() {
     let target = format!("127.0.0.1:{}", util::refused_port());
-    let out = util::loadgen()
-        .args([
-            "--addr",
-            &target,
-            "--conns",
-            "3",
-            "-d",
-            "1s",
-            "--no-progress",
-        ])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = util::stderr(&util::loadgen_for(&target, 3, "1s").assert().code(1));
     let line = stderr
         .lines()
         .find(|l| l.contains("no connection could be made"))
@@ -216,30 +169,12 @@ fn json_reports_validate_against_the_schema() {
     let closed = dir.path().join("closed.json");
     let open = dir.path().join("open.json");
     let merged = dir.path().join("merged.json");
-    util::loadgen()
-        .args([
-            "--addr",
-            &server.target(),
-            "-c",
-            "10",
-            "-d",
-            "1500ms",
-            "--no-progress",
-        ])
+    util::loadgen_for(&server.target(), 10, "1500ms")
         .args(["--warmup", "200ms", "--slo", "p99=10s", "--json"])
         .arg(&closed)
         .assert()
         .success();
-    util::loadgen()
-        .args([
-            "--addr",
-            &server.target(),
-            "-c",
-            "4",
-            "--messages",
-            "50",
-            "--no-progress",
-        ])
+    util::loadgen_messages(&server.target(), 4, 50)
         .args(["--rate", "400", "--source-ip", "127.0.0.1", "--json"])
         .arg(&open)
         .assert()
@@ -255,16 +190,7 @@ fn json_reports_validate_against_the_schema() {
     // A failed run's report (mismatch details, error examples) must validate too.
     let flip = TestServer::start(Behaviour::FlipOnce { at: 70 });
     let failed = dir.path().join("failed.json");
-    util::loadgen()
-        .args([
-            "--addr",
-            &flip.target(),
-            "-c",
-            "2",
-            "--messages",
-            "5",
-            "--no-progress",
-        ])
+    util::loadgen_messages(&flip.target(), 2, 5)
         .arg("--json")
         .arg(&failed)
         .assert()
@@ -294,32 +220,23 @@ fn merge_sums_counts_and_adds_histograms_exactly() {
     let a = dir.path().join("a.json");
     let b = dir.path().join("b.json");
     let merged = dir.path().join("merged.json");
-    for (path, conns, messages) in [(&a, "7", "30"), (&b, "5", "41")] {
-        util::loadgen()
-            .args([
-                "--addr",
-                &server.target(),
-                "-c",
-                conns,
-                "--messages",
-                messages,
-            ])
-            .args(["--no-progress", "-q", "--json"])
+    for (path, conns, messages) in [(&a, 7, 30), (&b, 5, 41)] {
+        util::loadgen_messages(&server.target(), conns, messages)
+            .args(["-q", "--json"])
             .arg(path)
             .assert()
             .success();
     }
-    let out = util::loadgen()
-        .arg("merge")
-        .arg(&a)
-        .arg(&b)
-        .arg("--json")
-        .arg(&merged)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = util::stdout(
+        &util::loadgen()
+            .arg("merge")
+            .arg(&a)
+            .arg(&b)
+            .arg("--json")
+            .arg(&merged)
+            .assert()
+            .success(),
+    );
     assert!(
         text.contains("2 processes merged") && text.contains("latency"),
         "{text}"
@@ -357,13 +274,11 @@ fn merge_sums_counts_and_adds_histograms_exactly() {
         ),
     ] {
         let mut both = loadgen::new_histogram();
-        for v in x.histogram().unwrap().iter_recorded() {
-            both.record_n(v.value_iterated_to(), v.count_at_value())
-                .unwrap();
-        }
-        for v in y.histogram().unwrap().iter_recorded() {
-            both.record_n(v.value_iterated_to(), v.count_at_value())
-                .unwrap();
+        for run in [x, y] {
+            for v in run.histogram().unwrap().iter_recorded() {
+                both.record_n(v.value_iterated_to(), v.count_at_value())
+                    .unwrap();
+            }
         }
         assert_eq!(m.histogram().unwrap(), both);
         assert_eq!(m.count, x.count + y.count);
@@ -441,11 +356,8 @@ fn source_ips_are_bound_round_robin() {
         .map(|s| s.parse().unwrap())
         .to_vec();
     let report = loadgen::run(loadgen::Config {
-        conns: 10,
-        duration: None,
-        messages: Some(3),
         source_ips: ips.clone(),
-        ..util::config(target)
+        ..util::messages_config(target, 10, 3)
     })
     .unwrap();
     assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
@@ -460,21 +372,11 @@ fn source_ips_are_bound_round_robin() {
 #[test]
 fn limits_are_checked_before_connecting() {
     let server = TestServer::start(Behaviour::Echo);
-    let out = util::loadgen()
-        .args([
-            "--addr",
-            &server.target(),
-            "--conns",
-            "100000000",
-            "-d",
-            "1s",
-        ])
-        .arg("--no-progress")
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = util::stderr(
+        &util::loadgen_for(&server.target(), 100_000_000, "1s")
+            .assert()
+            .code(2),
+    );
     assert!(
         stderr.contains("ulimit -n") && stderr.contains("RLIMIT_NOFILE"),
         "{stderr}"
@@ -491,18 +393,8 @@ fn hard_deadline_ends_a_run_against_a_server_gone_silent() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("silent.json");
     let started = Instant::now();
-    util::loadgen()
-        .args([
-            "--addr",
-            &server.target(),
-            "-c",
-            "5",
-            "-d",
-            "1s",
-            "--io-timeout",
-            "60s",
-        ])
-        .args(["--no-progress", "--json"])
+    util::loadgen_for(&server.target(), 5, "1s")
+        .args(["--io-timeout", "60s", "--json"])
         .arg(&json)
         .assert()
         .code(1);
@@ -539,16 +431,7 @@ fn hgrm_is_a_percentile_distribution() {
     let dir = tempfile::tempdir().unwrap();
     let hgrm = dir.path().join("echo.hgrm");
     let json = dir.path().join("echo.json");
-    util::loadgen()
-        .args([
-            "--addr",
-            &server.target(),
-            "-c",
-            "5",
-            "--messages",
-            "200",
-            "--no-progress",
-        ])
+    util::loadgen_messages(&server.target(), 5, 200)
         .arg("--hgrm")
         .arg(&hgrm)
         .arg("--json")
@@ -590,34 +473,15 @@ fn hgrm_is_a_percentile_distribution() {
 #[test]
 fn slo_miss_exits_1_and_names_the_objective() {
     let server = TestServer::start(Behaviour::Echo);
-    let out = util::loadgen()
-        .args([
-            "--addr",
-            &server.target(),
-            "-c",
-            "2",
-            "--messages",
-            "50",
-            "--no-progress",
-        ])
-        .args(["--slo", "p50=10s", "--slo", "p99=1us"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = util::stderr(
+        &util::loadgen_messages(&server.target(), 2, 50)
+            .args(["--slo", "p50=10s", "--slo", "p99=1us"])
+            .assert()
+            .code(1),
+    );
     assert!(stderr.contains("SLO p99=1us missed"), "{stderr}");
     assert!(!stderr.contains("p50=10s"), "{stderr}");
-    util::loadgen()
-        .args([
-            "--addr",
-            &server.target(),
-            "-c",
-            "2",
-            "--messages",
-            "50",
-            "--no-progress",
-        ])
+    util::loadgen_messages(&server.target(), 2, 50)
         .args(["--slo", "p99.9=30s"])
         .assert()
         .success();
@@ -626,16 +490,7 @@ fn slo_miss_exits_1_and_names_the_objective() {
 #[test]
 fn max_error_rate_tolerates_counted_failures() {
     let server = TestServer::start(Behaviour::FlipOnce { at: 64 * 5 });
-    util::loadgen()
-        .args([
-            "--addr",
-            &server.target(),
-            "-c",
-            "10",
-            "--messages",
-            "20",
-            "--no-progress",
-        ])
+    util::loadgen_messages(&server.target(), 10, 20)
         .args(["--max-error-rate", "0.05", "-q"])
         .assert()
         .success();
@@ -651,13 +506,7 @@ fn usage_errors_exit_2() {
         &["--addr", "no-such-host.invalid:1"],
         &["--source-ip", "::1", "--addr", "127.0.0.1:1"],
     ] {
-        let out = util::loadgen()
-            .args(args)
-            .assert()
-            .code(2)
-            .get_output()
-            .clone();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = util::stderr(&util::loadgen().args(args).assert().code(2));
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
@@ -683,23 +532,15 @@ fn ipv6_and_host_names_work() {
         eprintln!("no IPv6 loopback here; only names are checked");
     } else {
         let server = TestServer::start_on("[::1]:0".parse().unwrap(), Behaviour::Echo);
-        util::loadgen()
-            .args([
-                "--addr",
-                &server.target(),
-                "-c",
-                "3",
-                "--messages",
-                "5",
-                "-q",
-            ])
+        util::loadgen_messages(&server.target(), 3, 5)
+            .arg("-q")
             .assert()
             .success();
     }
     let server = TestServer::start(Behaviour::Echo);
     let target = format!("localhost:{}", server.addr.port());
-    util::loadgen()
-        .args(["--addr", &target, "-c", "3", "--messages", "5", "-q"])
+    util::loadgen_messages(&target, 3, 5)
+        .arg("-q")
         .assert()
         .success();
 }
@@ -710,12 +551,9 @@ fn deep_pipeline_of_large_messages_does_not_deadlock() {
     // finishes if echoes are read while writes are still pending.
     let server = TestServer::start(Behaviour::Echo);
     let report = loadgen::run(loadgen::Config {
-        conns: 4,
-        duration: None,
-        messages: Some(40),
         size: 64 << 10,
         pipeline: 8,
-        ..util::config(server.addr)
+        ..util::messages_config(server.addr, 4, 40)
     })
     .unwrap();
     assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
@@ -752,18 +590,14 @@ fn warmup_is_excluded_and_connect_rate_paces_the_ramp() {
 #[test]
 fn no_progress_bar_when_stderr_is_not_a_terminal() {
     let server = TestServer::start(Behaviour::Echo);
+    // Deliberately without --no-progress: only stderr not being a terminal keeps the bar off.
     let out = util::loadgen()
         .args(["--addr", &server.target(), "-c", "2", "-d", "600ms"])
         .assert()
-        .success()
-        .get_output()
-        .clone();
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .success();
+    let stderr = util::stderr(&out);
+    assert!(stderr.is_empty(), "{stderr}");
+    let stdout = util::stdout(&out);
     for needle in [
         "latency",
         "first echo",
@@ -790,14 +624,9 @@ fn run_async_works_inside_a_callers_runtime() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(loadgen::echo_server::serve(listener));
-        loadgen::run_async(loadgen::Config {
-            conns: 50,
-            duration: None,
-            messages: Some(10),
-            ..util::config(addr)
-        })
-        .await
-        .unwrap()
+        loadgen::run_async(util::messages_config(addr, 50, 10))
+            .await
+            .unwrap()
     });
     assert_eq!(report.counters.messages_verified, 500);
     assert_eq!(report.errors.total(), 0);
@@ -819,17 +648,8 @@ fn run_async_works_inside_a_callers_runtime() {
 #[test]
 fn json_to_stdout_moves_the_text_to_stderr() {
     let server = TestServer::start(Behaviour::Echo);
-    let out = util::loadgen()
-        .args([
-            "--addr",
-            &server.target(),
-            "-c",
-            "2",
-            "--messages",
-            "5",
-            "--json",
-            "-",
-        ])
+    let out = util::loadgen_messages(&server.target(), 2, 5)
+        .args(["--json", "-"])
         .assert()
         .success()
         .get_output()
@@ -886,14 +706,7 @@ fn merge_refuses_what_is_not_a_report() {
     std::fs::write(&junk, "{\"hello\": 1}").unwrap();
     std::fs::write(&future, "{\"schema_version\": 99}").unwrap();
     for (path, needle) in [(&junk, "no schema_version"), (&future, "schema_version 99")] {
-        let out = util::loadgen()
-            .arg("merge")
-            .arg(path)
-            .assert()
-            .code(2)
-            .get_output()
-            .clone();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = util::stderr(&util::loadgen().arg("merge").arg(path).assert().code(2));
         assert!(
             stderr.contains(needle) && stderr.lines().count() == 1,
             "{stderr}"

@@ -168,30 +168,13 @@ async fn handle(
             match behaviour {
                 Behaviour::CloseAfter { .. } => return,
                 Behaviour::ResetAfter { .. } => {
-                    set_zero_linger(&stream);
+                    // SO_LINGER 0: closing the socket then sends a RST instead of a FIN.
+                    let _ = stream.set_zero_linger();
                     return;
                 }
                 _ => {}
             }
         }
-    }
-}
-
-/// SO_LINGER with a zero timeout: closing the socket then sends a RST instead of a FIN.
-fn set_zero_linger(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
     }
 }
 
@@ -218,11 +201,47 @@ pub fn config(addr: SocketAddr) -> loadgen::Config {
     }
 }
 
+/// A config for `conns` connections sending `messages` messages each (no duration).
+pub fn messages_config(addr: SocketAddr, conns: usize, messages: u64) -> loadgen::Config {
+    loadgen::Config {
+        conns,
+        duration: None,
+        messages: Some(messages),
+        ..config(addr)
+    }
+}
+
 /// The `loadgen` binary.
 pub fn loadgen() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("loadgen").unwrap();
     cmd.timeout(Duration::from_secs(120));
     cmd
+}
+
+/// `loadgen --addr TARGET -c CONNS --messages MESSAGES --no-progress`; add flags to taste.
+pub fn loadgen_messages(target: &str, conns: u64, messages: u64) -> assert_cmd::Command {
+    let mut cmd = loadgen();
+    cmd.args(["--addr", target, "-c", &conns.to_string()])
+        .args(["--messages", &messages.to_string(), "--no-progress"]);
+    cmd
+}
+
+/// `loadgen --addr TARGET -c CONNS -d DURATION --no-progress`; add flags to taste.
+pub fn loadgen_for(target: &str, conns: u64, duration: &str) -> assert_cmd::Command {
+    let mut cmd = loadgen();
+    cmd.args(["--addr", target, "-c", &conns.to_string()])
+        .args(["-d", duration, "--no-progress"]);
+    cmd
+}
+
+/// What a finished command wrote to stderr, as text.
+pub fn stderr(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
+/// What a finished command wrote to stdout, as text.
+pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
 
 /// A port that refuses connections (bound, then released).
