@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: formatting, lints, and every test in the workspace.
-# Run it from anywhere; it works on the repository root.
+# The project's test command: formatting, lints, the README's `cargo run` commands, and every test
+# in the workspace. Run it from anywhere; it works on the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,5 +8,14 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== the README's cargo run commands resolve to one binary each"
+for package in fork-echo-server loadgen harness; do
+  cargo run --quiet --locked -p "$package" -- --help > /dev/null
+done
 echo "== cargo test"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# One closing line for the whole workspace (cargo prints one per test binary, the last of which
+# is a doc-test run with nothing in it).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
