@@ -33,17 +33,20 @@ impl SessionEnd {
         self as i32
     }
 
+    /// Every end that is a real exit code (all but `Signaled`).
+    pub const EXIT_CODED: [SessionEnd; 6] = [
+        SessionEnd::Eof,
+        SessionEnd::Reset,
+        SessionEnd::IdleTimeout,
+        SessionEnd::IoError,
+        SessionEnd::Panic,
+        SessionEnd::Orphaned,
+    ];
+
     pub fn from_exit_code(code: i32) -> Option<SessionEnd> {
-        [
-            SessionEnd::Eof,
-            SessionEnd::Reset,
-            SessionEnd::IdleTimeout,
-            SessionEnd::IoError,
-            SessionEnd::Panic,
-            SessionEnd::Orphaned,
-        ]
-        .into_iter()
-        .find(|end| end.exit_code() == code)
+        Self::EXIT_CODED
+            .into_iter()
+            .find(|end| end.exit_code() == code)
     }
 
     fn from_io_error(err: &io::Error) -> SessionEnd {
@@ -118,14 +121,7 @@ mod tests {
 
     #[test]
     fn exit_codes_round_trip() {
-        for end in [
-            SessionEnd::Eof,
-            SessionEnd::Reset,
-            SessionEnd::IdleTimeout,
-            SessionEnd::IoError,
-            SessionEnd::Panic,
-            SessionEnd::Orphaned,
-        ] {
+        for end in SessionEnd::EXIT_CODED {
             assert_eq!(SessionEnd::from_exit_code(end.exit_code()), Some(end));
         }
         assert_eq!(SessionEnd::from_exit_code(1), None);
