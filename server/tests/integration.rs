@@ -380,7 +380,7 @@ fn fork_failure_closes_that_client_and_keeps_serving() {
         .uid(UNUSED_UID)
         .spawn()
         .unwrap();
-    let server = ServerProcess::start_with(&[], |command| {
+    let server = ServerProcess::start_as_uid(UNUSED_UID, &[], |command| {
         // SAFETY: setrlimit is async-signal-safe and touches only the child being spawned.
         unsafe {
             command.pre_exec(|| {
@@ -388,7 +388,6 @@ fn fork_failure_closes_that_client_and_keeps_serving() {
                     .map_err(std::io::Error::from)
             });
         }
-        command.uid(UNUSED_UID);
     });
     let mut refused = server.connect();
     let outcome = read_to_eof(&mut refused);

@@ -37,7 +37,40 @@ impl ServerProcess {
     }
 
     pub fn start_with(args: &[&str], customize: impl FnOnce(&mut Command)) -> ServerProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fork-echo-server"));
+        Self::start_program(env!("CARGO_BIN_EXE_fork-echo-server"), args, customize)
+    }
+
+    /// Starts the server as `uid`. The test binary may live in a directory that uid cannot enter
+    /// (a clone under `/root` or in a `0700` directory made by `mktemp -d`), so the server binary
+    /// is copied into a fresh world-readable directory first; it is removed once `exec` is done.
+    pub fn start_as_uid(
+        uid: u32,
+        args: &[&str],
+        customize: impl FnOnce(&mut Command),
+    ) -> ServerProcess {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let dir =
+            std::env::temp_dir().join(format!("fork-echo-server-uid{uid}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a directory for the copied server");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let binary = dir.join("fork-echo-server");
+        std::fs::copy(env!("CARGO_BIN_EXE_fork-echo-server"), &binary).unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let server = Self::start_program(binary.to_str().unwrap(), args, |command| {
+            customize(command);
+            command.uid(uid).current_dir("/");
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        server
+    }
+
+    fn start_program(
+        program: &str,
+        args: &[&str],
+        customize: impl FnOnce(&mut Command),
+    ) -> ServerProcess {
+        let mut command = Command::new(program);
         command
             .args(["--port", "0"])
             .args(args)
