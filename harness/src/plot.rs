@@ -5,8 +5,6 @@
 //! viewer to render, so neither building nor drawing needs a system font. Every file is written to a
 //! temporary name in the target directory and renamed into place, so a reader never sees half a chart.
 
-use std::fs;
-use std::io::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -565,31 +563,18 @@ where
 
 /// Writes `contents` to a temporary file beside `path`, flushes it, and renames it over `path`.
 fn write_atomically(path: &Path, contents: &str) -> Result<(), PlotError> {
-    let fail = |source| PlotError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Same directory, so the rename cannot cross filesystems; the pid keeps two writers apart.
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(contents.as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
+    loadgen::output::write_file_atomically(path, contents.as_bytes()).map_err(|source| {
+        PlotError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     /// A ladder like the default sweep: memory grows by 150 KiB a child, latency rises past 1000.

@@ -2,7 +2,6 @@
 //! *are* the format (`harness/schema.json` describes them); a report is written to a temp file in
 //! the same directory and renamed into place, so a crash never leaves half a JSON file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -245,28 +244,14 @@ pub fn file_stamp(rfc3339: &str) -> String {
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory and a rename, so readers
-/// see either no file or the whole file.
+/// see either no file or the whole file; creates the directory first.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    loadgen::output::write_file_atomically(path, bytes)
 }
 
 /// Serializes `report` as pretty JSON to `dir/<prefix>-<stamp>.json`; returns the path.
