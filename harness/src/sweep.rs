@@ -105,11 +105,10 @@ pub fn server_max_children(spec: &ServerSpec) -> Option<u64> {
             builtin: true,
             ..
         } => {
-            use clap::Parser;
             let argv = std::iter::once("fork-echo-server".to_string()).chain(flags.iter().cloned());
-            fork_echo_server::config::Cli::try_parse_from(argv)
+            fork_echo_server::Config::from_args(argv)
                 .ok()
-                .map(|cli| u64::from(cli.max_children))
+                .map(|config| config.max_children as u64)
         }
         ServerSpec::Contract { flags, .. } => explicit_flag(flags, "--max-children"),
         ServerSpec::Command { .. } => None,
