@@ -100,14 +100,19 @@ def expand_use(tree):
     return [tree.split(" as ")[0]]
 
 
-def paths_in(text):
-    """Every `crate::...`/`super::...`/`self::...` path, `use` trees expanded."""
+def paths_in(text, children):
+    """Every `crate::...`/`super::...`/`self::...` path, and paths through a child module of this
+    one (`check::CheckReport` in `report/mod.rs`), `use` trees expanded."""
     found = []
     for m in re.finditer(r"\buse\s+([^;]+);", text):
         found += expand_use(m.group(1).split(" as ")[0] if "{" not in m.group(1) else m.group(1))
     body = re.sub(r"\buse\s+[^;]+;", "", text)
     found += re.findall(r"\b((?:crate|super|self)(?:::\w+)+)", body)
-    return [p for p in found if p.split("::")[0] in ("crate", "super", "self")]
+    if children:
+        found += re.findall(r"(?<![\w:])((?:%s)(?:::\w+)+)" % "|".join(children), body)
+    keep = ("crate", "super", "self") + tuple(children)
+    return [p if p.split("::")[0] in ("crate", "super", "self") else "self::" + p
+            for p in found if p.split("::")[0] in keep]
 
 
 def root_reexports(mods):
@@ -197,7 +202,10 @@ def main():
         for name, path in mods.items():
             text = strip_tests(strip_comments(open(path).read()))
             is_dir = path.endswith("mod.rs")
-            for p in paths_in(text):
+            prefix = name + "::" if name else ""
+            children = [k[len(prefix):] for k in mods
+                        if k.startswith(prefix) and k != name and "::" not in k[len(prefix):]]
+            for p in paths_in(text, children):
                 target = resolve(p, name, mods, reexports, is_dir)
                 if target is not None and target != name and target != "":
                     edges.setdefault(name, set()).add(target)

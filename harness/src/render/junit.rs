@@ -1,7 +1,7 @@
 //! JUnit XML for check results, the format GitHub Actions, GitLab and Jenkins read: one
 //! `<testsuite>`, one `<testcase>` per case, `<failure>` or `<skipped>` carrying the detail.
 
-use crate::checks::{CheckResult, CheckStatus};
+use crate::report::check::{CheckResult, CheckStatus};
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
