@@ -1,7 +1,7 @@
 //! The JSON formats, as plain serde data: `check`, `run` and `sweep` reports (`harness/schema.json`
 //! describes them), [`AnyReport::read`] (the one reader of a saved report and the one
-//! `schema_version` check), [`write`] (the one atomic write) and [`compare`] (numbers and verdicts;
-//! the text is `render`'s).
+//! `schema_version` check), [`write`](mod@write) (the one atomic write) and [`compare`] (numbers
+//! and verdicts; the text is `render`'s).
 //!
 //! May import: `capacity`'s model, fit and limits (the sweep format embeds them; pure arithmetic),
 //! `loadgen::Report` and the server's stats line (formats of their own, embedded). Nothing here
