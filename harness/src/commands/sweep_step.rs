@@ -44,7 +44,7 @@ pub fn failed_to_start(conns: u64, e: &ServerError) -> SweepStep {
 /// One step: fresh server, one load under the sampler, server stopped.
 pub fn run_step(
     spec: &ServerSpec,
-    opts: &StepLoad,
+    step_load: &StepLoad,
     index: usize,
     conns: u64,
     progress: &SweepProgress,
@@ -54,15 +54,20 @@ pub fn run_step(
     let config = loadgen::Config {
         addr: server.addr(),
         conns: conns as usize,
-        duration: Some(opts.duration),
+        duration: Some(step_load.duration),
         messages: None,
-        size: opts.size,
+        size: step_load.size,
         progress: false,
         ..loadgen::Config::default()
     };
     let live_children = Arc::new(AtomicUsize::new(0));
-    let watch = progress.watch_load(index, Arc::clone(&live_children), conns, opts.duration);
-    let phase = load::run_load(config, server.pid(), opts.sample_interval, live_children);
+    let watch = progress.watch_load(index, Arc::clone(&live_children), conns, step_load.duration);
+    let phase = load::run_load(
+        config,
+        server.pid(),
+        step_load.sample_interval,
+        live_children,
+    );
     drop(watch);
     // Whether the server survived the load, before it is asked to stop.
     let died_during_load = server.try_exit();
