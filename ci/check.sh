@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: formatting, lints, the README's `cargo run` commands, and every test
-# in the workspace. Run it from anywhere; it works on the repository root.
+# The project's test command: formatting, lints, import cycles, the README's `cargo run` commands,
+# and every test in the workspace. Run it from anywhere; it works on the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== no import cycles between the modules of a crate"
+python3 ci/import_cycles.py
 echo "== the README's cargo run commands resolve to one binary each"
 for package in fork-echo-server loadgen harness; do
   cargo run --quiet --locked -p "$package" -- --help > /dev/null

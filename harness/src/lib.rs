@@ -1,27 +1,40 @@
 //! The harness: starts an echo server (the workspace's fork echo server by default), checks that it
-//! is correct, counts and measures its child processes from /proc, loads it through `loadgen`, and
-//! writes JSON reports. `main.rs` only dispatches the hidden server subcommand and `cli::main`.
+//! is correct, counts and measures its child processes from /proc, loads it through `loadgen`,
+//! sweeps its capacity, and writes JSON reports, text, JUnit and SVG charts. `main.rs` only
+//! dispatches the hidden server subcommand and [`cli::main`].
 //!
-//! Seams for the sweep built on top: [`server::ServerProcess`] (start/stop a server, its pid and
-//! address), [`sampler::Sampler`] (tree timeline), [`load::run_load`] (loadgen under the sampler),
-//! [`report::write_report`] (atomic JSON), [`procfs`] (all /proc accounting).
-//! The sweep adds the capacity model ([`capacity`]) and the SVG plots ([`plot`]).
+//! The layers, top to bottom; each imports only layers below it (`ci/import_cycles.py` checks
+//! that no two modules import each other, directly or around a loop):
+//!
+//! - [`cli`]: clap types only, turned into each command's options; exit codes.
+//! - [`commands`]: one file per subcommand, each starting at its `execute`: where `check`, `run`,
+//!   `sweep`, `report`, `compare` and `plot` begin.
+//! - [`probe`]: what the harness does to a server: echo clients, the named checks, the /proc
+//!   sampler, a `loadgen` load under the sampler.
+//! - [`target`]: the server under test: which program and flags ([`target::spec`]), spawned,
+//!   waited for, stopped and killed on drop ([`target::process`]), its stderr and stats lines.
+//! - [`capacity`]: the sweep's capacity model: the memory fit ([`capacity::fit`]), the limits
+//!   and the predicted maximum ([`capacity::limits`]), and this machine's limits (`system.rs`, the
+//!   one part that reads the machine, through `sys`).
+//! - [`sys`]: leaf readers of the machine: /proc accounting ([`sys::procfs`]) and the one
+//!   `/proc/sys` reader ([`sys::environment`]).
+//! - [`render`]: one renderer per output: [`render::units`], [`render::text`],
+//!   [`render::junit`], [`render::svg`]. Reads reports; never starts or reads a process.
+//! - [`report`]: the JSON format of each report kind as plain serde data ([`report::check`],
+//!   [`report::run`], [`report::sweep`]), [`report::AnyReport::read`], the one atomic write, and
+//!   `compare`'s numbers and verdicts. Imports only `capacity`'s pure model and other crates'
+//!   formats, so `report`, `compare` and `plot` work on files alone.
 
 pub mod capacity;
-pub mod checks;
 pub mod cli;
-pub mod client;
-pub mod compare;
-pub mod junit;
-pub mod load;
-pub mod output;
-pub mod plot;
-pub mod plot_cmd;
-pub mod procfs;
+pub mod commands;
+pub mod probe;
+pub mod render;
 pub mod report;
-pub mod run;
-pub mod sampler;
-pub mod server;
-pub mod sweep;
-pub mod sweep_progress;
-pub mod sweep_report;
+pub mod sys;
+pub mod target;
+
+/// The paths these modules had before the layout had folders, which the integration tests (and
+/// scripts built on the crate) use: `harness::procfs::census`, `harness::checks::wait_until`.
+pub use probe::checks;
+pub use sys::procfs;

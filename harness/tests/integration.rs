@@ -602,6 +602,28 @@ fn a_failing_sweep_step_is_recorded_and_the_sweep_goes_on() {
         .ends_with("-pss.svg")));
 }
 
+/// The embedded loadgen report keeps the byte layout run reports have always had: its object keys
+/// in sorted order (it was written through a `serde_json::Value` before it was a typed field), not
+/// loadgen's struct order, which starts with `schema_version`.
+#[test]
+fn run_reports_embed_the_load_report_with_sorted_keys() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, report) = tokio_run_report(dir.path());
+    assert!(report["load"].is_object(), "the load ran");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let start = text.find("\n  \"load\": {").expect("load field");
+    let end = start + text[start..].find("\n  },\n").expect("end of load");
+    let keys: Vec<&str> = text[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("    \"")?.split('"').next())
+        .collect();
+    assert!(keys.len() > 10, "{keys:?}");
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted);
+}
+
 #[test]
 fn plot_draws_a_run_reports_timeline() {
     let _lock = fork_lock();

@@ -13,6 +13,7 @@ pub mod echo_server;
 mod environment;
 mod error;
 mod limits;
+mod merge;
 pub mod output;
 pub mod payload;
 mod progress;

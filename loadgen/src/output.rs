@@ -211,10 +211,17 @@ pub fn hgrm_text(h: &Histogram<u64>) -> String {
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place, so readers
 /// never see a half-written report.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let err = |e: io::Error| Error::File {
+    write_file_atomically(path, bytes).map_err(|e| Error::File {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    };
+    })
+}
+
+/// The workspace's one atomic file write (the harness writes its reports, JUnit files and charts
+/// with it too): `bytes` go to a temporary file beside `path` (same directory, so the rename cannot
+/// cross filesystems; the pid keeps two writers apart), are synced, and the file is renamed over
+/// `path`. Readers see the old file or the whole new one; on failure the temporary file is removed.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -226,5 +233,5 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(err)
+    result
 }

@@ -94,6 +94,20 @@ impl From<Cli> for Config {
     }
 }
 
+impl Config {
+    /// The configuration a command line gives (`args[0]` is the program name), parsed exactly as
+    /// the server parses its own: for callers that start the server with flags and need to know
+    /// what it will run with (the harness reads `max_children` from it). The error is clap's, so
+    /// `--help`, `--version` and usage errors print and exit as the server's own would.
+    pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::try_parse_from(args).map(Config::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +151,17 @@ mod tests {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn from_args_is_the_servers_own_parse() {
+        let config = Config::from_args(["fork-echo-server", "--max-children=32", "--port", "0"])
+            .expect("valid flags");
+        assert_eq!(config.max_children, 32);
+        assert_eq!(config.addr, "127.0.0.1:0".parse().unwrap());
+        let err = Config::from_args(["fork-echo-server", "--max-children", "0"]).expect_err("0");
+        assert_eq!(err.exit_code(), 2);
+        let help = Config::from_args(["fork-echo-server", "--help"]).expect_err("help");
+        assert_eq!(help.exit_code(), 0);
     }
 }

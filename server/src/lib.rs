@@ -20,8 +20,6 @@ pub mod stats;
 use std::ffi::OsString;
 use std::io::Write;
 
-use clap::Parser;
-
 pub use config::{AtLimit, Config};
 pub use listener::Listener;
 pub use server::Server;
@@ -38,15 +36,14 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match config::Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
         Err(err) => {
             // --help and --version land here too, with exit code 0.
             let _ = err.print();
             return err.exit_code();
         }
     };
-    let config = Config::from(cli);
     log::set_level(config.log_level);
     match run(config) {
         Ok(stats) => {

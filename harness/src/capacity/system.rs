@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
 
-use super::{read_u64, LimitInputs, Limits};
+use super::limits::{LimitInputs, Limits};
+use crate::sys::environment::{read_u64, sysctl, sysctl_u64};
 
 /// `CAP_SYS_ADMIN` and `CAP_SYS_RESOURCE`: either exempts a process from `RLIMIT_NPROC`.
 const NPROC_EXEMPT_CAPS: u64 = (1 << 21) | (1 << 24);
@@ -60,8 +61,8 @@ pub(super) fn read(
         nproc_enforced,
         cgroup_pids_headroom: read_text("self/cgroup")
             .and_then(|text| cgroup_pids_headroom(cgroup_root, &text)),
-        pid_max: read_u64(&proc_root.join("sys/kernel/pid_max")),
-        threads_max: read_u64(&proc_root.join("sys/kernel/threads-max")),
+        pid_max: sysctl_u64(proc_root, "kernel/pid_max"),
+        threads_max: sysctl_u64(proc_root, "kernel/threads-max"),
         tasks_used: read_text("loadavg")
             .as_deref()
             .and_then(parse_loadavg_tasks),
@@ -71,19 +72,33 @@ pub(super) fn read(
         loadgen_fds_used: fs::read_dir(proc_root.join("self/fd"))
             .ok()
             .map(|dir| dir.count() as u64),
-        file_max: read_u64(&proc_root.join("sys/fs/file-max")),
-        files_used: read_text("sys/fs/file-nr")
+        file_max: sysctl_u64(proc_root, "fs/file-max"),
+        files_used: sysctl(proc_root, "fs/file-nr")
             .and_then(|t| t.split_whitespace().next()?.parse().ok()),
-        ephemeral_ports_per_ip: read_text("sys/net/ipv4/ip_local_port_range")
+        ephemeral_ports_per_ip: sysctl(proc_root, "net/ipv4/ip_local_port_range")
             .as_deref()
             .and_then(parse_port_range)
             .map(|range| {
-                let reserved = read_text("sys/net/ipv4/ip_local_reserved_ports")
+                let reserved = sysctl(proc_root, "net/ipv4/ip_local_reserved_ports")
                     .map(|t| parse_reserved_ports(&t))
                     .unwrap_or_default();
                 usable_ports(range, &reserved)
             }),
         source_ips: inputs.source_ips.max(1),
+    }
+}
+
+impl Limits {
+    /// Reads the limits of this machine and of this process (the load generator runs in it) from
+    /// `/proc`, `/sys/fs/cgroup` and `getrlimit`. Call it before the server starts, so the server's own
+    /// tasks are not counted as used. A file that cannot be read leaves its field `None`.
+    pub fn read_from_system(inputs: &LimitInputs) -> Limits {
+        read(
+            Path::new("/proc"),
+            Path::new("/sys/fs/cgroup"),
+            &Rlimits::of_this_process(),
+            inputs,
+        )
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::procfs::ListenCounters;
-use crate::sampler::{Sample, Sampler};
+use crate::probe::sampler::Sampler;
+use crate::report::parts::{ListenCounters, Sample};
 
 /// What one load phase produced.
 pub struct LoadPhase {
@@ -50,6 +50,33 @@ pub fn run_load(
 /// The latency at `percentile` of a loadgen histogram, in microseconds.
 pub fn percentile_us(h: &loadgen::HistogramReport, percentile: f64) -> Option<f64> {
     h.value_at_percentile_us(percentile).map(|v| v as f64)
+}
+
+/// The latency figures the harness reports from a loadgen report, in microseconds: a run's summary
+/// and a sweep step's burst and steady figures are both made of these.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyFigures {
+    pub connect_p99_us: Option<f64>,
+    /// Connect start to first full echo: carries accept + fork on a fork server.
+    pub first_echo_p50_us: Option<f64>,
+    pub first_echo_p99_us: Option<f64>,
+    pub echo_p50_us: Option<f64>,
+    pub echo_p99_us: Option<f64>,
+    pub echo_p999_us: Option<f64>,
+}
+
+impl LatencyFigures {
+    pub fn of(report: &loadgen::Report) -> LatencyFigures {
+        let l = &report.latency;
+        LatencyFigures {
+            connect_p99_us: percentile_us(&l.connect, 99.0),
+            first_echo_p50_us: percentile_us(&l.first_echo, 50.0),
+            first_echo_p99_us: percentile_us(&l.first_echo, 99.0),
+            echo_p50_us: percentile_us(&l.echo, 50.0),
+            echo_p99_us: percentile_us(&l.echo, 99.0),
+            echo_p999_us: percentile_us(&l.echo, 99.9),
+        }
+    }
 }
 
 /// Why a finished load counts as failed (empty when it passed): no connection, or any error.

@@ -7,6 +7,8 @@
 use std::fs;
 use std::io;
 
+use crate::report::parts::ListenCounters;
+
 /// The fields of `/proc/PID/stat` the harness uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcStat {
@@ -164,17 +166,8 @@ pub fn open_fd_count(pid: i32) -> io::Result<usize> {
     Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
-/// The kernel's listen-queue counters (`TcpExt` in `/proc/net/netstat`). They count for the whole
-/// network namespace, so anything else listening on this machine moves them too.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ListenCounters {
-    /// Times a completed connection found the accept queue full.
-    pub listen_overflows: u64,
-    /// SYNs or ACKs dropped at a listening socket (includes the overflows).
-    pub listen_drops: u64,
-}
-
 impl ListenCounters {
+    /// Reads the counters now, from `/proc/net/netstat`.
     pub fn read() -> io::Result<ListenCounters> {
         parse_netstat(&fs::read_to_string("/proc/net/netstat")?).ok_or_else(|| {
             io::Error::new(
@@ -182,16 +175,6 @@ impl ListenCounters {
                 "no TcpExt ListenOverflows/ListenDrops in /proc/net/netstat",
             )
         })
-    }
-
-    /// The change from `earlier` to `self` (counters only grow; a wrap reads as 0).
-    pub fn since(&self, earlier: &ListenCounters) -> ListenCounters {
-        ListenCounters {
-            listen_overflows: self
-                .listen_overflows
-                .saturating_sub(earlier.listen_overflows),
-            listen_drops: self.listen_drops.saturating_sub(earlier.listen_drops),
-        }
     }
 }
 

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::sweep::SweepOptions;
-use crate::sweep_report::SweepStep;
+use crate::report::sweep::SweepStep;
 
+/// The progress display of one sweep: a bar on a terminal, one line per step otherwise.
 pub struct SweepProgress {
     /// `None` when stderr is not a terminal.
     bar: Option<ProgressBar>,
@@ -37,8 +37,8 @@ impl Drop for LoadWatch {
 }
 
 impl SweepProgress {
-    pub fn new(draw: bool, opts: &SweepOptions) -> SweepProgress {
-        let steps = opts.ladder.len();
+    /// A bar of `steps` ticks, drawn when `draw` (the caller checks for a terminal).
+    pub fn new(draw: bool, steps: usize) -> SweepProgress {
         let bar = draw.then(|| {
             let bar = ProgressBar::new(steps as u64);
             bar.set_style(

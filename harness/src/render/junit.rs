@@ -1,7 +1,11 @@
 //! JUnit XML for check results, the format GitHub Actions, GitLab and Jenkins read: one
 //! `<testsuite>`, one `<testcase>` per case, `<failure>` or `<skipped>` carrying the detail.
+//!
+//! Written by hand rather than with `quick-junit`: that crate writes its attributes in another order
+//! (`tests skipped failures errors`, `name` before `classname`) and drops control characters where
+//! this writes `?`, and the tests pin this exact layout.
 
-use crate::checks::{CheckResult, CheckStatus};
+use crate::report::check::{CheckResult, CheckStatus};
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

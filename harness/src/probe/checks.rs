@@ -8,39 +8,12 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
 
-use crate::client;
-use crate::procfs;
-use crate::server::{ServerProcess, ServerSpec};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    Pass,
-    Fail,
-    Skip,
-}
-
-impl CheckStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckStatus::Pass => "pass",
-            CheckStatus::Fail => "fail",
-            CheckStatus::Skip => "skip",
-        }
-    }
-}
-
-/// One case's result; this struct is the JSON format.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub name: String,
-    pub status: CheckStatus,
-    /// Why it failed or was skipped; a note on some passes.
-    pub detail: Option<String>,
-    pub duration_secs: f64,
-}
+use crate::probe::client;
+use crate::report::check::{CheckOptions, CheckResult, CheckStatus};
+use crate::sys::procfs;
+use crate::target::process::{ServerProcess, READY_TIMEOUT};
+use crate::target::spec::ServerSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Case {
@@ -111,24 +84,6 @@ impl Case {
     }
 }
 
-/// Sizes of the cases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckOptions {
-    /// Clients held at once by `concurrent_clients` and `children_reaped`.
-    pub clients: usize,
-    /// Connections made by `parent_fds_stable`.
-    pub fd_connections: usize,
-}
-
-impl Default for CheckOptions {
-    fn default() -> Self {
-        CheckOptions {
-            clients: 100,
-            fd_connections: 500,
-        }
-    }
-}
-
 enum Outcome {
     Pass(Option<String>),
     Fail(String),
@@ -137,8 +92,6 @@ enum Outcome {
 
 /// How long a case waits for the server's process tree to settle.
 const SETTLE: Duration = Duration::from_secs(5);
-/// How long a server may take to print its listening line.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `cases` in order; `shared` serves every case that does not need its own server.
 pub fn run_cases(

@@ -1,12 +1,11 @@
 //! SVG charts of a sweep (latency, first-echo latency, memory with its fitted line, throughput
-//! against connections) and of a run's timeline (children, memory, throughput over time).
+//! against connections) and of a run's timeline (children, memory, throughput over time), and the
+//! conversion of each report kind into the points they are drawn from.
 //!
 //! Drawn with plotters' SVG backend only: text goes into the file as `<text>` elements for the
 //! viewer to render, so neither building nor drawing needs a system font. Every file is written to a
 //! temporary name in the target directory and renamed into place, so a reader never sees half a chart.
 
-use std::fs;
-use std::io::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +15,9 @@ use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
 
 use crate::capacity::LinearFit;
+use crate::render::units::{bytes_unit, fmt_bytes};
+use crate::report::run::RunReport;
+use crate::report::sweep::{SweepReport, SweepStep};
 
 /// One step of a sweep, as plotted. A figure that was not measured (a failed step) is NaN and is left
 /// out of its chart rather than drawn as zero.
@@ -275,6 +277,77 @@ pub fn write_timeline_svg(
     Ok(path)
 }
 
+/// Writes the sweep charts of `report` into `dir` as `{stem}-*.svg`.
+pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, PlotError> {
+    let points: Vec<_> = report.steps.iter().map(|s| s.plot_point()).collect();
+    write_sweep_svgs(dir, stem, &points, report.capacity.memory_fit.as_ref())
+}
+
+// Defined with the charts, not in `report::sweep`: the format knows nothing of how it is drawn.
+impl SweepStep {
+    /// This step as a point of the sweep charts; what was not measured is NaN (left out).
+    pub fn plot_point(&self) -> SweepPoint {
+        let f = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        let burst = self.burst.as_ref();
+        let steady = self.steady.as_ref();
+        SweepPoint {
+            conns: self.conns,
+            echo_p50_us: f(steady.and_then(|s| s.echo_p50_us)),
+            echo_p99_us: f(steady.and_then(|s| s.echo_p99_us)),
+            echo_p999_us: f(steady.and_then(|s| s.echo_p999_us)),
+            first_echo_p50_us: f(burst.and_then(|b| b.first_echo_p50_us)),
+            first_echo_p99_us: f(burst.and_then(|b| b.first_echo_p99_us)),
+            total_pss_bytes: f(self.tree.total_pss_kib.map(|k| k as f64 * 1024.0)),
+            live_children: self.tree.peak_live_children,
+            messages_per_sec: f(steady.map(|s| s.messages_per_sec)),
+        }
+    }
+}
+
+/// A run's tree timeline joined with loadgen's per-second message counts: each sample gets the
+/// rate of the loadgen second it falls in (both clocks start with the load, within microseconds of
+/// each other).
+pub fn run_timeline(report: &RunReport) -> Vec<TimelinePoint> {
+    // The run's last second is partial: its count is divided by the part of it the run covered,
+    // so the line does not dive at the end. A sliver under a tenth of a second is left out.
+    let per_second: Vec<(u64, f64)> = report
+        .load
+        .as_ref()
+        .map(|load| {
+            load.timeline
+                .iter()
+                .map(|p| {
+                    let covered = (load.elapsed_secs - p.second as f64).clamp(0.0, 1.0);
+                    let rate = if covered >= 0.1 {
+                        p.messages as f64 / covered
+                    } else {
+                        f64::NAN
+                    };
+                    (p.second, rate)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    report
+        .timeline
+        .iter()
+        .map(|s| {
+            let second = s.t_secs.floor() as u64;
+            let messages = per_second
+                .iter()
+                .find(|(sec, _)| *sec == second)
+                .map_or(f64::NAN, |(_, m)| *m);
+            TimelinePoint {
+                t_secs: s.t_secs,
+                children: s.live_children as u64,
+                zombies: s.zombies as u64,
+                total_pss_bytes: s.tree_pss_kib as f64 * 1024.0,
+                messages_per_sec: messages,
+            }
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scale {
     Linear,
@@ -399,36 +472,6 @@ fn fit_curve(fit: &LinearFit, xs: &[f64], scale: Scale, y_divisor: f64) -> Vec<(
             (x, fit.predict(x) / y_divisor)
         })
         .collect()
-}
-
-/// Binary unit for a byte axis: (name, bytes per unit), chosen from the largest value.
-fn bytes_unit(values: impl Iterator<Item = f64>) -> (&'static str, f64) {
-    let max = values.filter(|v| v.is_finite()).fold(0.0_f64, f64::max);
-    if max >= GIB {
-        ("GiB", GIB)
-    } else if max >= 4.0 * MIB {
-        ("MiB", MIB)
-    } else {
-        ("KiB", KIB)
-    }
-}
-
-const KIB: f64 = 1024.0;
-const MIB: f64 = 1024.0 * KIB;
-const GIB: f64 = 1024.0 * MIB;
-
-/// `153600` -> `150.0 KiB`, for legends.
-fn fmt_bytes(bytes: f64) -> String {
-    let abs = bytes.abs();
-    if abs >= GIB {
-        format!("{:.2} GiB", bytes / GIB)
-    } else if abs >= MIB {
-        format!("{:.1} MiB", bytes / MIB)
-    } else if abs >= KIB {
-        format!("{:.1} KiB", bytes / KIB)
-    } else {
-        format!("{bytes:.0} B")
-    }
 }
 
 /// A short tick label: `1`, `2.5`, `20k`, `1.5M`.
@@ -565,32 +608,20 @@ where
 
 /// Writes `contents` to a temporary file beside `path`, flushes it, and renames it over `path`.
 fn write_atomically(path: &Path, contents: &str) -> Result<(), PlotError> {
-    let fail = |source| PlotError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Same directory, so the rename cannot cross filesystems; the pid keeps two writers apart.
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(contents.as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
+    loadgen::output::write_file_atomically(path, contents.as_bytes()).map_err(|source| {
+        PlotError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
+    use crate::render::units::{KIB, MIB};
 
     /// A ladder like the default sweep: memory grows by 150 KiB a child, latency rises past 1000.
     fn sweep() -> Vec<SweepPoint> {

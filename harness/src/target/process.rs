@@ -1,312 +1,30 @@
-//! The server under test as a process: which program to start (the built-in fork echo server, a
-//! binary given with `--server`, or any echo server given as `--server-cmd`), starting it in its own
-//! session and process group, knowing when it is ready, reading its stats lines, stopping it, and
-//! killing whatever is left of its process group when the handle is dropped.
+//! The server under test as a process: starting it in its own session and process group, knowing
+//! when it is ready (its listening line, or a connect for `--server-cmd`), stopping it with SIGTERM
+//! (SIGKILL to the group after a grace period), finding what it left behind, and killing whatever
+//! is left of its process group when the handle is dropped.
 
-use std::collections::VecDeque;
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
 
-use crate::procfs;
+use super::error::ServerError;
+use super::spec::ServerSpec;
+use super::stderr::StderrLog;
+use crate::report::parts::{ExitSummary, Leftovers, ServerEnd, ServerStats};
+use crate::sys::procfs;
 
-/// Why a server could not be started; all of these are setup errors (exit 2).
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("server binary {0} not found")]
-    NotFound(PathBuf),
-    #[error("server binary {0} is not an executable file")]
-    NotExecutable(PathBuf),
-    #[error("--server-cmd is empty")]
-    EmptyCommand,
-    #[error("--server-cmd {0:?} has no {{port}} placeholder")]
-    NoPortPlaceholder(String),
-    #[error("cannot start {program}: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
-    #[error("{program} exited ({status}) before it was ready{stderr}")]
-    ExitedEarly {
-        program: String,
-        status: String,
-        stderr: String,
-    },
-    #[error("{program} printed {line:?} instead of `listening on IP:PORT`")]
-    BadListeningLine { program: String, line: String },
-    #[error("{program} was not ready within {secs:.1}s")]
-    NotReady { program: String, secs: f64 },
-    #[error("cannot find a free port: {0}")]
-    NoFreePort(std::io::Error),
-}
+/// How long a server may take to print its listening line (or accept a connect).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Which server to start and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerSpec {
-    /// A program that speaks the fork echo server's contract: it takes the server flags, prints
-    /// `listening on IP:PORT` as its first stdout line, and a JSON stats line on stderr on SIGUSR1
-    /// and at exit.
-    Contract {
-        program: PathBuf,
-        /// Arguments before the server flags (`__serve --` for the built-in server).
-        pre_args: Vec<OsString>,
-        /// Server flags, as passed after `--` plus whatever the harness set (`--port 0`).
-        flags: Vec<String>,
-        /// Whether this is the workspace's own server, whose flags are known without asking.
-        builtin: bool,
-    },
-    /// Any other echo server: argv with `{port}` filled with a free port; ready when a connect succeeds.
-    Command { argv: Vec<String> },
-}
-
-impl ServerSpec {
-    /// The workspace's fork echo server, run as `harness __serve -- FLAGS` from this very binary.
-    pub fn builtin(flags: &[String]) -> Result<ServerSpec, ServerError> {
-        let exe = std::env::current_exe().map_err(|e| ServerError::Spawn {
-            program: "harness".into(),
-            source: e,
-        })?;
-        Ok(ServerSpec::Contract {
-            program: exe,
-            pre_args: vec!["__serve".into(), "--".into()],
-            flags: with_default_port(flags),
-            builtin: true,
-        })
-    }
-
-    /// A binary speaking the contract.
-    pub fn binary(path: &Path, flags: &[String]) -> Result<ServerSpec, ServerError> {
-        let meta = std::fs::metadata(path).map_err(|_| ServerError::NotFound(path.into()))?;
-        use std::os::unix::fs::PermissionsExt;
-        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-            return Err(ServerError::NotExecutable(path.into()));
-        }
-        Ok(ServerSpec::Contract {
-            program: path.into(),
-            pre_args: Vec::new(),
-            flags: with_default_port(flags),
-            builtin: false,
-        })
-    }
-
-    /// `--server-cmd`: split on whitespace (no shell, no quoting), `{port}` required.
-    pub fn command(template: &str) -> Result<ServerSpec, ServerError> {
-        let argv: Vec<String> = template.split_whitespace().map(String::from).collect();
-        if argv.is_empty() {
-            return Err(ServerError::EmptyCommand);
-        }
-        if !argv.iter().any(|a| a.contains("{port}")) {
-            return Err(ServerError::NoPortPlaceholder(template.into()));
-        }
-        Ok(ServerSpec::Command { argv })
-    }
-
-    pub fn speaks_contract(&self) -> bool {
-        matches!(self, ServerSpec::Contract { .. })
-    }
-
-    /// A short description for reports and messages.
-    pub fn describe(&self) -> String {
-        match self {
-            ServerSpec::Contract {
-                program,
-                flags,
-                builtin,
-                ..
-            } => {
-                let name = if *builtin {
-                    "fork-echo-server (built in)".to_string()
-                } else {
-                    program.display().to_string()
-                };
-                if flags.is_empty() {
-                    name
-                } else {
-                    format!("{name} {}", flags.join(" "))
-                }
-            }
-            ServerSpec::Command { argv } => argv.join(" "),
-        }
-    }
-
-    /// Whether the server takes `flag` (e.g. `--idle-timeout`): known for the built-in server,
-    /// asked of other contract binaries through their `--help`, never for `--server-cmd`.
-    pub fn supports_flag(&self, flag: &str) -> bool {
-        match self {
-            ServerSpec::Contract { builtin: true, .. } => true,
-            ServerSpec::Contract {
-                program, pre_args, ..
-            } => help_text(program, pre_args).is_some_and(|help| help.contains(flag)),
-            ServerSpec::Command { .. } => false,
-        }
-    }
-
-    /// The same server with `flag` set to `value`, replacing any value the user gave. Only for
-    /// contract servers; a `--server-cmd` is returned unchanged.
-    pub fn with_flag(&self, flag: &str, value: &str) -> ServerSpec {
-        let mut spec = self.clone();
-        if let ServerSpec::Contract { flags, .. } = &mut spec {
-            *flags = set_flag(flags, flag, value);
-        }
-        spec
-    }
-}
-
-/// The harness listens on a free port unless the user chose one.
-fn with_default_port(flags: &[String]) -> Vec<String> {
-    if flags
-        .iter()
-        .any(|f| f == "--port" || f.starts_with("--port="))
-    {
-        flags.to_vec()
-    } else {
-        let mut out = flags.to_vec();
-        out.extend(["--port".to_string(), "0".to_string()]);
-        out
-    }
-}
-
-/// Removes every `--flag V` / `--flag=V` from `flags` and appends `--flag value`.
-pub fn set_flag(flags: &[String], flag: &str, value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut skip_next = false;
-    for f in flags {
-        if skip_next {
-            skip_next = false;
-            continue;
-        }
-        if f == flag {
-            skip_next = true;
-            continue;
-        }
-        if f.starts_with(&format!("{flag}=")) {
-            continue;
-        }
-        out.push(f.clone());
-    }
-    out.extend([flag.to_string(), value.to_string()]);
-    out
-}
-
-/// The output of `PROGRAM --help`, bounded to five seconds (a program that ignores `--help` and
-/// starts serving is killed).
-fn help_text(program: &Path, pre_args: &[OsString]) -> Option<String> {
-    let mut child = Command::new(program)
-        .args(pre_args)
-        .arg("--help")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-    let output = child.wait_with_output().ok()?;
-    Some(format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    ))
-}
-
-/// The server's stats line (`{"event":"stats",...}` on stderr): the server crate's own struct, so
-/// the two cannot drift apart.
-pub use fork_echo_server::stats::{ReapedByReason as ReapedCounts, Stats as ServerStats};
-
-/// Parses a stats line; `None` for human log lines.
-pub fn parse_stats_line(line: &str) -> Option<ServerStats> {
-    let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-    if value.get("event")?.as_str()? != "stats" {
-        return None;
-    }
-    serde_json::from_value(value).ok()
-}
-
-/// What the stderr reader thread has seen so far.
-#[derive(Debug, Default)]
-struct StderrLog {
-    /// The last few human lines, for error messages.
-    recent: VecDeque<String>,
-    stats: Vec<ServerStats>,
-}
-
-const RECENT_LINES: usize = 50;
-
-/// How a server process ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitSummary {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-}
-
-impl ExitSummary {
-    fn from_status(status: ExitStatus) -> ExitSummary {
-        ExitSummary {
-            code: status.code(),
-            signal: status.signal(),
-        }
-    }
-
-    pub fn success(&self) -> bool {
-        self.code == Some(0)
-    }
-}
-
-impl std::fmt::Display for ExitSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.code, self.signal) {
-            (Some(code), _) => write!(f, "exit code {code}"),
-            (None, Some(sig)) => {
-                let name = Signal::try_from(sig).map_or("?", |s| s.as_str());
-                write!(f, "killed by signal {sig} ({name})")
-            }
-            (None, None) => write!(f, "unknown exit"),
-        }
-    }
-}
-
-/// Processes left in the server's session or process group after it exited.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Leftovers {
-    /// Still running: real orphans.
-    pub orphans: Vec<i32>,
-    /// Exited but not yet reaped by their new parent (init); not running, so not orphans.
-    pub unreaped: Vec<i32>,
-}
-
-/// How the server ended at the end of a `check` or `run`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerEnd {
-    pub exit: ExitSummary,
-    /// SIGTERM was not enough within the grace period.
-    pub needed_sigkill: bool,
-    /// What was left of its session and process group 3 s after it exited.
-    pub leftovers: Leftovers,
-    /// The stats line it printed at exit (contract servers only).
-    pub final_stats: Option<ServerStats>,
-}
+/// How long a server may take to stop after SIGTERM before the group is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// A started server. Its session and process group id equal its pid; dropping the handle kills
 /// the whole group (and any session member that moved to another group), so a failed test or an
@@ -316,8 +34,8 @@ pub struct ServerProcess {
     pid: i32,
     addr: SocketAddr,
     program: String,
-    /// Shared with the stderr reader thread, which appends until the server closes its stderr.
-    stderr: Arc<Mutex<StderrLog>>,
+    /// Filled by the stderr reader thread until the server closes its stderr.
+    stderr: StderrLog,
     exit: Option<ExitSummary>,
     /// Whether it speaks the contract (and so prints a stats line at exit).
     contract: bool,
@@ -354,10 +72,7 @@ impl ServerProcess {
         }
     }
 
-    fn start(
-        mut cmd: Command,
-        program: &str,
-    ) -> Result<(Child, Arc<Mutex<StderrLog>>), ServerError> {
+    fn start(mut cmd: Command, program: &str) -> Result<(Child, StderrLog), ServerError> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -391,26 +106,7 @@ impl ServerProcess {
                 source: e,
             },
         })?;
-        let log = Arc::new(Mutex::new(StderrLog::default()));
-        if let Some(stderr) = child.stderr.take() {
-            let log = Arc::clone(&log);
-            let _ = std::thread::Builder::new()
-                .name("server-stderr".into())
-                .spawn(move || {
-                    for line in BufReader::new(stderr).lines() {
-                        let Ok(line) = line else { break };
-                        let Ok(mut log) = log.lock() else { break };
-                        if let Some(stats) = parse_stats_line(&line) {
-                            log.stats.push(stats);
-                        } else {
-                            if log.recent.len() == RECENT_LINES {
-                                log.recent.pop_front();
-                            }
-                            log.recent.push_back(line);
-                        }
-                    }
-                });
-        }
+        let log = StderrLog::follow(child.stderr.take());
         Ok((child, log))
     }
 
@@ -587,22 +283,16 @@ impl ServerProcess {
 
     /// The last human stderr lines.
     pub fn recent_stderr(&self) -> Vec<String> {
-        self.stderr
-            .lock()
-            .map(|l| l.recent.iter().cloned().collect())
-            .unwrap_or_default()
+        self.stderr.recent()
     }
 
     /// The most recent stats line seen.
     pub fn last_stats(&self) -> Option<ServerStats> {
-        self.stderr
-            .lock()
-            .ok()
-            .and_then(|l| l.stats.last().cloned())
+        self.stderr.last_stats()
     }
 
     fn stats_count(&self) -> usize {
-        self.stderr.lock().map(|l| l.stats.len()).unwrap_or(0)
+        self.stderr.stats_count()
     }
 
     /// `Some` once the process has exited (it stays unreaped until the handle is dropped).
@@ -709,7 +399,7 @@ impl ServerProcess {
             if let Ok(status) = self.child.wait() {
                 self.reaped = true;
                 if self.exit.is_none() {
-                    self.exit = Some(ExitSummary::from_status(status));
+                    self.exit = Some(exit_summary(status));
                 }
             }
         }
@@ -731,44 +421,19 @@ fn free_port() -> Result<u16, ServerError> {
         .port())
 }
 
+/// How a reaped server ended.
+fn exit_summary(status: ExitStatus) -> ExitSummary {
+    ExitSummary {
+        code: status.code(),
+        signal: status.signal(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
-
-    #[test]
-    fn flags_are_replaced_not_duplicated() {
-        let flags: Vec<String> = ["--idle-timeout", "60", "-v", "--port=9", "--backlog", "5"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(
-            set_flag(&flags, "--idle-timeout", "1"),
-            ["-v", "--port=9", "--backlog", "5", "--idle-timeout", "1"]
-        );
-        assert_eq!(
-            set_flag(&flags, "--port", "0"),
-            [
-                "--idle-timeout",
-                "60",
-                "-v",
-                "--backlog",
-                "5",
-                "--port",
-                "0"
-            ]
-        );
-        assert_eq!(with_default_port(&flags), flags);
-        assert_eq!(with_default_port(&[]), ["--port", "0"]);
-    }
-
-    #[test]
-    fn stats_lines_parse_and_log_lines_do_not() {
-        let line = r#"{"event":"stats","accepted":3,"forked":3,"fork_failures":0,"live":1,"peak_live":2,"limit_hits":0,"emfile_pauses":0,"reaped":{"eof":1,"reset":1,"idle_timeout":0,"io_error":0,"panic":0,"orphaned":0,"signaled":0,"other":0}}"#;
-        let stats = parse_stats_line(line).expect("stats");
-        assert_eq!((stats.accepted, stats.live, stats.reaped.reset), (3, 1, 1));
-        assert!(parse_stats_line("listening on 127.0.0.1:1").is_none());
-        assert!(parse_stats_line(r#"{"event":"other"}"#).is_none());
-    }
 
     #[test]
     fn a_server_that_never_listens_is_not_ready_and_is_killed() {
@@ -807,21 +472,5 @@ mod tests {
             text.starts_with("/bin/sh exited (exit code 2) before it was ready"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn command_needs_a_port_placeholder() {
-        assert!(matches!(
-            ServerSpec::command("socat TCP-LISTEN:1 PIPE"),
-            Err(ServerError::NoPortPlaceholder(_))
-        ));
-        assert!(matches!(
-            ServerSpec::command("  "),
-            Err(ServerError::EmptyCommand)
-        ));
-        assert!(matches!(
-            ServerSpec::binary(Path::new("/nonexistent/server"), &[]),
-            Err(ServerError::NotFound(_))
-        ));
     }
 }

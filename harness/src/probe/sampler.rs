@@ -17,42 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::procfs::{self, MemoryRollup};
-
-/// One observation of the tree.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    /// Seconds since the sampler started.
-    pub t_secs: f64,
-    pub live_children: usize,
-    /// Children that exited and are not reaped yet. A few are normal for a moment while many
-    /// clients leave at once; see `lingering_zombies`.
-    pub zombies: usize,
-    /// Zombies that have been zombies for at least a second: a server that does not reap.
-    pub lingering_zombies: usize,
-    pub server_pss_kib: u64,
-    /// Sum over the live children (children not yet measured are counted at the mean of those
-    /// that were; see `children_unmeasured`).
-    pub children_pss_kib: u64,
-    pub children_private_kib: u64,
-    /// RSS counts every shared page in full for every child, so it overstates the tree's cost;
-    /// kept for comparison with tools that only show RSS.
-    pub children_rss_kib: u64,
-    /// Server plus children.
-    pub tree_pss_kib: u64,
-    /// Mean PSS of the measured live children; `null` with none.
-    pub pss_per_child_kib: Option<f64>,
-    /// Live children whose memory has not been read yet (new since the budget ran out).
-    pub children_unmeasured: usize,
-    /// `smaps_rollup` files read for this sample.
-    pub memory_reads: usize,
-    /// The server's open descriptors; `null` if it could not be read.
-    pub server_fds: Option<usize>,
-    /// The server's own CPU time (user + system) so far.
-    pub server_cpu_secs: f64,
-    /// How long taking this sample took.
-    pub sample_ms: f64,
-}
+use crate::report::parts::Sample;
+use crate::sys::procfs::{self, MemoryRollup};
 
 /// Samples one server's tree, keeping the last memory reading of each child between samples.
 pub struct TreeSampler {

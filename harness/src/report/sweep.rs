@@ -1,34 +1,19 @@
-//! The JSON report `harness sweep` writes into `results/` (`sweep-<UTC time>.json`): one entry per
-//! step of the connection ladder (burst figures, steady-phase figures, the server's tree, the
-//! timeline) and the capacity model fitted over the steps. These serde structs *are* the format;
-//! `harness/schema.json` describes it beside the `check` and `run` reports. Also the text summary
-//! `sweep` prints and `harness report` prints again, and the conversion to plot points.
-
-use std::path::Path;
+//! The `sweep` report (`results/sweep-<UTC time>.json`): one entry per step of the connection
+//! ladder (burst figures, steady-phase figures, the server's tree, the timeline) and the capacity
+//! model fitted over the steps. These serde structs are the format; `harness/schema.json`
+//! describes it beside the `check` and `run` reports.
 
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::CapacityModel;
-use crate::output::{self, table};
-use crate::plot::SweepPoint;
-use crate::procfs::ListenCounters;
-use crate::report::Environment;
-use crate::sampler::Sample;
-use crate::server::ServerEnd;
-
-/// The `kind` of a sweep report (the other report kinds live in `report::ReportKind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SweepKind {
-    Sweep,
-}
+use crate::report::parts::{Environment, ListenCounters, ReportKind, Sample, ServerEnd};
 
 /// `results/sweep-<UTC time>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepReport {
     /// Same version line as the other harness reports (`report::SCHEMA_VERSION`).
     pub schema_version: u32,
-    pub kind: SweepKind,
+    pub kind: ReportKind,
     /// RFC 3339, UTC.
     pub started_at: String,
     pub duration_secs: f64,
@@ -169,195 +154,6 @@ impl SweepSummary {
             accept_fork_per_sec: largest_burst.map(|(_, r)| r),
         }
     }
-}
-
-impl SweepStep {
-    /// This step as a point of the sweep charts; what was not measured is NaN (left out).
-    pub fn plot_point(&self) -> SweepPoint {
-        let f = |v: Option<f64>| v.unwrap_or(f64::NAN);
-        let burst = self.burst.as_ref();
-        let steady = self.steady.as_ref();
-        SweepPoint {
-            conns: self.conns,
-            echo_p50_us: f(steady.and_then(|s| s.echo_p50_us)),
-            echo_p99_us: f(steady.and_then(|s| s.echo_p99_us)),
-            echo_p999_us: f(steady.and_then(|s| s.echo_p999_us)),
-            first_echo_p50_us: f(burst.and_then(|b| b.first_echo_p50_us)),
-            first_echo_p99_us: f(burst.and_then(|b| b.first_echo_p99_us)),
-            total_pss_bytes: f(self.tree.total_pss_kib.map(|k| k as f64 * 1024.0)),
-            live_children: self.tree.peak_live_children,
-            messages_per_sec: f(steady.map(|s| s.messages_per_sec)),
-        }
-    }
-}
-
-/// Reads `path` as a sweep report; `Ok(None)` when it is JSON of another kind (or not JSON at all:
-/// the other readers then say what is wrong with it).
-pub fn read_if_sweep(path: &Path) -> Result<Option<SweepReport>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Ok(None);
-    };
-    if value.get("kind").and_then(|k| k.as_str()) != Some("sweep") {
-        return Ok(None);
-    }
-    match value.get("schema_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(crate::report::SCHEMA_VERSION) => {}
-        other => {
-            return Err(format!(
-                "{} has schema_version {other:?}; this harness reads {}",
-                path.display(),
-                crate::report::SCHEMA_VERSION
-            ))
-        }
-    }
-    serde_json::from_value(value)
-        .map(Some)
-        .map_err(|e| format!("{} is not a sweep report: {e}", path.display()))
-}
-
-fn rate(v: Option<f64>) -> String {
-    v.map_or("-".into(), |r| format!("{r:.0}"))
-}
-
-fn bytes(v: f64) -> String {
-    if v.abs() >= 1024.0 * 1024.0 {
-        format!("{:.2} MiB", v / (1024.0 * 1024.0))
-    } else {
-        format!("{:.1} KiB", v / 1024.0)
-    }
-}
-
-/// The step table and the capacity model, as `sweep` and `report` print them.
-pub fn summary_text(r: &SweepReport) -> String {
-    let mut out = format!(
-        "sweep of {} ({}), ladder {:?}, {} s steady phase per step, {} B messages\n\n",
-        r.server.description,
-        r.started_at,
-        r.parameters.ladder,
-        r.parameters.duration_secs,
-        r.parameters.size
-    );
-    let rows: Vec<Vec<String>> = r
-        .steps
-        .iter()
-        .map(|s| {
-            let b = s.burst.as_ref();
-            let st = s.steady.as_ref();
-            vec![
-                s.conns.to_string(),
-                if s.ok { "ok".into() } else { "FAILED".into() },
-                output::micros(b.and_then(|b| b.connect_p99_us)),
-                output::micros(b.and_then(|b| b.first_echo_p50_us)),
-                output::micros(b.and_then(|b| b.first_echo_p99_us)),
-                rate(b.and_then(|b| b.accept_fork_per_sec)),
-                rate(st.map(|s| s.messages_per_sec)),
-                output::micros(st.and_then(|s| s.echo_p50_us)),
-                output::micros(st.and_then(|s| s.echo_p99_us)),
-                output::micros(st.and_then(|s| s.echo_p999_us)),
-                s.listen_queue.listen_overflows.to_string(),
-                s.tree.peak_live_children.to_string(),
-                s.tree.max_zombies.to_string(),
-                s.tree
-                    .total_pss_kib
-                    .map_or("-".into(), |k| bytes(k as f64 * 1024.0)),
-                output::kib(s.tree.pss_per_child_kib),
-                output::kib(s.tree.private_per_child_kib),
-                output::micros(s.tree.parent_cpu_secs.map(|c| c * 1e6)),
-            ]
-        })
-        .collect();
-    out.push_str(&table(
-        &[
-            "conns",
-            "step",
-            "connect p99",
-            "1st echo p50",
-            "1st echo p99",
-            "accept+fork/s",
-            "msg/s",
-            "echo p50",
-            "echo p99",
-            "echo p99.9",
-            "listen overflows",
-            "children",
-            "zombies",
-            "total PSS",
-            "PSS/child",
-            "private/child",
-            "parent CPU",
-        ],
-        &rows,
-    ));
-    for s in r.steps.iter().filter(|s| !s.ok) {
-        out.push_str(&format!(
-            "step {} failed: {}\n",
-            s.conns,
-            s.failure.as_deref().unwrap_or("unknown")
-        ));
-    }
-    out.push('\n');
-    out.push_str(&capacity_text(&r.capacity, &r.summary));
-    out
-}
-
-/// The capacity model in a few lines.
-pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
-    let mut out = String::from("capacity model\n");
-    match &c.memory_fit {
-        Some(f) => out.push_str(&format!(
-            "  memory per connection   {} base (R^2 {:.4}, {} steps)\n",
-            f.per_connection_text(bytes),
-            f.r_squared,
-            f.n
-        )),
-        None => {
-            out.push_str("  memory per connection   - (fewer than two steps measured memory)\n")
-        }
-    }
-    match (summary.accept_fork_per_sec, summary.largest_burst_conns) {
-        (Some(r), Some(n)) => out.push_str(&format!(
-            "  accept+fork rate        {r:.0} connections/s (burst of {n})\n"
-        )),
-        _ => out.push_str("  accept+fork rate        - (no burst echoed completely)\n"),
-    }
-    match c.latency_knee_conns {
-        Some(k) => out.push_str(&format!(
-            "  latency knee            {k} connections (echo p99 > 2x the smallest step's)\n"
-        )),
-        None => out.push_str("  latency knee            none within the ladder\n"),
-    }
-    match &c.prediction {
-        Some(p) => {
-            out.push_str(&format!(
-                "  predicted maximum       {} connections, bound by {} (raise with: {})\n",
-                p.max_connections, p.binding, p.knob
-            ));
-            let next: Vec<String> = p
-                .candidates
-                .iter()
-                .skip(1)
-                .take(3)
-                .map(|c| format!("{} {}", c.kind, c.max_connections))
-                .collect();
-            if !next.is_empty() {
-                out.push_str(&format!("  then                    {}\n", next.join(", ")));
-            }
-        }
-        None => out.push_str("  predicted maximum       - (no limit known)\n"),
-    }
-    match &c.memory_check {
-        Some(h) => out.push_str(&format!(
-            "  hold-out check          fit without the {}-connection step predicts {}, measured {}: {:+.1}%\n",
-            h.held_out_x,
-            bytes(h.predicted_y),
-            bytes(h.measured_y),
-            h.error_percent
-        )),
-        None => out.push_str("  hold-out check          - (needs three steps with memory)\n"),
-    }
-    out
 }
 
 #[cfg(test)]

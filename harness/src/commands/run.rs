@@ -1,58 +1,23 @@
-//! `harness check` and `harness run` from start to end: start the server, run the cases, (for
-//! `run`) load it while sampling its tree, stop it with SIGTERM, look for orphans, and assemble
-//! the report. The CLI turns flags into the option structs here; nothing here parses flags.
+//! `harness run`: the quick checks, a `loadgen` load while the server's tree is sampled, SIGTERM
+//! and the orphan check, then the report with its summary (and JUnit when asked). The CLI turns
+//! flags into [`RunOptions`]; nothing here parses flags.
 
 use std::time::{Duration, Instant};
 
-use crate::checks::{self, Case, CheckOptions, CheckResult, CheckStatus};
-use crate::load;
-use crate::procfs::ListenCounters;
-use crate::report::{
-    CheckCounts, CheckReport, Environment, PhaseListenQueue, ReportKind, RunParameters, RunReport,
-    RunSummary, ServerInfo, SCHEMA_VERSION,
-};
-use crate::sampler;
-use crate::server::{ServerEnd, ServerError, ServerProcess, ServerSpec};
-
-/// How long a server may take to stop after SIGTERM before the group is killed.
-pub const STOP_GRACE: Duration = Duration::from_secs(15);
-
-fn server_info(spec: &ServerSpec, server: &ServerProcess) -> ServerInfo {
-    ServerInfo {
-        description: spec.describe(),
-        speaks_contract: spec.speaks_contract(),
-        pid: server.pid(),
-        addr: server.addr().to_string(),
-    }
-}
-
-/// `harness check`: every case against `spec`.
-pub fn check(spec: &ServerSpec, opts: &CheckOptions) -> Result<CheckReport, ServerError> {
-    let started_at = crate::report::now_rfc3339();
-    let t0 = Instant::now();
-    let environment = Environment::collect();
-    let listen_before = ListenCounters::read().unwrap_or_default();
-    let mut server = ServerProcess::spawn(spec, checks::READY_TIMEOUT)?;
-    let info = server_info(spec, &server);
-    let results = checks::run_cases(&Case::ALL, spec, &mut server, opts);
-    let listen_queue = ListenCounters::read()
-        .unwrap_or_default()
-        .since(&listen_before);
-    let server_end = server.shut_down(STOP_GRACE);
-    Ok(CheckReport {
-        schema_version: SCHEMA_VERSION,
-        kind: ReportKind::Check,
-        started_at,
-        duration_secs: t0.elapsed().as_secs_f64(),
-        environment,
-        server: info,
-        options: *opts,
-        counts: CheckCounts::of(&results),
-        checks: results,
-        listen_queue,
-        server_end,
-    })
-}
+use crate::commands::check::Session;
+use crate::commands::outcome::{SetupError, Verdict};
+use crate::commands::save::{save_junit, save_report, ReportOutput};
+use crate::probe::checks::{self, Case};
+use crate::probe::load::{self, LatencyFigures};
+use crate::probe::sampler;
+use crate::render::text;
+use crate::report::check::{CheckCounts, CheckOptions, CheckResult, CheckStatus};
+use crate::report::parts::{ReportKind, ServerEnd};
+use crate::report::run::{PhaseListenQueue, RunParameters, RunReport, RunSummary};
+use crate::report::SCHEMA_VERSION;
+use crate::target::error::ServerError;
+use crate::target::process::STOP_GRACE;
+use crate::target::spec::ServerSpec;
 
 /// What `harness run` does besides the server choice.
 #[derive(Debug, Clone)]
@@ -102,16 +67,10 @@ fn shutdown_check(spec: &ServerSpec, end: &ServerEnd, secs: f64) -> CheckResult 
 
 /// `harness run`: quick checks, the load phase under the sampler, SIGTERM and the orphan check.
 pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerError> {
-    let started_at = crate::report::now_rfc3339();
-    let t0 = Instant::now();
-    let environment = Environment::collect();
-    let listen_before = ListenCounters::read().unwrap_or_default();
-    let mut server = ServerProcess::spawn(spec, checks::READY_TIMEOUT)?;
-    let info = server_info(spec, &server);
-    let mut results = checks::run_cases(&Case::QUICK, spec, &mut server, &opts.checks);
-    let listen_checks = ListenCounters::read()
-        .unwrap_or_default()
-        .since(&listen_before);
+    let mut session = Session::start(spec)?;
+    let mut results = checks::run_cases(&Case::QUICK, spec, &mut session.server, &opts.checks);
+    let listen_checks = session.listen_queue_so_far();
+    let mut server = session.server;
 
     let mut config = opts.load.clone();
     config.addr = server.addr();
@@ -132,16 +91,12 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
 
     let counts = CheckCounts::of(&results);
     let summary = summarize(&phase, &server_end, counts);
-    let load_json = match &phase.report {
-        Ok(report) => serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
-        Err(_) => serde_json::Value::Null,
-    };
     let p = &opts.load;
     Ok(RunReport {
         schema_version: SCHEMA_VERSION,
         kind: ReportKind::Run,
-        started_at,
-        duration_secs: t0.elapsed().as_secs_f64(),
+        started_at: session.started_at,
+        duration_secs: session.t0.elapsed().as_secs_f64(),
         parameters: RunParameters {
             conns: p.conns,
             duration_secs: p.duration.map(|d| d.as_secs_f64()),
@@ -152,10 +107,10 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
             sample_interval_ms: opts.sample_interval.as_millis() as u64,
             check_options: opts.checks,
         },
-        environment,
-        server: info,
+        environment: session.environment,
+        server: session.info,
         checks: results,
-        load: load_json,
+        load: phase.report.ok(),
         timeline: phase.timeline,
         listen_queue: PhaseListenQueue {
             checks: listen_checks,
@@ -197,10 +152,11 @@ pub fn summarize(
     match &phase.report {
         Ok(report) => {
             let failures = load::failures(report);
-            summary.connect_p99_us = load::percentile_us(&report.latency.connect, 99.0);
-            summary.first_echo_p99_us = load::percentile_us(&report.latency.first_echo, 99.0);
-            summary.echo_p50_us = load::percentile_us(&report.latency.echo, 50.0);
-            summary.echo_p99_us = load::percentile_us(&report.latency.echo, 99.0);
+            let latency = LatencyFigures::of(report);
+            summary.connect_p99_us = latency.connect_p99_us;
+            summary.first_echo_p99_us = latency.first_echo_p99_us;
+            summary.echo_p50_us = latency.echo_p50_us;
+            summary.echo_p99_us = latency.echo_p99_us;
             summary.messages_per_sec = report.messages_per_sec;
             summary.connections_established = report.counters.connections_established;
             summary.load_errors = report.errors.total();
@@ -210,4 +166,24 @@ pub fn summarize(
         Err(e) => summary.load_failure = Some(format!("the load could not run: {e}")),
     }
     summary
+}
+
+/// Runs `run`, prints the summary, writes the report (and JUnit).
+pub fn execute(
+    spec: &ServerSpec,
+    opts: &RunOptions,
+    out: &ReportOutput,
+) -> Result<Verdict, SetupError> {
+    let report = run(spec, opts)?;
+    print!("{}", text::run_report_text(&report));
+    save_report(&out.results_dir, "run", &report.started_at, &report)?;
+    save_junit(
+        out.junit.as_deref(),
+        "harness run",
+        &report.started_at,
+        &report.checks,
+    )?;
+    Ok(Verdict::failed_if(
+        report.summary.checks.failed > 0 || !report.summary.load_ok,
+    ))
 }

@@ -1,0 +1,52 @@
+//! Where a command's results go: the JSON report into the results directory (temp file + rename),
+//! JUnit XML when `--junit` asked for it, and each path announced on stdout.
+
+use std::path::{Path, PathBuf};
+
+use crate::commands::outcome::SetupError;
+use crate::render::junit;
+use crate::report::check::CheckResult;
+use crate::report::write::{write_atomic, write_report};
+
+/// `--results-dir` and `--junit` of `check` and `run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportOutput {
+    /// Directory the JSON report is written into.
+    pub results_dir: PathBuf,
+    /// Where the check results go as JUnit XML, if anywhere.
+    pub junit: Option<PathBuf>,
+}
+
+/// Writes a report into the results directory (temp file + rename) and says where it went.
+pub fn save_report<T: serde::Serialize>(
+    dir: &Path,
+    kind: &str,
+    started_at: &str,
+    report: &T,
+) -> Result<PathBuf, SetupError> {
+    let path = write_report(dir, kind, started_at, report).map_err(|e| {
+        SetupError(format!(
+            "cannot write the report into {}: {e}",
+            dir.display()
+        ))
+    })?;
+    println!("report: {}", path.display());
+    Ok(path)
+}
+
+/// Writes the check results as JUnit XML when `--junit` asked for it.
+pub fn save_junit(
+    path: Option<&Path>,
+    suite: &str,
+    started_at: &str,
+    results: &[CheckResult],
+) -> Result<(), SetupError> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let xml = junit::to_junit_xml(suite, started_at, results);
+    write_atomic(path, xml.as_bytes())
+        .map_err(|e| SetupError(format!("cannot write {}: {e}", path.display())))?;
+    println!("junit: {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! One rung of `harness sweep`'s ladder: a fresh server, one `loadgen` load of that many
+//! connections under the tree sampler, the server stopped, and the step's figures (burst, steady,
+//! tree) taken from loadgen's report and the timeline.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::commands::progress::SweepProgress;
+use crate::probe::load::{self, LatencyFigures};
+use crate::probe::sampler;
+use crate::report::parts::Sample;
+use crate::report::sweep::{BurstFigures, SteadyFigures, SweepStep, TreeFigures};
+use crate::target::error::ServerError;
+use crate::target::process::{ServerProcess, READY_TIMEOUT, STOP_GRACE};
+use crate::target::spec::ServerSpec;
+
+/// What every step's load is made of: the sweep's options without the ladder.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepLoad {
+    /// Length of the steady phase after the connect burst.
+    pub duration: Duration,
+    /// Message size in bytes.
+    pub size: usize,
+    pub sample_interval: Duration,
+}
+
+/// The record of a step whose server did not start.
+pub fn failed_to_start(conns: u64, e: &ServerError) -> SweepStep {
+    SweepStep {
+        conns,
+        ok: false,
+        failure: Some(format!("the server did not start: {e}")),
+        burst: None,
+        steady: None,
+        tree: tree_figures(&[], None),
+        listen_queue: Default::default(),
+        server_end: None,
+        wall_secs: 0.0,
+        timeline: Vec::new(),
+    }
+}
+
+/// One step: fresh server, one load under the sampler, server stopped.
+pub fn run_step(
+    spec: &ServerSpec,
+    step_load: &StepLoad,
+    index: usize,
+    conns: u64,
+    progress: &SweepProgress,
+) -> Result<SweepStep, ServerError> {
+    let started = Instant::now();
+    let mut server = ServerProcess::spawn(spec, READY_TIMEOUT)?;
+    let config = loadgen::Config {
+        addr: server.addr(),
+        conns: conns as usize,
+        duration: Some(step_load.duration),
+        messages: None,
+        size: step_load.size,
+        progress: false,
+        ..loadgen::Config::default()
+    };
+    let live_children = Arc::new(AtomicUsize::new(0));
+    let watch = progress.watch_load(index, Arc::clone(&live_children), conns, step_load.duration);
+    let phase = load::run_load(
+        config,
+        server.pid(),
+        step_load.sample_interval,
+        live_children,
+    );
+    drop(watch);
+    // Whether the server survived the load, before it is asked to stop.
+    let died_during_load = server.try_exit();
+    let server_end = server.shut_down(STOP_GRACE);
+
+    let mut problems = Vec::new();
+    if let Some(exit) = &died_during_load {
+        problems.push(format!("the server exited during the load ({exit})"));
+    }
+    let (burst, steady, established) = match &phase.report {
+        Ok(report) => {
+            let c = &report.counters;
+            if c.connections_established == 0 {
+                problems.extend(load::failures(report));
+            } else if c.connections_failed + c.messages_failed > 0 || report.errors.total() > 0 {
+                problems.push(format!(
+                    "{} failed connections, {} failed messages ({})",
+                    c.connections_failed,
+                    c.messages_failed,
+                    report.errors.summary()
+                ));
+            }
+            if c.connections_established > 0 && report.all_first_echo_secs.is_none() {
+                problems.push(format!(
+                    "only {} of {} established connections echoed once",
+                    c.first_echoes, c.connections_established
+                ));
+            }
+            let latency = LatencyFigures::of(report);
+            let burst = BurstFigures {
+                connections_attempted: c.connections_attempted,
+                connections_established: c.connections_established,
+                connections_failed: c.connections_failed,
+                connect_p99_us: latency.connect_p99_us,
+                first_echo_p50_us: latency.first_echo_p50_us,
+                first_echo_p99_us: latency.first_echo_p99_us,
+                all_first_echo_secs: report.all_first_echo_secs,
+                accept_fork_per_sec: report
+                    .all_first_echo_secs
+                    .filter(|s| *s > 0.0)
+                    .map(|s| c.connections_established as f64 / s),
+            };
+            let steady = SteadyFigures {
+                measured_secs: report.measured_secs,
+                messages: c.measured_messages,
+                messages_per_sec: report.messages_per_sec,
+                echo_p50_us: latency.echo_p50_us,
+                echo_p99_us: latency.echo_p99_us,
+                echo_p999_us: latency.echo_p999_us,
+                errors: report.errors.total(),
+            };
+            (Some(burst), Some(steady), Some(c.connections_established))
+        }
+        Err(e) => {
+            problems.push(format!("the load could not run: {e}"));
+            (None, None, None)
+        }
+    };
+    if !server_end.leftovers.orphans.is_empty() {
+        problems.push(format!(
+            "{} orphans left after the server stopped",
+            server_end.leftovers.orphans.len()
+        ));
+    }
+    if server_end.needed_sigkill {
+        problems.push("the server needed SIGKILL to stop".into());
+    }
+    Ok(SweepStep {
+        conns,
+        ok: problems.is_empty(),
+        failure: (!problems.is_empty()).then(|| problems.join("; ")),
+        burst,
+        steady,
+        tree: tree_figures(&phase.timeline, established),
+        listen_queue: phase.listen_queue,
+        server_end: Some(server_end),
+        wall_secs: started.elapsed().as_secs_f64(),
+        timeline: phase.timeline,
+    })
+}
+
+/// The tree's figures for one step from its timeline.
+fn tree_figures(timeline: &[Sample], established: Option<u64>) -> TreeFigures {
+    let summary = sampler::summarize(timeline);
+    let peak = summary.peak_live_children;
+    let at_peak: Vec<&Sample> = timeline
+        .iter()
+        .filter(|s| s.live_children == peak && peak > 0)
+        .collect();
+    let complete: Vec<&Sample> = at_peak
+        .iter()
+        .copied()
+        .filter(|s| s.children_unmeasured == 0)
+        .collect();
+    let basis = if complete.is_empty() {
+        &at_peak
+    } else {
+        &complete
+    };
+    let mut pss: Vec<u64> = basis.iter().map(|s| s.tree_pss_kib).collect();
+    pss.sort_unstable();
+    let total_pss_kib = pss.get(pss.len() / 2).copied();
+    let parent_cpu_secs = timeline.last().map(|s| s.server_cpu_secs);
+    TreeFigures {
+        samples: summary.samples,
+        peak_live_children: peak as u64,
+        max_zombies: summary.max_zombies as u64,
+        max_lingering_zombies: summary.max_lingering_zombies as u64,
+        total_pss_kib,
+        pss_per_child_kib: summary.pss_per_child_kib,
+        private_per_child_kib: summary.private_per_child_kib,
+        parent_cpu_secs,
+        parent_cpu_us_per_conn: match (parent_cpu_secs, established) {
+            (Some(cpu), Some(n)) if n > 0 => Some(cpu * 1e6 / n as f64),
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(live: usize, unmeasured: usize, tree: u64, cpu: f64) -> Sample {
+        Sample {
+            t_secs: 0.0,
+            live_children: live,
+            zombies: 0,
+            lingering_zombies: 0,
+            server_pss_kib: 100,
+            children_pss_kib: tree - 100,
+            children_private_kib: (tree - 100) / 2,
+            children_rss_kib: tree - 100,
+            tree_pss_kib: tree,
+            pss_per_child_kib: Some(10.0),
+            children_unmeasured: unmeasured,
+            memory_reads: 1,
+            server_fds: Some(5),
+            server_cpu_secs: cpu,
+            sample_ms: 1.0,
+        }
+    }
+
+    #[test]
+    fn tree_memory_is_the_median_of_complete_samples_at_the_peak() {
+        let timeline = [
+            sample(5, 0, 150, 0.01),
+            sample(10, 8, 9999, 0.02), // at the peak but mostly estimated: not used
+            sample(10, 0, 210, 0.03),
+            sample(10, 0, 200, 0.04),
+            sample(10, 0, 205, 0.05),
+            sample(3, 0, 130, 0.08),
+        ];
+        let t = tree_figures(&timeline, Some(10));
+        assert_eq!(t.peak_live_children, 10);
+        assert_eq!(t.total_pss_kib, Some(205));
+        assert_eq!(t.parent_cpu_secs, Some(0.08));
+        assert!((t.parent_cpu_us_per_conn.unwrap() - 8000.0).abs() < 1e-6);
+        let empty = tree_figures(&[], None);
+        assert_eq!(empty.total_pss_kib, None);
+        assert_eq!(empty.parent_cpu_us_per_conn, None);
+    }
+}

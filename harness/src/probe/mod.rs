@@ -1,0 +1,10 @@
+//! What the harness does to a server under test: [`client`] (blocking echo clients), [`checks`]
+//! (the named correctness cases), [`sampler`] (the process-tree timeline from /proc) and [`load`]
+//! (a `loadgen` load under the sampler, and the figures taken from its report).
+//!
+//! May import: `target` (the server it probes), `sys` and `report`'s data types.
+
+pub mod checks;
+pub mod client;
+pub mod load;
+pub mod sampler;

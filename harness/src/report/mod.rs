@@ -1,0 +1,96 @@
+//! The JSON formats, as plain serde data: `check`, `run` and `sweep` reports (`harness/schema.json`
+//! describes them), [`AnyReport::read`] (the one reader of a saved report and the one
+//! `schema_version` check), [`write`](mod@write) (the one atomic write) and [`compare`] (numbers
+//! and verdicts; the text is `render`'s).
+//!
+//! May import: `capacity`'s model, fit and limits (the sweep format embeds them; pure arithmetic),
+//! `loadgen::Report` and the server's stats line (formats of their own, embedded). Nothing here
+//! starts, samples or reads a process, so `report`, `compare` and `plot` work on files alone.
+
+pub mod check;
+pub mod compare;
+pub mod parts;
+pub mod run;
+pub mod sweep;
+pub mod write;
+
+use std::path::Path;
+
+use check::{CheckReport, CheckResult};
+use parts::ReportKind;
+use run::{RunReport, RunSummary};
+use sweep::SweepReport;
+
+/// Bumped on any incompatible change of any report kind's format.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Any report kind, as read back from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyReport {
+    Check(Box<CheckReport>),
+    Run(Box<RunReport>),
+    Sweep(Box<SweepReport>),
+}
+
+impl AnyReport {
+    /// Reads a saved report of any kind, with a one-line error naming the file.
+    pub fn read(path: &Path) -> Result<AnyReport, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+        match value.get("schema_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) => {
+                return Err(format!(
+                    "{} has schema_version {v}; this harness reads {SCHEMA_VERSION}",
+                    path.display()
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{} is not a harness report (no schema_version)",
+                    path.display()
+                ))
+            }
+        }
+        let kind: Option<ReportKind> = value
+            .get("kind")
+            .and_then(|k| serde_json::from_value(k.clone()).ok());
+        let bad = |what: &str, e: serde_json::Error| {
+            format!("{} is not a {what} report: {e}", path.display())
+        };
+        match kind {
+            Some(ReportKind::Check) => serde_json::from_value(value)
+                .map(AnyReport::Check)
+                .map_err(|e| bad("harness", e)),
+            Some(ReportKind::Run) => serde_json::from_value(value)
+                .map(|r| AnyReport::Run(Box::new(r)))
+                .map_err(|e| bad("harness", e)),
+            Some(ReportKind::Sweep) => serde_json::from_value(value)
+                .map(|r| AnyReport::Sweep(Box::new(r)))
+                .map_err(|e| bad("sweep", e)),
+            None => Err(format!(
+                "{} is not a harness report (no kind)",
+                path.display()
+            )),
+        }
+    }
+
+    /// The check results; a sweep has none.
+    pub fn checks(&self) -> &[CheckResult] {
+        match self {
+            AnyReport::Check(r) => &r.checks,
+            AnyReport::Run(r) => &r.checks,
+            AnyReport::Sweep(_) => &[],
+        }
+    }
+
+    /// The key figures of a run; other kinds have none.
+    pub fn summary(&self) -> Option<&RunSummary> {
+        match self {
+            AnyReport::Run(r) => Some(&r.summary),
+            AnyReport::Check(_) | AnyReport::Sweep(_) => None,
+        }
+    }
+}
