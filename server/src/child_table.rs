@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::log;
@@ -66,7 +66,13 @@ impl ChildTable {
                 // Stopped/continued children are still alive; nothing to collect.
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
-                // ECHILD: no children left at all.
+                // No children left at all, yet the table lists some: someone else collected
+                // them (an ignored SIGCHLD makes the kernel do it). Their pids may be reused by
+                // now, so they must leave the table before anything signals them.
+                Err(Errno::ECHILD) => {
+                    self.forget_vanished(stats);
+                    break;
+                }
                 Err(_) => break,
             };
             if let Some(info) = self.live.remove(&pid) {
@@ -83,10 +89,51 @@ impl ChildTable {
         stats.live = self.live.len() as u64;
     }
 
-    /// Sends a signal to every live child; a child that already exited (ESRCH) is reaped later.
-    pub fn signal_all(&self, signal: Signal) {
-        for pid in self.live.keys() {
-            let _ = kill(*pid, signal);
+    fn forget_vanished(&mut self, stats: &mut Stats) {
+        if self.live.is_empty() {
+            return;
         }
+        crate::log_at!(
+            log::INFO,
+            "{} children vanished without an exit status (was SIGCHLD ignored?)",
+            self.live.len()
+        );
+        for _ in self.live.drain() {
+            stats.record_reaped(None);
+        }
+    }
+
+    /// Sends a signal to every live child and returns how many were signalled. Each pid is first
+    /// confirmed to be an unreaped child of this process (`waitid` with `WNOWAIT` collects
+    /// nothing), so a stale entry can never hit an unrelated process that reused the pid; a
+    /// zombie's pid is not reused until it is reaped.
+    pub fn signal_all(&self, signal: Signal) -> usize {
+        let mut signalled = 0;
+        for pid in self.live.keys() {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            if waitid(Id::Pid(*pid), flags).is_ok() && kill(*pid, signal).is_ok() {
+                signalled += 1;
+            }
+        }
+        signalled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_that_is_not_our_child_is_never_signalled_and_leaves_the_table() {
+        // This test process has no children, so any pid is a stale entry; our own pid stands
+        // for "a process that reused it". SIGCONT keeps the test harmless if this regresses.
+        let mut stats = Stats::new();
+        let mut table = ChildTable::default();
+        table.insert(nix::unistd::getpid(), None, &mut stats);
+        assert_eq!(table.signal_all(Signal::SIGCONT), 0);
+        table.reap_children(&mut stats);
+        assert!(table.is_empty());
+        assert_eq!(stats.reaped.other, 1);
+        assert_eq!(stats.live, 0);
     }
 }

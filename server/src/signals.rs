@@ -6,7 +6,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 /// The signals the parent handles through the fd.
@@ -16,6 +16,13 @@ const HANDLED: [Signal; 4] = [
     Signal::SIGINT,
     Signal::SIGUSR1,
 ];
+
+/// Handled signals whose disposition is reset to the default at start-up. An ignored disposition
+/// survives `exec`, and an ignored signal is discarded even while blocked, so it would never
+/// reach the signalfd; an ignored SIGCHLD is worse still: the kernel then reaps the children
+/// itself and `waitpid` only ever answers "no children". SIGINT keeps an inherited SIG_IGN: that
+/// is how a shell runs a background job that Ctrl-C must not stop.
+const RESET_TO_DEFAULT: [Signal; 3] = [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGUSR1];
 
 pub struct SignalSource {
     fd: SignalFd,
@@ -33,6 +40,13 @@ impl SignalSource {
         }
         let mut original_mask = SigSet::empty();
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut original_mask))?;
+        // Blocked first, so a signal landing between the two steps waits instead of acting.
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        for signal in RESET_TO_DEFAULT {
+            // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context;
+            // the process is single-threaded here (see `fork::fork_process`).
+            unsafe { nix::sys::signal::sigaction(signal, &default) }?;
+        }
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(SignalSource { fd, original_mask })
     }

@@ -16,7 +16,7 @@ pub struct ReapedByReason {
     pub orphaned: u64,
     /// Killed by a signal (shutdown escalation, OOM killer, an operator).
     pub signaled: u64,
-    /// An exit code this server never uses.
+    /// An exit code this server never uses, or a child that vanished without an exit status.
     pub other: u64,
 }
 

@@ -434,3 +434,43 @@ fn a_child_that_outlives_sigterm_is_killed_and_reaped() {
     let stats = server.stats_lines().pop().expect("final stats line");
     assert_eq!(stats["reaped"]["signaled"], 1, "{stats}");
 }
+
+#[test]
+fn an_inherited_ignored_sigchld_is_reset_so_children_are_reaped() {
+    use std::os::unix::process::CommandExt;
+    let _lock = fork_lock();
+    // A parent that ignores SIGCHLD passes that through exec; the kernel would then reap the
+    // server's children itself, waitpid would only ever say "no children" and the table would
+    // never shrink: with --max-children 2 the third client would wait for ever.
+    let mut server = ServerProcess::start_with(
+        &["--max-children", "2", "--shutdown-grace", "1"],
+        |command| {
+            // SAFETY: signal(2) is async-signal-safe and changes only the child being spawned.
+            unsafe {
+                command.pre_exec(|| {
+                    nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigIgn)
+                        .map(drop)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        },
+    );
+    for i in 0..3u8 {
+        let mut client = server.connect();
+        assert_eq!(echo(&mut client, &[i]), [i], "client {i}");
+        drop(client);
+        wait_until("the child to be gone", || server.children().is_empty());
+    }
+    wait_until("three sessions reaped", || {
+        server.stats()["reaped"]["eof"] == 3
+    });
+    let stats = server.stats();
+    assert_eq!(stats["live"], 0, "{stats}");
+    let mut held = server.connect();
+    assert_eq!(echo(&mut held, b"held"), b"held");
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+    let stats = server.stats_lines().pop().expect("final stats line");
+    assert_eq!(stats["reaped"]["signaled"], 1, "{stats}");
+}

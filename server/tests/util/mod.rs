@@ -37,6 +37,20 @@ impl ServerProcess {
     }
 
     pub fn start_with(args: &[&str], customize: impl FnOnce(&mut Command)) -> ServerProcess {
+        Self::spawn(args, customize, StderrTo::Collected)
+    }
+
+    /// A server whose stderr pipe has no reader left (what a killed harness leaves behind):
+    /// every log write gets EPIPE.
+    pub fn start_with_stderr_closed(args: &[&str]) -> ServerProcess {
+        Self::spawn(args, |_| {}, StderrTo::ClosedPipe)
+    }
+
+    fn spawn(
+        args: &[&str],
+        customize: impl FnOnce(&mut Command),
+        stderr_to: StderrTo,
+    ) -> ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fork-echo-server"));
         command
             .args(["--port", "0"])
@@ -49,12 +63,17 @@ impl ServerProcess {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&stderr);
         let pipe = child.stderr.take().expect("stderr pipe");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
+        match stderr_to {
+            StderrTo::Collected => {
+                std::thread::spawn(move || {
+                    for line in BufReader::new(pipe).lines() {
+                        let Ok(line) = line else { break };
+                        sink.lock().unwrap().push(line);
+                    }
+                });
             }
-        });
+            StderrTo::ClosedPipe => drop(pipe),
+        }
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout pipe"));
         let mut first = String::new();
         stdout
@@ -143,6 +162,40 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+enum StderrTo {
+    Collected,
+    ClosedPipe,
+}
+
+/// Runs the binary with `--port 0` and `args`, expecting it to exit by itself within `within`;
+/// a server that starts serving instead is killed and the test fails.
+pub fn run_to_exit(args: &[&str], within: Duration) -> std::process::Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_fork-echo-server"))
+        .args(["--port", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fork-echo-server");
+    let pid = Pid::from_raw(child.id() as i32);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let output = child.wait_with_output();
+        let _ = done_tx.send(());
+        output
+    });
+    if done_rx.recv_timeout(within).is_err() {
+        let _ = kill(pid, Signal::SIGKILL);
+        let output = waiter.join().unwrap().unwrap();
+        panic!(
+            "{args:?} did not exit within {within:?}; stdout: {:?}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    waiter.join().unwrap().expect("wait for fork-echo-server")
 }
 
 impl Drop for ServerProcess {
