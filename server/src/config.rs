@@ -42,21 +42,40 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = AtLimit::Wait)]
     pub at_limit: AtLimit,
     /// End a session whose client sends nothing, or reads nothing, for this many seconds; 0 disables.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub idle_timeout: u64,
+    #[arg(long, default_value = "60", value_name = "SECS", value_parser = parse_duration_flag)]
+    pub idle_timeout: Duration,
     /// Echo buffer size in bytes.
     #[arg(long, default_value_t = 16384, value_name = "BYTES",
           value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
     pub buffer_size: u32,
     /// Seconds live sessions may finish after SIGTERM/SIGINT before children are terminated.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    pub shutdown_grace: u64,
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_duration_flag)]
+    pub shutdown_grace: Duration,
     /// More logging: -v logs every accept, fork and reap; -vv adds escaped payload previews.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Errors only.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+/// The longest duration any flag takes. Deadlines are `Instant + duration`, which panics on
+/// overflow; a week is far beyond any sensible timeout and far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parses a duration flag in seconds, refusing values above `MAX_DURATION` with one line.
+fn parse_duration_flag(text: &str) -> Result<Duration, String> {
+    let secs: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of seconds"))?;
+    let duration = Duration::from_secs(secs);
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{secs}s is longer than the most this server takes ({}s, a week)",
+            MAX_DURATION.as_secs()
+        ));
+    }
+    Ok(duration)
 }
 
 /// The validated configuration the server core uses.
@@ -86,9 +105,9 @@ impl From<Cli> for Config {
             backlog: i32::try_from(cli.backlog).unwrap_or(i32::MAX),
             max_children: cli.max_children as usize,
             at_limit: cli.at_limit,
-            idle_timeout: (cli.idle_timeout > 0).then(|| Duration::from_secs(cli.idle_timeout)),
+            idle_timeout: (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout),
             buffer_size: cli.buffer_size as usize,
-            shutdown_grace: Duration::from_secs(cli.shutdown_grace),
+            shutdown_grace: cli.shutdown_grace,
             log_level,
         }
     }
@@ -133,6 +152,9 @@ mod tests {
             &["--bind", "not-an-ip"],
             &["--at-limit", "drop"],
             &["-q", "-v"],
+            &["--shutdown-grace", "18446744073709551615"],
+            &["--idle-timeout", "604801"],
+            &["--shutdown-grace", "-1"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");

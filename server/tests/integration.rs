@@ -474,3 +474,15 @@ fn an_inherited_ignored_sigchld_is_reset_so_children_are_reaped() {
     let stats = server.stats_lines().pop().expect("final stats line");
     assert_eq!(stats["reaped"]["signaled"], 1, "{stats}");
 }
+
+#[test]
+fn absurd_durations_are_refused_at_parse_time() {
+    for flag in ["--shutdown-grace", "--idle-timeout"] {
+        let output = util::run_to_exit(&[flag, "18446744073709551615"], util::DEADLINE);
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{flag}: {stderr}");
+        assert!(output.stdout.is_empty(), "{flag} started a server");
+    }
+}
