@@ -49,12 +49,12 @@ where
     let config = Config::from(cli);
     log::set_level(config.log_level);
     match run(config) {
-        Ok(stats) => {
-            eprintln!("{}", stats.to_json_line());
+        Ok(mut stats) => {
+            stats.print();
             0
         }
         Err(message) => {
-            eprintln!("fork-echo-server: {message}");
+            log::write_line(format_args!("fork-echo-server: {message}"));
             EXIT_SETUP
         }
     }

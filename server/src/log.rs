@@ -1,8 +1,11 @@
 //! A tiny leveled logger writing to stderr. The server is single-threaded and forks, so a global
 //! logging framework with background threads or locks held across `fork` is exactly what it must
-//! not have; an atomic level and `eprintln!` (unbuffered, one `write` per line) are enough.
+//! not have; an atomic level and one `write` per line are enough. A log write that fails (stderr
+//! is a pipe whose reader is gone, a full disk) is dropped and counted: logging must never take
+//! the server down, which `eprintln!` does by panicking on EPIPE.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// Errors only (`-q`).
 pub const QUIET: u8 = 0;
@@ -14,6 +17,9 @@ pub const DEBUG: u8 = 2;
 pub const TRACE: u8 = 3;
 
 static LEVEL: AtomicU8 = AtomicU8::new(INFO);
+/// Lines this process could not write. Each child has its own copy after `fork`, so the parent's
+/// stats count only the parent's lines.
+static WRITE_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 pub fn set_level(level: u8) {
     LEVEL.store(level, Ordering::Relaxed);
@@ -28,9 +34,28 @@ pub fn enabled(level: u8) -> bool {
 macro_rules! log_at {
     ($level:expr, $($arg:tt)*) => {
         if $crate::log::enabled($level) {
-            eprintln!("fork-echo-server[{}]: {}", std::process::id(), format_args!($($arg)*));
+            $crate::log::write_line(format_args!(
+                "fork-echo-server[{}]: {}",
+                std::process::id(),
+                format_args!($($arg)*)
+            ));
         }
     };
+}
+
+/// Writes one line to stderr in a single `write` (lines of several processes sharing a pipe stay
+/// whole up to PIPE_BUF); a failure is counted, never raised.
+pub fn write_line(line: std::fmt::Arguments<'_>) {
+    let mut text = line.to_string();
+    text.push('\n');
+    if std::io::stderr().lock().write_all(text.as_bytes()).is_err() {
+        WRITE_FAILURES.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How many log lines this process failed to write.
+pub fn write_failures() -> u64 {
+    WRITE_FAILURES.load(Ordering::Relaxed)
 }
 
 /// Lets through one line per `interval` and counts the ones it held back, so a condition that

@@ -304,7 +304,7 @@ impl Server {
                 Signal::SIGTERM | Signal::SIGINT => self.begin_shutdown(signal),
                 Signal::SIGUSR1 => {
                     self.children.reap_children(&mut self.stats);
-                    eprintln!("{}", self.stats.to_json_line());
+                    self.stats.print();
                 }
                 // SIGCHLD: the reaper runs after every wake-up anyway.
                 _ => {}

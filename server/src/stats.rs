@@ -36,6 +36,10 @@ pub struct Stats {
     /// Times accepting paused because the process or system ran out of descriptors.
     pub emfile_pauses: u64,
     pub reaped: ReapedByReason,
+    /// Log lines the parent could not write to stderr (dropped, not fatal). Defaults to 0 when
+    /// read from a server that predates it.
+    #[serde(default)]
+    pub log_write_failures: u64,
 }
 
 impl Stats {
@@ -58,6 +62,12 @@ impl Stats {
             None => &mut self.reaped.other,
         };
         *slot += 1;
+    }
+
+    /// Writes the stats line to stderr, like every log line without ever failing the caller.
+    pub fn print(&mut self) {
+        self.log_write_failures = crate::log::write_failures();
+        crate::log::write_line(format_args!("{}", self.to_json_line()));
     }
 
     pub fn to_json_line(&self) -> String {

@@ -486,3 +486,23 @@ fn absurd_durations_are_refused_at_parse_time() {
         assert!(output.stdout.is_empty(), "{flag} started a server");
     }
 }
+
+#[test]
+fn a_closed_stderr_neither_kills_the_server_nor_cuts_the_drain() {
+    let _lock = fork_lock();
+    // -v: every accept, fork and reap writes a line, each of which gets EPIPE.
+    let mut server = ServerProcess::start_with_stderr_closed(&["-v", "--shutdown-grace", "5"]);
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"one"), b"one");
+    server.signal(Signal::SIGUSR1);
+    let mut second = server.connect();
+    assert_eq!(echo(&mut second, b"two"), b"two");
+    drop(second);
+    server.signal(Signal::SIGTERM);
+    // The session still works during the grace period...
+    assert_eq!(echo(&mut client, b"in grace"), b"in grace");
+    // ...and ends when its client leaves, after which the server exits cleanly.
+    drop(client);
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+}
