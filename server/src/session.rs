@@ -2,9 +2,13 @@
 //! full before the next read (so a half-closed client still gets all of its bytes, then EOF), and
 //! the way the session ended becomes the child's exit status for the parent's statistics.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::log::{self, payload_preview};
 
@@ -64,19 +68,28 @@ impl SessionEnd {
 pub struct EchoSession {
     stream: TcpStream,
     buffer: Vec<u8>,
+    idle_timeout: Option<Duration>,
 }
 
 impl EchoSession {
-    /// `idle_timeout` bounds both directions: a client that stops sending, and a client that
-    /// stops reading (its receive window fills, our write blocks), are both ended.
+    /// `idle_timeout` bounds both directions as a deadline on progress: the session ends once no
+    /// byte has arrived from the client (while reading), or no byte of the echo could be handed
+    /// to the kernel (while writing: the client stopped reading and the buffers are full), for
+    /// that long. Reads use SO_RCVTIMEO, which already restarts only when data arrives. Writes
+    /// do not use SO_SNDTIMEO: a send that copies some bytes and then blocks returns only when
+    /// its timer expires, and the retry gets a fresh one, so a stalled client could hold the
+    /// child for up to twice the timeout.
     pub fn new(
         stream: TcpStream,
         buffer: Vec<u8>,
         idle_timeout: Option<Duration>,
     ) -> io::Result<EchoSession> {
         stream.set_read_timeout(idle_timeout)?;
-        stream.set_write_timeout(idle_timeout)?;
-        Ok(EchoSession { stream, buffer })
+        Ok(EchoSession {
+            stream,
+            buffer,
+            idle_timeout,
+        })
     }
 
     pub fn run(&mut self) -> SessionEnd {
@@ -95,11 +108,57 @@ impl EchoSession {
                     payload_preview(&self.buffer[..n], 64)
                 );
             }
-            // write_all retries short writes and EINTR; a send that stays blocked for the idle
-            // timeout comes back as WouldBlock.
-            if let Err(err) = self.stream.write_all(&self.buffer[..n]) {
+            if let Err(err) = self.echo(n) {
                 return self.ended_by(err, "write");
             }
+        }
+    }
+
+    /// Writes `buffer[..len]` in full. Non-blocking sends, and `poll` for room only when the
+    /// socket is full, with the idle deadline counted from the last send that moved a byte;
+    /// when everything fits (the common case) this is one `send`, as a blocking write would be.
+    fn echo(&self, len: usize) -> io::Result<()> {
+        let socket = socket2::SockRef::from(&self.stream);
+        let mut sent = 0;
+        let mut deadline = self.idle_timeout.map(|t| Instant::now() + t);
+        while sent < len {
+            match socket.send_with_flags(
+                &self.buffer[sent..len],
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            ) {
+                Ok(n) => {
+                    sent += n;
+                    deadline = self.idle_timeout.map(|t| Instant::now() + t);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait_writable(deadline)?
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the socket takes more bytes (or has an error, which the next send reports);
+    /// `TimedOut` once the deadline passes.
+    fn wait_writable(&self, deadline: Option<Instant>) -> io::Result<()> {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                // Rounded up: a wake-up a hair early would only poll again.
+                PollTimeout::try_from(left + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => Err(io::ErrorKind::TimedOut.into()),
+            Ok(_) | Err(Errno::EINTR) => Ok(()),
+            Err(err) => Err(err.into()),
         }
     }
 

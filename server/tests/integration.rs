@@ -506,3 +506,50 @@ fn a_closed_stderr_neither_kills_the_server_nor_cuts_the_drain() {
     let status = server.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn the_write_side_idle_timeout_is_a_deadline_on_progress() {
+    let _lock = fork_lock();
+    const IDLE: Duration = Duration::from_secs(2);
+    let server = ServerProcess::start(&["--idle-timeout", "2"]);
+    // Small client buffers, so the server's echo blocks soon after the client stops reading.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut client = TcpStream::from(socket);
+    client.set_write_timeout(Some(util::DEADLINE)).unwrap();
+    // The client writes and never reads. Each completed write means the server read more, and
+    // the server reads only after its previous echo went into its send buffer, so the last
+    // completed write marks the server's last progress.
+    let chunk = [b'w'; 1024];
+    let mut last_progress = Instant::now();
+    let ended = loop {
+        match client.write(&chunk) {
+            // A blocking write returns short only when the connection failed part-way.
+            Ok(n) if n == chunk.len() => last_progress = Instant::now(),
+            Ok(_) => {}
+            Err(err) => break err,
+        }
+        assert!(
+            last_progress.elapsed() < util::DEADLINE,
+            "the session never ended"
+        );
+    };
+    let stalled_for = last_progress.elapsed();
+    assert!(
+        matches!(
+            ended.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "{ended:?}"
+    );
+    // Generous bounds: the old per-call SO_SNDTIMEO allowed up to twice the timeout.
+    assert!(
+        stalled_for >= IDLE - Duration::from_millis(300) && stalled_for < IDLE * 3 / 2,
+        "the session ended {stalled_for:?} after its last progress with --idle-timeout 2s"
+    );
+    wait_until("the idle child to be reaped", || {
+        server.stats()["reaped"]["idle_timeout"] == 1
+    });
+}
