@@ -41,15 +41,17 @@ pub struct Cli {
     /// What to do with new clients while at --max-children.
     #[arg(long, value_enum, default_value_t = AtLimit::Wait)]
     pub at_limit: AtLimit,
-    /// End a session whose client sends nothing, or reads nothing, for this many seconds; 0 disables.
-    #[arg(long, default_value = "60", value_name = "SECS", value_parser = parse_duration_flag)]
+    /// End a session once no byte has come from the client, or none of the echo could be sent to
+    /// it, for this long (`60`, `30s`, `500ms`, `2m`; a bare number is seconds); 0 disables.
+    #[arg(long, default_value = "60", value_name = "DURATION", value_parser = parse_duration_flag)]
     pub idle_timeout: Duration,
     /// Echo buffer size in bytes.
     #[arg(long, default_value_t = 16384, value_name = "BYTES",
           value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
     pub buffer_size: u32,
-    /// Seconds live sessions may finish after SIGTERM/SIGINT before children are terminated.
-    #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_duration_flag)]
+    /// How long live sessions may finish after SIGTERM/SIGINT before children are terminated
+    /// (`10`, `10s`, `500ms`).
+    #[arg(long, default_value = "10", value_name = "DURATION", value_parser = parse_duration_flag)]
     pub shutdown_grace: Duration,
     /// More logging: -v logs every accept, fork and reap; -vv adds escaped payload previews.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -63,16 +65,18 @@ pub struct Cli {
 /// overflow; a week is far beyond any sensible timeout and far from overflowing.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Parses a duration flag in seconds, refusing values above `MAX_DURATION` with one line.
+/// Parses a duration flag like loadgen and the harness do (`5s`, `500ms`, `2m`, `1h 30m`); a
+/// bare integer stays seconds, as it always was. Values above `MAX_DURATION` are refused.
 fn parse_duration_flag(text: &str) -> Result<Duration, String> {
-    let secs: u64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a whole number of seconds"))?;
-    let duration = Duration::from_secs(secs);
+    let duration = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|err| format!("{err} (examples: 30, 30s, 500ms, 2m)"))?,
+    };
     if duration > MAX_DURATION {
         return Err(format!(
-            "{secs}s is longer than the most this server takes ({}s, a week)",
-            MAX_DURATION.as_secs()
+            "{} is longer than the most this server takes (a week)",
+            humantime::format_duration(duration)
         ));
     }
     Ok(duration)
@@ -144,6 +148,25 @@ mod tests {
     }
 
     #[test]
+    fn durations_take_units_and_bare_numbers_are_seconds() {
+        let config = parse(&["--idle-timeout", "500ms", "--shutdown-grace", "2m"]).unwrap();
+        assert_eq!(config.idle_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(120));
+        let config = parse(&["--idle-timeout", "7", "--shutdown-grace", "5s"]).unwrap();
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        let config = parse(&["--idle-timeout", "0s", "--shutdown-grace", "0"]).unwrap();
+        assert_eq!(config.idle_timeout, None);
+        assert_eq!(config.shutdown_grace, Duration::ZERO);
+        assert_eq!(
+            parse(&["--shutdown-grace", "7days"])
+                .unwrap()
+                .shutdown_grace,
+            MAX_DURATION
+        );
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         for args in [
             &["--max-children", "0"][..],
@@ -155,6 +178,8 @@ mod tests {
             &["--shutdown-grace", "18446744073709551615"],
             &["--idle-timeout", "604801"],
             &["--shutdown-grace", "-1"],
+            &["--shutdown-grace", "8days"],
+            &["--idle-timeout", "5 parsecs"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
