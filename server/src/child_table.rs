@@ -95,8 +95,8 @@ impl ChildTable {
         }
         crate::log_at!(
             log::INFO,
-            "{} children vanished without an exit status (was SIGCHLD ignored?)",
-            self.live.len()
+            "{} vanished without an exit status (was SIGCHLD ignored?)",
+            log::count(self.live.len(), "child", "children")
         );
         for _ in self.live.drain() {
             stats.record_reaped(None);

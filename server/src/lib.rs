@@ -68,10 +68,9 @@ pub fn run(config: Config) -> Result<Stats, String> {
     let local = listener.local_addr();
     log_at!(
         log::INFO,
-        "listen backlog {} requested, {} effective (net.core.somaxconn caps it); at most {} children",
-        config.backlog,
-        listener.effective_backlog,
-        config.max_children
+        "{}; at most {}",
+        listener.describe_backlog(config.backlog),
+        log::count(config.max_children, "child", "children")
     );
     announce(local).map_err(|err| format!("cannot write to stdout: {err}"))?;
     Server::new(config, listener, signals)

@@ -15,6 +15,8 @@ pub struct Listener {
     local_addr: SocketAddr,
     /// The backlog the kernel applies: the requested one capped at `net.core.somaxconn`.
     pub effective_backlog: i32,
+    /// `net.core.somaxconn` when it could be read.
+    pub somaxconn: Option<i32>,
 }
 
 /// Why the server could not start listening; printed as one line naming the address.
@@ -75,7 +77,8 @@ impl Listener {
                 step: "getsockname",
                 source: io::Error::other("not an IP socket address"),
             })?;
-        let effective_backlog = match somaxconn() {
+        let somaxconn = somaxconn();
+        let effective_backlog = match somaxconn {
             Some(cap) => backlog.min(cap),
             None => backlog,
         };
@@ -83,7 +86,20 @@ impl Listener {
             socket,
             local_addr,
             effective_backlog,
+            somaxconn,
         })
+    }
+
+    /// The start-up line's account of the backlog: the cap is named only when it applies.
+    pub fn describe_backlog(&self, requested: i32) -> String {
+        match self.somaxconn {
+            Some(cap) if cap < requested => format!(
+                "listen backlog {requested} requested, {} effective (net.core.somaxconn is {cap})",
+                self.effective_backlog
+            ),
+            Some(cap) => format!("listen backlog {requested} (net.core.somaxconn {cap} allows it)"),
+            None => format!("listen backlog {requested} (net.core.somaxconn unknown)"),
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {

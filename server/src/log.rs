@@ -90,6 +90,11 @@ impl RateLimitedLog {
     }
 }
 
+/// `1 child`, `2 children`: a count with the noun in the right number.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// An escaped, bounded preview of payload bytes: safe for binary data, unlike the tutorial's
 /// `printf("%s")`, which stops at the first NUL and prints whatever garbage follows.
 pub fn payload_preview(bytes: &[u8], max: usize) -> String {
@@ -114,6 +119,13 @@ mod tests {
             payload_preview(&long, 64),
             format!("{}... (+36 bytes)", "x".repeat(64))
         );
+    }
+
+    #[test]
+    fn counts_use_the_right_number() {
+        assert_eq!(count(0, "session", "sessions"), "0 sessions");
+        assert_eq!(count(1, "child", "children"), "1 child");
+        assert_eq!(count(2, "child", "children"), "2 children");
     }
 
     #[test]

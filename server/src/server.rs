@@ -222,8 +222,8 @@ impl Server {
                 self.stats.limit_hits += 1;
                 crate::log_at!(
                     log::DEBUG,
-                    "{} children live (--max-children): new clients wait in the backlog",
-                    self.children.len()
+                    "{} live (--max-children): new clients wait in the backlog",
+                    log::count(self.children.len(), "child", "children")
                 );
             }
             self.was_full = full;
@@ -319,11 +319,13 @@ impl Server {
             Phase::Running => {
                 self.listener = None;
                 let grace = self.config.shutdown_grace;
+                let live = self.children.len();
                 crate::log_at!(
                     log::INFO,
-                    "{signal}: stopped accepting; {} live sessions have {}s to finish",
-                    self.children.len(),
-                    grace.as_secs_f64()
+                    "{signal}: stopped accepting; {} {} {} to finish",
+                    log::count(live, "live session", "live sessions"),
+                    if live == 1 { "has" } else { "have" },
+                    humantime::format_duration(grace)
                 );
                 self.phase = Phase::Draining { until: now + grace };
             }
@@ -343,8 +345,8 @@ impl Server {
             Phase::Terminating { until } if now >= until && !self.children.is_empty() => {
                 crate::log_at!(
                     log::INFO,
-                    "{} children outlived SIGTERM: SIGKILL",
-                    self.children.len()
+                    "{} outlived SIGTERM: SIGKILL",
+                    log::count(self.children.len(), "child", "children")
                 );
                 self.children.signal_all(Signal::SIGKILL);
                 // SIGKILL cannot be ignored, so this wait ends; run() then finds the table empty.
@@ -358,8 +360,8 @@ impl Server {
         if !self.children.is_empty() {
             crate::log_at!(
                 log::INFO,
-                "sending SIGTERM to {} live children",
-                self.children.len()
+                "sending SIGTERM to {}",
+                log::count(self.children.len(), "live child", "live children")
             );
             self.children.signal_all(Signal::SIGTERM);
         }

@@ -553,3 +553,54 @@ fn the_write_side_idle_timeout_is_a_deadline_on_progress() {
         server.stats()["reaped"]["idle_timeout"] == 1
     });
 }
+
+fn stderr_line_with(server: &ServerProcess, needle: &str) -> String {
+    let mut found = None;
+    wait_until(&format!("a stderr line with {needle:?}"), || {
+        found = server
+            .stderr_lines()
+            .into_iter()
+            .find(|line| line.contains(needle));
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+#[test]
+fn start_and_shutdown_lines_name_the_backlog_cap_only_when_it_applies_and_count_right() {
+    let _lock = fork_lock();
+    let somaxconn: i32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let over = (somaxconn + 1).to_string();
+    let capped = ServerProcess::start(&["--backlog", &over, "--max-children", "1"]);
+    let line = stderr_line_with(&capped, "listen backlog");
+    assert!(
+        line.contains(&format!(
+            "listen backlog {over} requested, {somaxconn} effective"
+        )),
+        "{line}"
+    );
+    assert!(line.ends_with("at most 1 child"), "{line}");
+    drop(capped);
+
+    let within = somaxconn.to_string();
+    let mut server = ServerProcess::start(&["--backlog", &within, "--shutdown-grace", "1500ms"]);
+    let line = stderr_line_with(&server, "listen backlog");
+    assert!(
+        line.contains(&format!("listen backlog {within} (")) && !line.contains("effective"),
+        "the uncapped backlog is reported as capped: {line}"
+    );
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"hi"), b"hi");
+    server.signal(Signal::SIGTERM);
+    let line = stderr_line_with(&server, "stopped accepting");
+    assert!(
+        line.ends_with("1 live session has 1s 500ms to finish"),
+        "{line}"
+    );
+    drop(client);
+    assert_eq!(server.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}
