@@ -11,6 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::limits::SourceKey;
 use crate::log;
 use crate::session::SessionEnd;
 use crate::stats::Stats;
@@ -23,10 +24,16 @@ struct ChildInfo {
 #[derive(Default)]
 pub struct ChildTable {
     live: HashMap<Pid, ChildInfo>,
+    /// Live sessions per source, for `--max-per-source`; kept in step with `live` by `insert`
+    /// and `remove`, and without zero entries so it does not grow with every address ever seen.
+    per_source: HashMap<SourceKey, u32>,
 }
 
 impl ChildTable {
     pub fn insert(&mut self, pid: Pid, peer: Option<SocketAddr>, stats: &mut Stats) {
+        if let Some(peer) = peer {
+            *self.per_source.entry(SourceKey::of(peer.ip())).or_insert(0) += 1;
+        }
         self.live.insert(
             pid,
             ChildInfo {
@@ -37,6 +44,28 @@ impl ChildTable {
         stats.forked += 1;
         stats.live = self.live.len() as u64;
         stats.peak_live = stats.peak_live.max(stats.live);
+    }
+
+    /// Live sessions from the same source as `peer` (see `SourceKey`).
+    pub fn live_from(&self, peer: SocketAddr) -> u32 {
+        self.per_source
+            .get(&SourceKey::of(peer.ip()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn remove(&mut self, pid: Pid) -> Option<ChildInfo> {
+        let info = self.live.remove(&pid)?;
+        if let Some(peer) = info.peer {
+            let key = SourceKey::of(peer.ip());
+            if let Some(count) = self.per_source.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_source.remove(&key);
+                }
+            }
+        }
+        Some(info)
     }
 
     pub fn len(&self) -> usize {
@@ -75,7 +104,7 @@ impl ChildTable {
                 }
                 Err(_) => break,
             };
-            if let Some(info) = self.live.remove(&pid) {
+            if let Some(info) = self.remove(pid) {
                 crate::log_at!(
                     log::DEBUG,
                     "reaped child {pid} ({}) after {:.3}s: {}",
@@ -101,6 +130,7 @@ impl ChildTable {
         for _ in self.live.drain() {
             stats.record_reaped(None);
         }
+        self.per_source.clear();
     }
 
     /// Sends a signal to every live child and returns how many were signalled. Each pid is first

@@ -41,6 +41,10 @@ pub struct Cli {
     /// What to do with new clients while at --max-children.
     #[arg(long, value_enum, default_value_t = AtLimit::Wait)]
     pub at_limit: AtLimit,
+    /// Most live sessions per client address (IPv6: per /64); a client beyond it is accepted and
+    /// closed at once, whatever --at-limit says, so one address cannot take every child.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_per_source: Option<u32>,
     /// End a session once no byte has come from the client, or none of the echo could be sent to
     /// it, for this long (`60`, `30s`, `500ms`, `2m`; a bare number is seconds); 0 disables.
     #[arg(long, default_value = "60", value_name = "DURATION", value_parser = parse_duration_flag)]
@@ -89,6 +93,8 @@ pub struct Config {
     pub backlog: i32,
     pub max_children: usize,
     pub at_limit: AtLimit,
+    /// `None`: no per-source limit.
+    pub max_per_source: Option<u32>,
     /// `None` when idle sessions are never ended.
     pub idle_timeout: Option<Duration>,
     pub buffer_size: usize,
@@ -109,6 +115,7 @@ impl From<Cli> for Config {
             backlog: i32::try_from(cli.backlog).unwrap_or(i32::MAX),
             max_children: cli.max_children as usize,
             at_limit: cli.at_limit,
+            max_per_source: cli.max_per_source,
             idle_timeout: (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout),
             buffer_size: cli.buffer_size as usize,
             shutdown_grace: cli.shutdown_grace,
@@ -133,6 +140,7 @@ mod tests {
         assert_eq!(config.backlog, 1024);
         assert_eq!(config.max_children, 4096);
         assert_eq!(config.at_limit, AtLimit::Wait);
+        assert_eq!(config.max_per_source, None);
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(60)));
         assert_eq!(config.buffer_size, 16384);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
@@ -174,6 +182,7 @@ mod tests {
             &["--buffer-size", "0"],
             &["--bind", "not-an-ip"],
             &["--at-limit", "drop"],
+            &["--max-per-source", "0"],
             &["-q", "-v"],
             &["--shutdown-grace", "18446744073709551615"],
             &["--idle-timeout", "604801"],

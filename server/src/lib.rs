@@ -10,6 +10,7 @@
 pub mod child_table;
 pub mod config;
 pub mod fork;
+pub mod limits;
 pub mod listener;
 pub mod log;
 pub mod server;

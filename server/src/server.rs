@@ -251,6 +251,16 @@ impl Server {
                         drop(client);
                         continue;
                     }
+                    if self.source_is_full(peer) {
+                        self.stats.per_source_refused += 1;
+                        crate::log_at!(
+                            log::DEBUG,
+                            "at --max-per-source: closed {} at once",
+                            describe(peer)
+                        );
+                        drop(client);
+                        continue;
+                    }
                     return Some((client, peer));
                 }
                 Err(err) => match err.raw_os_error().map(Errno::from_raw) {
@@ -283,6 +293,15 @@ impl Server {
                     }
                 },
             }
+        }
+    }
+
+    /// Whether `peer`'s source already has `--max-per-source` sessions. Waiting would block
+    /// every other client behind this one in the backlog, so such a client is closed instead.
+    fn source_is_full(&self, peer: Option<SocketAddr>) -> bool {
+        match (self.config.max_per_source, peer) {
+            (Some(limit), Some(peer)) => self.children.live_from(peer) >= limit,
+            _ => false,
         }
     }
 

@@ -35,6 +35,9 @@ pub struct Stats {
     pub limit_hits: u64,
     /// Times accepting paused because the process or system ran out of descriptors.
     pub emfile_pauses: u64,
+    /// Clients closed at once because their source had `--max-per-source` sessions live.
+    #[serde(default)]
+    pub per_source_refused: u64,
     pub reaped: ReapedByReason,
     /// Log lines the parent could not write to stderr (dropped, not fatal). Defaults to 0 when
     /// read from a server that predates it.

@@ -604,3 +604,49 @@ fn start_and_shutdown_lines_name_the_backlog_cap_only_when_it_applies_and_count_
     drop(client);
     assert_eq!(server.wait_exit(Duration::from_secs(15)).code(), Some(0));
 }
+
+/// A client connected from `source` (any 127.0.0.0/8 address is local on Linux).
+fn connect_from(server: &ServerProcess, source: &str) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&from.into()).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(util::DEADLINE)).unwrap();
+    stream
+}
+
+fn assert_closed_at_once(stream: &mut TcpStream, who: &str) {
+    let mut buf = [0u8; 8];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("{who}: expected EOF at the per-source limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn max_per_source_keeps_one_address_from_taking_every_child() {
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&["--max-per-source", "2", "--max-children", "3"]);
+    let mut first = connect_from(&server, "127.0.0.2");
+    let mut second = connect_from(&server, "127.0.0.2");
+    assert_eq!(echo(&mut first, b"a1"), b"a1");
+    assert_eq!(echo(&mut second, b"a2"), b"a2");
+    let mut third = connect_from(&server, "127.0.0.2");
+    assert_closed_at_once(&mut third, "the third client of 127.0.0.2");
+    // The last free slot still goes to another address.
+    let mut other = connect_from(&server, "127.0.0.3");
+    assert_eq!(echo(&mut other, b"b1"), b"b1");
+    let stats = server.stats();
+    assert_eq!(stats["per_source_refused"], 1, "{stats}");
+    assert_eq!(stats["live"], 3, "{stats}");
+    // A slot freed by 127.0.0.2 is 127.0.0.2's again.
+    drop(first);
+    wait_until("the first child to be reaped", || {
+        server.stats()["live"] == 2
+    });
+    let mut again = connect_from(&server, "127.0.0.2");
+    assert_eq!(echo(&mut again, b"a3"), b"a3");
+    assert_eq!(echo(&mut second, b"a2 still"), b"a2 still");
+}
