@@ -45,6 +45,10 @@ pub struct Cli {
     /// closed at once, whatever --at-limit says, so one address cannot take every child.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_per_source: Option<u32>,
+    /// Most new sessions per second (a token bucket holding one second's worth); connects beyond
+    /// it wait in the listen backlog.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rate: Option<u32>,
     /// End a session once no byte has come from the client, or none of the echo could be sent to
     /// it, for this long (`60`, `30s`, `500ms`, `2m`; a bare number is seconds); 0 disables.
     #[arg(long, default_value = "60", value_name = "DURATION", value_parser = parse_duration_flag)]
@@ -95,6 +99,8 @@ pub struct Config {
     pub at_limit: AtLimit,
     /// `None`: no per-source limit.
     pub max_per_source: Option<u32>,
+    /// New sessions per second; `None`: unlimited.
+    pub max_rate: Option<u32>,
     /// `None` when idle sessions are never ended.
     pub idle_timeout: Option<Duration>,
     pub buffer_size: usize,
@@ -116,6 +122,7 @@ impl From<Cli> for Config {
             max_children: cli.max_children as usize,
             at_limit: cli.at_limit,
             max_per_source: cli.max_per_source,
+            max_rate: cli.max_rate,
             idle_timeout: (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout),
             buffer_size: cli.buffer_size as usize,
             shutdown_grace: cli.shutdown_grace,
@@ -141,6 +148,7 @@ mod tests {
         assert_eq!(config.max_children, 4096);
         assert_eq!(config.at_limit, AtLimit::Wait);
         assert_eq!(config.max_per_source, None);
+        assert_eq!(config.max_rate, None);
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(60)));
         assert_eq!(config.buffer_size, 16384);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
@@ -183,6 +191,7 @@ mod tests {
             &["--bind", "not-an-ip"],
             &["--at-limit", "drop"],
             &["--max-per-source", "0"],
+            &["--max-rate", "0"],
             &["-q", "-v"],
             &["--shutdown-grace", "18446744073709551615"],
             &["--idle-timeout", "604801"],

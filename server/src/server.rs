@@ -15,6 +15,7 @@ use nix::unistd::getpid;
 use crate::child_table::ChildTable;
 use crate::config::{AtLimit, Config};
 use crate::fork::{fork_process, run_child, ChildStart, Forked};
+use crate::limits::TokenBucket;
 use crate::listener::Listener;
 use crate::log::{self, RateLimitedLog};
 use crate::signals::SignalSource;
@@ -54,6 +55,10 @@ pub struct Server {
     paused_until: Option<Instant>,
     /// Whether the last look found `max_children` live, so each stop at the limit counts once.
     was_full: bool,
+    /// `--max-rate`; `None` when unlimited.
+    rate: Option<TokenBucket>,
+    /// Whether the last look found the rate spent, so each pause for the rate counts once.
+    was_rate_limited: bool,
     resource_log: RateLimitedLog,
     pid: nix::unistd::Pid,
     /// Allocated once here, never in a child: each child inherits it copy-on-write and dirties
@@ -76,6 +81,10 @@ impl Server {
             phase: Phase::Running,
             paused_until: None,
             was_full: false,
+            rate: config
+                .max_rate
+                .map(|per_second| TokenBucket::new(per_second, Instant::now())),
+            was_rate_limited: false,
             resource_log: RateLimitedLog::new(Duration::from_secs(1)),
             pid: getpid(),
             echo_buffer: vec![0; config.buffer_size],
@@ -165,10 +174,14 @@ impl Server {
     fn wait_for_events(&mut self) -> io::Result<Ready> {
         let now = Instant::now();
         let poll_listener = self.may_accept(now);
-        let deadline = [self.paused_until, self.phase_deadline()]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            self.paused_until,
+            self.phase_deadline(),
+            self.rate_ready_at(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match deadline {
             // Rounded up so the wake-up is not a hair early, which would spin until it is due.
             Some(at) => {
@@ -198,6 +211,14 @@ impl Server {
         })
     }
 
+    /// When `--max-rate` allows the next session, if it does not allow one now.
+    fn rate_ready_at(&mut self, now: Instant) -> Option<Instant> {
+        if self.phase != Phase::Running {
+            return None;
+        }
+        self.rate.as_mut()?.ready_at(now)
+    }
+
     fn phase_deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Running => None,
@@ -215,6 +236,16 @@ impl Server {
                 return false;
             }
             self.paused_until = None;
+        }
+        // The rate waits like `--at-limit wait`: the listener is not polled until the next
+        // token is due (a poll deadline), so the connects queue in the backlog, no busy loop.
+        let rate_spent = self.rate_ready_at(now).is_some();
+        if rate_spent && !self.was_rate_limited {
+            self.stats.rate_limited += 1;
+        }
+        self.was_rate_limited = rate_spent;
+        if rate_spent {
+            return false;
         }
         let full = self.children.len() >= self.config.max_children;
         if self.config.at_limit == AtLimit::Wait {
@@ -260,6 +291,9 @@ impl Server {
                         );
                         drop(client);
                         continue;
+                    }
+                    if let Some(rate) = self.rate.as_mut() {
+                        rate.take(Instant::now());
                     }
                     return Some((client, peer));
                 }

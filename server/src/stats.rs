@@ -38,6 +38,9 @@ pub struct Stats {
     /// Clients closed at once because their source had `--max-per-source` sessions live.
     #[serde(default)]
     pub per_source_refused: u64,
+    /// Times accepting paused for `--max-rate` (connects wait in the backlog meanwhile).
+    #[serde(default)]
+    pub rate_limited: u64,
     pub reaped: ReapedByReason,
     /// Log lines the parent could not write to stderr (dropped, not fatal). Defaults to 0 when
     /// read from a server that predates it.

@@ -650,3 +650,37 @@ fn max_per_source_keeps_one_address_from_taking_every_child() {
     assert_eq!(echo(&mut again, b"a3"), b"a3");
     assert_eq!(echo(&mut second, b"a2 still"), b"a2 still");
 }
+
+#[test]
+fn max_rate_spaces_new_sessions_without_spinning() {
+    let _lock = fork_lock();
+    const CLIENTS: usize = 15;
+    // A burst of 5 (one second's worth), then one session every 200 ms: the last of 15 clients
+    // cannot be served before 2 s.
+    let server = ServerProcess::start(&["--max-rate", "5"]);
+    let started = Instant::now();
+    let cpu_before = cpu_ticks(server.pid().as_raw());
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| server.connect()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let message = format!("client {i}");
+        assert_eq!(echo(client, message.as_bytes()), message.as_bytes());
+    }
+    let elapsed = started.elapsed();
+    let cpu = (cpu_ticks(server.pid().as_raw()) - cpu_before) as f64
+        / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap() as f64;
+    // Lower bounds only (noise makes things slower, not faster), and a CPU share a busy loop
+    // would blow through.
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "15 sessions at --max-rate 5 took only {elapsed:?}"
+    );
+    assert!(
+        cpu < elapsed.as_secs_f64() * 0.5,
+        "the server spun while rate-limited: {cpu:.2}s CPU in {elapsed:?}"
+    );
+    let stats = server.stats();
+    assert!(stats["rate_limited"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["forked"], CLIENTS as u64, "{stats}");
+}
