@@ -544,9 +544,11 @@ fn the_write_side_idle_timeout_is_a_deadline_on_progress() {
         ),
         "{ended:?}"
     );
-    // Generous bounds: the old per-call SO_SNDTIMEO allowed up to twice the timeout.
+    // An upper bound only, halfway to the old behaviour: the per-call SO_SNDTIMEO allowed up to
+    // twice the timeout. (No lower bound: the client's last write can complete a little after
+    // the server's last send, while the server's receive buffer still takes bytes.)
     assert!(
-        stalled_for >= IDLE - Duration::from_millis(300) && stalled_for < IDLE * 3 / 2,
+        stalled_for < IDLE * 3 / 2,
         "the session ended {stalled_for:?} after its last progress with --idle-timeout 2s"
     );
     wait_until("the idle child to be reaped", || {
