@@ -15,6 +15,15 @@ pub enum AtLimit {
     Close,
 }
 
+/// How the access log (one line per finished session, at `-v`) is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// logfmt: `event=session peer=… pid=… duration=…s bytes_in=… bytes_out=… end=…`.
+    Text,
+    /// One JSON object per line, like the stats line.
+    Json,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fork-echo-server",
@@ -64,6 +73,9 @@ pub struct Cli {
     /// More logging: -v logs every accept, fork and reap; -vv adds escaped payload previews.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Format of the access log's per-session lines (written at -v).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Errors only.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -106,6 +118,7 @@ pub struct Config {
     pub buffer_size: usize,
     pub shutdown_grace: Duration,
     pub log_level: u8,
+    pub log_format: LogFormat,
 }
 
 impl From<Cli> for Config {
@@ -127,6 +140,7 @@ impl From<Cli> for Config {
             buffer_size: cli.buffer_size as usize,
             shutdown_grace: cli.shutdown_grace,
             log_level,
+            log_format: cli.log_format,
         }
     }
 }
@@ -153,6 +167,7 @@ mod tests {
         assert_eq!(config.buffer_size, 16384);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.log_level, crate::log::INFO);
+        assert_eq!(config.log_format, LogFormat::Text);
     }
 
     #[test]
@@ -192,6 +207,7 @@ mod tests {
             &["--at-limit", "drop"],
             &["--max-per-source", "0"],
             &["--max-rate", "0"],
+            &["--log-format", "xml"],
             &["-q", "-v"],
             &["--shutdown-grace", "18446744073709551615"],
             &["--idle-timeout", "604801"],

@@ -49,6 +49,7 @@ where
     };
     let config = Config::from(cli);
     log::set_level(config.log_level);
+    log::set_access_log_json(config.log_format == config::LogFormat::Json);
     match run(config) {
         Ok(mut stats) => {
             stats.print();

@@ -5,7 +5,7 @@
 //! the server down, which `eprintln!` does by panicking on EPIPE.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 /// Errors only (`-q`).
 pub const QUIET: u8 = 0;
@@ -17,6 +17,8 @@ pub const DEBUG: u8 = 2;
 pub const TRACE: u8 = 3;
 
 static LEVEL: AtomicU8 = AtomicU8::new(INFO);
+/// `--log-format json`: access-log lines are JSON objects instead of logfmt.
+static ACCESS_LOG_JSON: AtomicBool = AtomicBool::new(false);
 /// Lines this process could not write. Each child has its own copy after `fork`, so the parent's
 /// stats count only the parent's lines.
 static WRITE_FAILURES: AtomicU64 = AtomicU64::new(0);
@@ -27,6 +29,14 @@ pub fn set_level(level: u8) {
 
 pub fn enabled(level: u8) -> bool {
     LEVEL.load(Ordering::Relaxed) >= level
+}
+
+pub fn set_access_log_json(json: bool) {
+    ACCESS_LOG_JSON.store(json, Ordering::Relaxed);
+}
+
+pub fn access_log_json() -> bool {
+    ACCESS_LOG_JSON.load(Ordering::Relaxed)
 }
 
 /// Logs a line at a level, prefixed with the program name and the pid (children log too).

@@ -3,12 +3,13 @@
 //! the way the session ended becomes the child's exit status for the parent's statistics.
 
 use std::io::{self, Read};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use serde::Serialize;
 
 use crate::log::{self, payload_preview};
 
@@ -35,6 +36,19 @@ pub enum SessionEnd {
 impl SessionEnd {
     pub fn exit_code(self) -> i32 {
         self as i32
+    }
+
+    /// The name the access log and the stats line's `reaped` counters use.
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionEnd::Eof => "eof",
+            SessionEnd::Reset => "reset",
+            SessionEnd::IdleTimeout => "idle_timeout",
+            SessionEnd::IoError => "io_error",
+            SessionEnd::Panic => "panic",
+            SessionEnd::Orphaned => "orphaned",
+            SessionEnd::Signaled => "signaled",
+        }
     }
 
     /// Every end that is a real exit code (all but `Signaled`).
@@ -69,6 +83,26 @@ pub struct EchoSession {
     stream: TcpStream,
     buffer: Vec<u8>,
     idle_timeout: Option<Duration>,
+    /// What the access log reports; byte counts are kept even when it is off (two additions
+    /// per echo cost nothing next to the syscalls).
+    bytes_in: u64,
+    bytes_out: u64,
+    started: Instant,
+    /// Only looked up when the access log is on: after a reset `getpeername` fails, so it is
+    /// read at the start, and without `-v` the child saves the syscall.
+    peer: Option<SocketAddr>,
+}
+
+/// One access-log line, serialized for `--log-format json`.
+#[derive(Serialize)]
+struct AccessRecord<'a> {
+    event: &'static str,
+    peer: &'a str,
+    pid: u32,
+    duration_s: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+    end: &'static str,
 }
 
 impl EchoSession {
@@ -85,14 +119,62 @@ impl EchoSession {
         idle_timeout: Option<Duration>,
     ) -> io::Result<EchoSession> {
         stream.set_read_timeout(idle_timeout)?;
+        let peer = if log::enabled(log::DEBUG) {
+            stream.peer_addr().ok()
+        } else {
+            None
+        };
         Ok(EchoSession {
             stream,
             buffer,
             idle_timeout,
+            bytes_in: 0,
+            bytes_out: 0,
+            started: Instant::now(),
+            peer,
         })
     }
 
+    /// Echoes until the session ends; at `-v` then writes its access-log line (one `write`, far
+    /// below PIPE_BUF, so lines of concurrent children never interleave on a shared pipe).
     pub fn run(&mut self) -> SessionEnd {
+        let end = self.echo_until_end();
+        if log::enabled(log::DEBUG) {
+            self.log_access(end);
+        }
+        end
+    }
+
+    fn log_access(&self, end: SessionEnd) {
+        let peer = self
+            .peer
+            .map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+        let pid = std::process::id();
+        let duration = self.started.elapsed().as_secs_f64();
+        if log::access_log_json() {
+            let record = AccessRecord {
+                event: "session",
+                peer: &peer,
+                pid,
+                duration_s: duration,
+                bytes_in: self.bytes_in,
+                bytes_out: self.bytes_out,
+                end: end.name(),
+            };
+            if let Ok(line) = serde_json::to_string(&record) {
+                log::write_line(format_args!("{line}"));
+            }
+        } else {
+            log::write_line(format_args!(
+                "fork-echo-server[{pid}]: event=session peer={peer} pid={pid} duration={duration:.6}s bytes_in={} bytes_out={} end={}",
+                self.bytes_in,
+                self.bytes_out,
+                end.name()
+            ));
+        }
+    }
+
+    fn echo_until_end(&mut self) -> SessionEnd {
         loop {
             let n = match self.stream.read(&mut self.buffer) {
                 Ok(0) => return SessionEnd::Eof,
@@ -100,6 +182,7 @@ impl EchoSession {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return self.ended_by(err, "read"),
             };
+            self.bytes_in += n as u64;
             if log::enabled(log::TRACE) {
                 crate::log_at!(
                     log::TRACE,
@@ -117,7 +200,7 @@ impl EchoSession {
     /// Writes `buffer[..len]` in full. Non-blocking sends, and `poll` for room only when the
     /// socket is full, with the idle deadline counted from the last send that moved a byte;
     /// when everything fits (the common case) this is one `send`, as a blocking write would be.
-    fn echo(&self, len: usize) -> io::Result<()> {
+    fn echo(&mut self, len: usize) -> io::Result<()> {
         let socket = socket2::SockRef::from(&self.stream);
         let mut sent = 0;
         let mut deadline = self.idle_timeout.map(|t| Instant::now() + t);
@@ -128,6 +211,7 @@ impl EchoSession {
             ) {
                 Ok(n) => {
                     sent += n;
+                    self.bytes_out += n as u64;
                     deadline = self.idle_timeout.map(|t| Instant::now() + t);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -184,6 +268,17 @@ mod tests {
             assert_eq!(SessionEnd::from_exit_code(end.exit_code()), Some(end));
         }
         assert_eq!(SessionEnd::from_exit_code(1), None);
+    }
+
+    #[test]
+    fn end_names_match_the_stats_counters() {
+        let counters = serde_json::to_value(crate::stats::ReapedByReason::default()).unwrap();
+        for end in SessionEnd::EXIT_CODED
+            .into_iter()
+            .chain([SessionEnd::Signaled])
+        {
+            assert!(counters.get(end.name()).is_some(), "{end:?}");
+        }
     }
 
     #[test]

@@ -686,3 +686,84 @@ fn max_rate_spaces_new_sessions_without_spinning() {
     assert!(stats["rate_limited"].as_u64().unwrap() >= 1, "{stats}");
     assert_eq!(stats["forked"], CLIENTS as u64, "{stats}");
 }
+
+fn session_lines(server: &ServerProcess, json: bool) -> Vec<String> {
+    server
+        .stderr_lines()
+        .into_iter()
+        .filter(|line| {
+            if json {
+                line.starts_with("{\"event\":\"session\"")
+            } else {
+                line.contains("event=session ")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn at_v_each_finished_session_gets_one_access_log_line_in_json() {
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&["-v", "--log-format", "json"]);
+    let mut client = server.connect();
+    let local = client.local_addr().unwrap();
+    assert_eq!(echo(&mut client, b"hello"), b"hello");
+    assert_eq!(echo(&mut client, b"again"), b"again");
+    let child = server.children()[0].pid;
+    drop(client);
+    let mut reset = server.connect();
+    assert_eq!(echo(&mut reset, b"x"), b"x");
+    let socket = socket2::Socket::from(reset);
+    socket.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(socket);
+    wait_until("two access-log lines", || {
+        session_lines(&server, true).len() == 2
+    });
+    let records: Vec<serde_json::Value> = session_lines(&server, true)
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let eof = records
+        .iter()
+        .find(|r| r["end"] == "eof")
+        .expect("an eof line");
+    assert_eq!(eof["peer"], local.to_string(), "{eof}");
+    assert_eq!(eof["pid"], child, "{eof}");
+    assert_eq!(eof["bytes_in"], 10, "{eof}");
+    assert_eq!(eof["bytes_out"], 10, "{eof}");
+    assert!(eof["duration_s"].as_f64().unwrap() >= 0.0, "{eof}");
+    let reset = records
+        .iter()
+        .find(|r| r["end"] == "reset")
+        .expect("a reset line");
+    assert_eq!(reset["bytes_in"], 1, "{reset}");
+}
+
+#[test]
+fn the_text_access_log_is_logfmt_and_off_by_default() {
+    let _lock = fork_lock();
+    let verbose = ServerProcess::start(&["-v"]);
+    let quiet = ServerProcess::start(&[]);
+    for server in [&verbose, &quiet] {
+        let mut client = server.connect();
+        assert_eq!(echo(&mut client, b"abc"), b"abc");
+        drop(client);
+        wait_until("the child to be reaped", || {
+            server.stats()["reaped"]["eof"] == 1
+        });
+    }
+    let lines = session_lines(&verbose, false);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    for field in [
+        "peer=127.0.0.1:",
+        "pid=",
+        "duration=",
+        "bytes_in=3 ",
+        "bytes_out=3 ",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    assert!(line.ends_with(" end=eof"), "{line}");
+    assert!(session_lines(&quiet, false).is_empty());
+}
