@@ -62,9 +62,13 @@ where
     }
 }
 
-/// Binds, announces the address on stdout, and serves until shut down.
+/// Binds (or takes the socket passed by socket activation), announces the address on stdout,
+/// and serves until shut down.
 pub fn run(config: Config) -> Result<Stats, String> {
-    let listener = Listener::bind(config.addr, config.backlog).map_err(|err| err.to_string())?;
+    let listener = match Listener::from_socket_activation().map_err(|err| err.to_string())? {
+        Some(listener) => listener,
+        None => Listener::bind(config.addr, config.backlog).map_err(|err| err.to_string())?,
+    };
     let signals =
         SignalSource::install().map_err(|err| format!("cannot set up signal handling: {err}"))?;
     let local = listener.local_addr();

@@ -767,3 +767,58 @@ fn the_text_access_log_is_logfmt_and_off_by_default() {
     assert!(line.ends_with(" end=eof"), "{line}");
     assert!(session_lines(&quiet, false).is_empty());
 }
+
+#[test]
+fn socket_activation_serves_the_passed_listener_instead_of_binding() {
+    let _lock = fork_lock();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let passed = listener.local_addr().unwrap();
+    let server = ServerProcess::start_socket_activated(&listener, None, &[]);
+    // Our copy must not answer anything: only the server accepts from now on.
+    drop(listener);
+    assert_eq!(
+        server.addr, passed,
+        "the first line names the passed socket"
+    );
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"activated"), b"activated");
+    stderr_line_with(&server, "socket activation");
+    // The children must not keep the listener: after the server is gone, the port is closed.
+    let children = server.children();
+    assert_eq!(children.len(), 1);
+    drop(server);
+    wait_until("the port to close", || TcpStream::connect(passed).is_err());
+}
+
+#[test]
+fn socket_activation_meant_for_another_process_is_ignored() {
+    let _lock = fork_lock();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = ServerProcess::start_socket_activated(&listener, Some("1"), &[]);
+    assert_ne!(server.addr, listener.local_addr().unwrap());
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"bound"), b"bound");
+}
+
+#[test]
+fn an_unusable_socket_activation_is_a_one_line_start_up_error() {
+    for (setup, expected) in [
+        ("LISTEN_FDS=2", "LISTEN_FDS=2"),
+        (
+            "exec 3</dev/null; LISTEN_FDS=1",
+            "fd 3 is not an open socket",
+        ),
+    ] {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{setup} LISTEN_PID=$$ exec \"$0\" --port 0"))
+            .arg(env!("CARGO_BIN_EXE_fork-echo-server"));
+        let output = util::output_within(command, util::DEADLINE);
+        assert_eq!(output.status.code(), Some(2), "{setup}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{setup}: {stderr}");
+        assert!(stderr.contains(expected), "{setup}: {stderr}");
+        assert!(output.stdout.is_empty(), "{setup}");
+    }
+}

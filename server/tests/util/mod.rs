@@ -46,19 +46,57 @@ impl ServerProcess {
         Self::spawn(args, |_| {}, StderrTo::ClosedPipe)
     }
 
+    /// A server started the way systemd's socket activation starts one: `listener` becomes its
+    /// fd 3, `LISTEN_FDS=1`, and `LISTEN_PID` is its own pid (a shell sets it to `$$` and execs).
+    pub fn start_socket_activated(
+        listener: &std::net::TcpListener,
+        listen_pid: Option<&str>,
+        args: &[&str],
+    ) -> ServerProcess {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = listener.as_raw_fd();
+        let pid = listen_pid.unwrap_or("$$");
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("LISTEN_PID={pid} LISTEN_FDS=1 exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_fork-echo-server"))
+            .args(["--port", "0"])
+            .args(args);
+        // SAFETY: dup2 and fcntl are async-signal-safe and touch only the child being spawned.
+        unsafe {
+            command.pre_exec(move || {
+                if fd == 3 {
+                    // dup2 onto itself would keep close-on-exec set.
+                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::from_command(command, StderrTo::Collected)
+    }
+
     fn spawn(
         args: &[&str],
         customize: impl FnOnce(&mut Command),
         stderr_to: StderrTo,
     ) -> ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fork-echo-server"));
+        command.args(["--port", "0"]).args(args);
+        customize(&mut command);
+        Self::from_command(command, stderr_to)
+    }
+
+    fn from_command(mut command: Command, stderr_to: StderrTo) -> ServerProcess {
         command
-            .args(["--port", "0"])
-            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        customize(&mut command);
         let mut child = command.spawn().expect("spawn fork-echo-server");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&stderr);
@@ -172,9 +210,16 @@ enum StderrTo {
 /// Runs the binary with `--port 0` and `args`, expecting it to exit by itself within `within`;
 /// a server that starts serving instead is killed and the test fails.
 pub fn run_to_exit(args: &[&str], within: Duration) -> std::process::Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_fork-echo-server"))
-        .args(["--port", "0"])
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fork-echo-server"));
+    command.args(["--port", "0"]).args(args);
+    output_within(command, within)
+}
+
+/// Runs `command` to its exit and returns its output; one still running after `within` is
+/// killed and the test fails.
+pub fn output_within(mut command: Command, within: Duration) -> std::process::Output {
+    let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
