@@ -27,11 +27,23 @@ pub struct ChildTable {
     /// Live sessions per source, for `--max-per-source`; kept in step with `live` by `insert`
     /// and `remove`, and without zero entries so it does not grow with every address ever seen.
     per_source: HashMap<SourceKey, u32>,
+    /// Whether `per_source` is kept at all. Without `--max-per-source` it is not: every page the
+    /// parent writes between two forks stays a private copy in the child forked before, so each
+    /// needless write per fork costs up to a page of memory per live child.
+    count_sources: bool,
 }
 
 impl ChildTable {
+    /// A table that counts live sessions per source only when `count_sources` is set.
+    pub fn new(count_sources: bool) -> ChildTable {
+        ChildTable {
+            count_sources,
+            ..ChildTable::default()
+        }
+    }
+
     pub fn insert(&mut self, pid: Pid, peer: Option<SocketAddr>, stats: &mut Stats) {
-        if let Some(peer) = peer {
+        if let (true, Some(peer)) = (self.count_sources, peer) {
             *self.per_source.entry(SourceKey::of(peer.ip())).or_insert(0) += 1;
         }
         self.live.insert(
@@ -46,7 +58,8 @@ impl ChildTable {
         stats.peak_live = stats.peak_live.max(stats.live);
     }
 
-    /// Live sessions from the same source as `peer` (see `SourceKey`).
+    /// Live sessions from the same source as `peer` (see `SourceKey`); always 0 unless the
+    /// table counts sources.
     pub fn live_from(&self, peer: SocketAddr) -> u32 {
         self.per_source
             .get(&SourceKey::of(peer.ip()))
@@ -56,7 +69,7 @@ impl ChildTable {
 
     fn remove(&mut self, pid: Pid) -> Option<ChildInfo> {
         let info = self.live.remove(&pid)?;
-        if let Some(peer) = info.peer {
+        if let (true, Some(peer)) = (self.count_sources, info.peer) {
             let key = SourceKey::of(peer.ip());
             if let Some(count) = self.per_source.get_mut(&key) {
                 *count -= 1;

@@ -76,7 +76,7 @@ impl Server {
         Server {
             listener: Some(listener),
             signals,
-            children: ChildTable::default(),
+            children: ChildTable::new(config.max_per_source.is_some()),
             stats: Stats::new(),
             phase: Phase::Running,
             paused_until: None,
@@ -190,11 +190,16 @@ impl Server {
             }
             None => PollTimeout::NONE,
         };
-        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        // An array, not a Vec: see `signals::Received` on why the parent avoids the heap.
+        let signal_fd = || PollFd::new(self.signals.as_fd(), PollFlags::POLLIN);
+        let mut fds = [signal_fd(), signal_fd()];
+        let mut polled = 1;
         if let (true, Some(listener)) = (poll_listener, self.listener.as_ref()) {
-            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+            fds[1] = PollFd::new(listener.as_fd(), PollFlags::POLLIN);
+            polled = 2;
         }
-        match poll(&mut fds, timeout) {
+        let fds = &mut fds[..polled];
+        match poll(fds, timeout) {
             Ok(_) => {}
             Err(Errno::EINTR) => {
                 return Ok(Ready {
@@ -352,7 +357,7 @@ impl Server {
     }
 
     fn handle_signals(&mut self) -> io::Result<()> {
-        for signal in self.signals.drain()? {
+        for signal in self.signals.drain()?.iter() {
             match signal {
                 Signal::SIGTERM | Signal::SIGINT => self.begin_shutdown(signal),
                 Signal::SIGUSR1 => {

@@ -52,13 +52,13 @@ impl SignalSource {
     }
 
     /// Reads every pending signal (several SIGCHLDs collapse into one; the reaper loops anyway).
-    pub fn drain(&mut self) -> nix::Result<Vec<Signal>> {
-        let mut signals = Vec::new();
+    pub fn drain(&mut self) -> nix::Result<Received> {
+        let mut signals = Received::default();
         loop {
             match self.fd.read_signal() {
                 Ok(Some(info)) => {
                     if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
-                        signals.push(signal);
+                        signals.insert(signal);
                     }
                 }
                 Ok(None) => return Ok(signals),
@@ -74,8 +74,48 @@ impl SignalSource {
     }
 }
 
+/// The handled signals read by one `drain`, as a set: standard signals do not queue, so a set
+/// loses nothing. A bit mask rather than a `Vec`, because the parent should not touch the heap
+/// between forks: every heap page it writes (malloc's own bookkeeping included) becomes a
+/// private copy in each child forked before the write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Received(u8);
+
+impl Received {
+    fn insert(&mut self, signal: Signal) {
+        if let Some(bit) = HANDLED.iter().position(|&handled| handled == signal) {
+            self.0 |= 1 << bit;
+        }
+    }
+
+    /// The signals received, in `HANDLED` order.
+    pub fn iter(self) -> impl Iterator<Item = Signal> {
+        HANDLED
+            .into_iter()
+            .enumerate()
+            .filter(move |(bit, _)| self.0 & (1 << bit) != 0)
+            .map(|(_, signal)| signal)
+    }
+}
+
 impl AsFd for SignalSource {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_is_a_set_of_the_handled_signals() {
+        let mut received = Received::default();
+        received.insert(Signal::SIGUSR1);
+        received.insert(Signal::SIGTERM);
+        received.insert(Signal::SIGTERM);
+        received.insert(Signal::SIGHUP);
+        let got: Vec<Signal> = received.iter().collect();
+        assert_eq!(got, [Signal::SIGTERM, Signal::SIGUSR1]);
     }
 }
