@@ -10,7 +10,8 @@
 #   env: ROUNDS=3 CONNS=1000 SIZE=32 HOLD_CONNECT_RATE=500 (connects/s of the held sessions)
 #        C_SRC=path/to/c-fork-echo.c   (default: the first shared/anchors found above the repo)
 #        SERVERS='label=CMD ARGS;label=CMD ARGS'  (default: fork-echo-server and careful-C;
-#                 CMD gets --port 0 appended and must print "listening on IP:PORT" first)
+#                 labels without spaces; @C@ is the compiled C reference; CMD gets --port 0
+#                 appended and must print "listening on IP:PORT" first)
 # Loopback only; bounded: every loadgen run has a deadline, every wait a timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +48,9 @@ gcc -O2 -o "$OUT/c-fork-echo" "$C_SRC"
 BIN=target/release
 LOADGEN="$BIN/loadgen"
 
-SERVERS="${SERVERS:-fork-echo-server=$BIN/fork-echo-server;careful-C=$OUT/c-fork-echo}"
+SERVERS="${SERVERS:-fork-echo-server=$BIN/fork-echo-server;careful-C=@C@}"
+# @C@ stands for the C reference compiled above.
+SERVERS="${SERVERS//@C@/$OUT/c-fork-echo}"
 IFS=';' read -r -a SERVER_LIST <<< "$SERVERS"
 
 echo "== versions"
