@@ -53,12 +53,45 @@ macro_rules! log_at {
     };
 }
 
+/// Lines up to this long are formatted on the stack; longer ones (payload previews at `-vv`) on
+/// the heap.
+const STACK_LINE: usize = 1024;
+
+/// A line being formatted in a fixed buffer; a write that does not fit fails.
+struct StackLine {
+    bytes: [u8; STACK_LINE],
+    len: usize,
+}
+
+impl std::fmt::Write for StackLine {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// Writes one line to stderr in a single `write` (lines of several processes sharing a pipe stay
-/// whole up to PIPE_BUF); a failure is counted, never raised.
+/// whole up to PIPE_BUF); a failure is counted, never raised. The line is formatted on the stack:
+/// a heap allocation writes malloc's pages, and in the parent every heap page written between
+/// forks becomes a private copy in the children, in a child a page fault of its own.
 pub fn write_line(line: std::fmt::Arguments<'_>) {
-    let mut text = line.to_string();
-    text.push('\n');
-    if std::io::stderr().lock().write_all(text.as_bytes()).is_err() {
+    let mut stack = StackLine {
+        bytes: [0; STACK_LINE],
+        len: 0,
+    };
+    let result = if std::fmt::Write::write_fmt(&mut stack, format_args!("{line}\n")).is_ok() {
+        std::io::stderr()
+            .lock()
+            .write_all(&stack.bytes[..stack.len])
+    } else {
+        std::io::stderr()
+            .lock()
+            .write_all(format!("{line}\n").as_bytes())
+    };
+    if result.is_err() {
         WRITE_FAILURES.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -129,6 +162,19 @@ mod tests {
             payload_preview(&long, 64),
             format!("{}... (+36 bytes)", "x".repeat(64))
         );
+    }
+
+    #[test]
+    fn stack_lines_fill_up_then_refuse() {
+        use std::fmt::Write as _;
+        let mut line = StackLine {
+            bytes: [0; STACK_LINE],
+            len: 0,
+        };
+        write!(line, "{}", "x".repeat(STACK_LINE - 1)).unwrap();
+        assert!(write!(line, "yz").is_err());
+        write!(line, "y").unwrap();
+        assert_eq!(line.len, STACK_LINE);
     }
 
     #[test]
