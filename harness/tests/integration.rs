@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use predicates::prelude::*;
 use util::{check, fork_lock, harness, harness_into, schema_errors, valid_report, write_json};
 
-const ALL_CASES: [&str; 12] = [
+const ALL_CASES: [&str; 13] = [
     "echo_round_trip",
     "all_byte_values",
     "payload_1mib",
@@ -19,6 +19,7 @@ const ALL_CASES: [&str; 12] = [
     "parent_fds_stable",
     "survives_vanishing_clients",
     "idle_client_ended",
+    "per_source_limit",
     "sigterm_no_orphans",
     "sigkill_no_orphans",
 ];
@@ -45,7 +46,7 @@ fn check_passes_on_the_fork_echo_server() {
         .timeout(std::time::Duration::from_secs(120))
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("12 passed, 0 failed, 0 skipped"));
+        .stdout(predicate::str::contains("13 passed, 0 failed, 0 skipped"));
     let (_, report) = valid_report(dir.path(), "check-");
     let names: Vec<&str> = report["checks"]
         .as_array()
@@ -63,7 +64,7 @@ fn check_passes_on_the_fork_echo_server() {
             > 200
     );
     let xml = std::fs::read_to_string(junit).expect("junit");
-    assert!(xml.contains("tests=\"12\" failures=\"0\" errors=\"0\" skipped=\"0\""));
+    assert!(xml.contains("tests=\"13\" failures=\"0\" errors=\"0\" skipped=\"0\""));
 }
 
 #[test]
@@ -88,7 +89,7 @@ fn check_fails_the_broken_server_on_exactly_zombies_fd_leak_and_orphans() {
         .arg(&path)
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("6 passed, 5 failed, 1 skipped"));
+        .stdout(predicate::str::contains("6 passed, 5 failed, 2 skipped"));
 
     let expected_failures: BTreeSet<String> = [
         "rst_close_reaped",
@@ -103,10 +104,13 @@ fn check_fails_the_broken_server_on_exactly_zombies_fd_leak_and_orphans() {
     assert_eq!(statuses(&report, "fail"), expected_failures);
     assert_eq!(
         statuses(&report, "skip"),
-        BTreeSet::from(["idle_client_ended".to_string()])
+        BTreeSet::from([
+            "idle_client_ended".to_string(),
+            "per_source_limit".to_string()
+        ])
     );
     // Every other case still ran, and passed.
-    assert_eq!(statuses(&report, "pass").len(), ALL_CASES.len() - 6);
+    assert_eq!(statuses(&report, "pass").len(), ALL_CASES.len() - 7);
 
     let detail = |name: &str| {
         check(&report, name)["detail"]
@@ -141,7 +145,7 @@ fn check_fails_the_broken_server_on_exactly_zombies_fd_leak_and_orphans() {
     }
     // The harness killed what the broken server left behind.
     let xml = std::fs::read_to_string(junit).expect("junit");
-    assert!(xml.contains("tests=\"12\" failures=\"5\" errors=\"0\" skipped=\"1\""));
+    assert!(xml.contains("tests=\"13\" failures=\"5\" errors=\"0\" skipped=\"2\""));
     assert!(xml.contains("<failure message=\"the server&apos;s open fds went from"));
 }
 
@@ -162,7 +166,10 @@ fn server_cmd_checks_another_echo_server_and_skips_contract_cases() {
     assert_eq!(statuses(&report, "fail"), BTreeSet::new());
     assert_eq!(
         statuses(&report, "skip"),
-        BTreeSet::from(["idle_client_ended".to_string()])
+        BTreeSet::from([
+            "idle_client_ended".to_string(),
+            "per_source_limit".to_string()
+        ])
     );
     assert!(check(&report, "concurrent_clients")["detail"]
         .as_str()

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::limits::SourceKey;
 use crate::log;
 use crate::session::SessionEnd;
 use crate::stats::Stats;
@@ -23,10 +24,28 @@ struct ChildInfo {
 #[derive(Default)]
 pub struct ChildTable {
     live: HashMap<Pid, ChildInfo>,
+    /// Live sessions per source, for `--max-per-source`; kept in step with `live` by `insert`
+    /// and `remove`, and without zero entries so it does not grow with every address ever seen.
+    per_source: HashMap<SourceKey, u32>,
+    /// Whether `per_source` is kept at all. Without `--max-per-source` it is not: every page the
+    /// parent writes between two forks stays a private copy in the child forked before, so each
+    /// needless write per fork costs up to a page of memory per live child.
+    count_sources: bool,
 }
 
 impl ChildTable {
+    /// A table that counts live sessions per source only when `count_sources` is set.
+    pub fn new(count_sources: bool) -> ChildTable {
+        ChildTable {
+            count_sources,
+            ..ChildTable::default()
+        }
+    }
+
     pub fn insert(&mut self, pid: Pid, peer: Option<SocketAddr>, stats: &mut Stats) {
+        if let (true, Some(peer)) = (self.count_sources, peer) {
+            *self.per_source.entry(SourceKey::of(peer.ip())).or_insert(0) += 1;
+        }
         self.live.insert(
             pid,
             ChildInfo {
@@ -37,6 +56,29 @@ impl ChildTable {
         stats.forked += 1;
         stats.live = self.live.len() as u64;
         stats.peak_live = stats.peak_live.max(stats.live);
+    }
+
+    /// Live sessions from the same source as `peer` (see `SourceKey`); always 0 unless the
+    /// table counts sources.
+    pub fn live_from(&self, peer: SocketAddr) -> u32 {
+        self.per_source
+            .get(&SourceKey::of(peer.ip()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn remove(&mut self, pid: Pid) -> Option<ChildInfo> {
+        let info = self.live.remove(&pid)?;
+        if let (true, Some(peer)) = (self.count_sources, info.peer) {
+            let key = SourceKey::of(peer.ip());
+            if let Some(count) = self.per_source.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_source.remove(&key);
+                }
+            }
+        }
+        Some(info)
     }
 
     pub fn len(&self) -> usize {
@@ -66,10 +108,16 @@ impl ChildTable {
                 // Stopped/continued children are still alive; nothing to collect.
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
-                // ECHILD: no children left at all.
+                // No children left at all, yet the table lists some: someone else collected
+                // them (an ignored SIGCHLD makes the kernel do it). Their pids may be reused by
+                // now, so they must leave the table before anything signals them.
+                Err(Errno::ECHILD) => {
+                    self.forget_vanished(stats);
+                    break;
+                }
                 Err(_) => break,
             };
-            if let Some(info) = self.live.remove(&pid) {
+            if let Some(info) = self.remove(pid) {
                 crate::log_at!(
                     log::DEBUG,
                     "reaped child {pid} ({}) after {:.3}s: {}",
@@ -83,10 +131,52 @@ impl ChildTable {
         stats.live = self.live.len() as u64;
     }
 
-    /// Sends a signal to every live child; a child that already exited (ESRCH) is reaped later.
-    pub fn signal_all(&self, signal: Signal) {
-        for pid in self.live.keys() {
-            let _ = kill(*pid, signal);
+    fn forget_vanished(&mut self, stats: &mut Stats) {
+        if self.live.is_empty() {
+            return;
         }
+        crate::log_at!(
+            log::INFO,
+            "{} vanished without an exit status (was SIGCHLD ignored?)",
+            log::count(self.live.len(), "child", "children")
+        );
+        for _ in self.live.drain() {
+            stats.record_reaped(None);
+        }
+        self.per_source.clear();
+    }
+
+    /// Sends a signal to every live child and returns how many were signalled. Each pid is first
+    /// confirmed to be an unreaped child of this process (`waitid` with `WNOWAIT` collects
+    /// nothing), so a stale entry can never hit an unrelated process that reused the pid; a
+    /// zombie's pid is not reused until it is reaped.
+    pub fn signal_all(&self, signal: Signal) -> usize {
+        let mut signalled = 0;
+        for pid in self.live.keys() {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            if waitid(Id::Pid(*pid), flags).is_ok() && kill(*pid, signal).is_ok() {
+                signalled += 1;
+            }
+        }
+        signalled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_that_is_not_our_child_is_never_signalled_and_leaves_the_table() {
+        // This test process has no children, so any pid is a stale entry; our own pid stands
+        // for "a process that reused it". SIGCONT keeps the test harmless if this regresses.
+        let mut stats = Stats::new();
+        let mut table = ChildTable::default();
+        table.insert(nix::unistd::getpid(), None, &mut stats);
+        assert_eq!(table.signal_all(Signal::SIGCONT), 0);
+        table.reap_children(&mut stats);
+        assert!(table.is_empty());
+        assert_eq!(stats.reaped.other, 1);
+        assert_eq!(stats.live, 0);
     }
 }

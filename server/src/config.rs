@@ -15,6 +15,15 @@ pub enum AtLimit {
     Close,
 }
 
+/// How the access log (one line per finished session, at `-v`) is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// logfmt: `event=session peer=… pid=… duration=…s bytes_in=… bytes_out=… end=…`.
+    Text,
+    /// One JSON object per line, like the stats line.
+    Json,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fork-echo-server",
@@ -41,22 +50,56 @@ pub struct Cli {
     /// What to do with new clients while at --max-children.
     #[arg(long, value_enum, default_value_t = AtLimit::Wait)]
     pub at_limit: AtLimit,
-    /// End a session whose client sends nothing, or reads nothing, for this many seconds; 0 disables.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub idle_timeout: u64,
+    /// Most live sessions per client address (IPv6: per /64); a client beyond it is accepted and
+    /// closed at once, whatever --at-limit says, so one address cannot take every child.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_per_source: Option<u32>,
+    /// Most new sessions per second (a token bucket holding one second's worth); connects beyond
+    /// it wait in the listen backlog.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rate: Option<u32>,
+    /// End a session once no byte has come from the client, or none of the echo could be sent to
+    /// it, for this long (`60`, `30s`, `500ms`, `2m`; a bare number is seconds); 0 disables.
+    #[arg(long, default_value = "60", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub idle_timeout: Duration,
     /// Echo buffer size in bytes.
     #[arg(long, default_value_t = 16384, value_name = "BYTES",
           value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
     pub buffer_size: u32,
-    /// Seconds live sessions may finish after SIGTERM/SIGINT before children are terminated.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    pub shutdown_grace: u64,
+    /// How long live sessions may finish after SIGTERM/SIGINT before children are terminated
+    /// (`10`, `10s`, `500ms`).
+    #[arg(long, default_value = "10", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub shutdown_grace: Duration,
     /// More logging: -v logs every accept, fork and reap; -vv adds escaped payload previews.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Format of the access log's per-session lines (written at -v).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Errors only.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+/// The longest duration any flag takes. Deadlines are `Instant + duration`, which panics on
+/// overflow; a week is far beyond any sensible timeout and far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parses a duration flag like loadgen and the harness do (`5s`, `500ms`, `2m`, `1h 30m`); a
+/// bare integer stays seconds, as it always was. Values above `MAX_DURATION` are refused.
+fn parse_duration_flag(text: &str) -> Result<Duration, String> {
+    let duration = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|err| format!("{err} (examples: 30, 30s, 500ms, 2m)"))?,
+    };
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{} is longer than the most this server takes (a week)",
+            humantime::format_duration(duration)
+        ));
+    }
+    Ok(duration)
 }
 
 /// The validated configuration the server core uses.
@@ -66,11 +109,16 @@ pub struct Config {
     pub backlog: i32,
     pub max_children: usize,
     pub at_limit: AtLimit,
+    /// `None`: no per-source limit.
+    pub max_per_source: Option<u32>,
+    /// New sessions per second; `None`: unlimited.
+    pub max_rate: Option<u32>,
     /// `None` when idle sessions are never ended.
     pub idle_timeout: Option<Duration>,
     pub buffer_size: usize,
     pub shutdown_grace: Duration,
     pub log_level: u8,
+    pub log_format: LogFormat,
 }
 
 impl From<Cli> for Config {
@@ -86,10 +134,13 @@ impl From<Cli> for Config {
             backlog: i32::try_from(cli.backlog).unwrap_or(i32::MAX),
             max_children: cli.max_children as usize,
             at_limit: cli.at_limit,
-            idle_timeout: (cli.idle_timeout > 0).then(|| Duration::from_secs(cli.idle_timeout)),
+            max_per_source: cli.max_per_source,
+            max_rate: cli.max_rate,
+            idle_timeout: (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout),
             buffer_size: cli.buffer_size as usize,
-            shutdown_grace: Duration::from_secs(cli.shutdown_grace),
+            shutdown_grace: cli.shutdown_grace,
             log_level,
+            log_format: cli.log_format,
         }
     }
 }
@@ -124,10 +175,13 @@ mod tests {
         assert_eq!(config.backlog, 1024);
         assert_eq!(config.max_children, 4096);
         assert_eq!(config.at_limit, AtLimit::Wait);
+        assert_eq!(config.max_per_source, None);
+        assert_eq!(config.max_rate, None);
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(60)));
         assert_eq!(config.buffer_size, 16384);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.log_level, crate::log::INFO);
+        assert_eq!(config.log_format, LogFormat::Text);
     }
 
     #[test]
@@ -139,6 +193,25 @@ mod tests {
     }
 
     #[test]
+    fn durations_take_units_and_bare_numbers_are_seconds() {
+        let config = parse(&["--idle-timeout", "500ms", "--shutdown-grace", "2m"]).unwrap();
+        assert_eq!(config.idle_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(120));
+        let config = parse(&["--idle-timeout", "7", "--shutdown-grace", "5s"]).unwrap();
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        let config = parse(&["--idle-timeout", "0s", "--shutdown-grace", "0"]).unwrap();
+        assert_eq!(config.idle_timeout, None);
+        assert_eq!(config.shutdown_grace, Duration::ZERO);
+        assert_eq!(
+            parse(&["--shutdown-grace", "7days"])
+                .unwrap()
+                .shutdown_grace,
+            MAX_DURATION
+        );
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         for args in [
             &["--max-children", "0"][..],
@@ -146,7 +219,15 @@ mod tests {
             &["--buffer-size", "0"],
             &["--bind", "not-an-ip"],
             &["--at-limit", "drop"],
+            &["--max-per-source", "0"],
+            &["--max-rate", "0"],
+            &["--log-format", "xml"],
             &["-q", "-v"],
+            &["--shutdown-grace", "18446744073709551615"],
+            &["--idle-timeout", "604801"],
+            &["--shutdown-grace", "-1"],
+            &["--shutdown-grace", "8days"],
+            &["--idle-timeout", "5 parsecs"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -10,6 +10,7 @@
 pub mod child_table;
 pub mod config;
 pub mod fork;
+pub mod limits;
 pub mod listener;
 pub mod log;
 pub mod server;
@@ -45,30 +46,34 @@ where
         }
     };
     log::set_level(config.log_level);
+    log::set_access_log_json(config.log_format == config::LogFormat::Json);
     match run(config) {
-        Ok(stats) => {
-            eprintln!("{}", stats.to_json_line());
+        Ok(mut stats) => {
+            stats.print();
             0
         }
         Err(message) => {
-            eprintln!("fork-echo-server: {message}");
+            log::write_line(format_args!("fork-echo-server: {message}"));
             EXIT_SETUP
         }
     }
 }
 
-/// Binds, announces the address on stdout, and serves until shut down.
+/// Binds (or takes the socket passed by socket activation), announces the address on stdout,
+/// and serves until shut down.
 pub fn run(config: Config) -> Result<Stats, String> {
-    let listener = Listener::bind(config.addr, config.backlog).map_err(|err| err.to_string())?;
+    let listener = match Listener::from_socket_activation().map_err(|err| err.to_string())? {
+        Some(listener) => listener,
+        None => Listener::bind(config.addr, config.backlog).map_err(|err| err.to_string())?,
+    };
     let signals =
         SignalSource::install().map_err(|err| format!("cannot set up signal handling: {err}"))?;
     let local = listener.local_addr();
     log_at!(
         log::INFO,
-        "listen backlog {} requested, {} effective (net.core.somaxconn caps it); at most {} children",
-        config.backlog,
-        listener.effective_backlog,
-        config.max_children
+        "{}; at most {}",
+        listener.describe_backlog(config.backlog),
+        log::count(config.max_children, "child", "children")
     );
     announce(local).map_err(|err| format!("cannot write to stdout: {err}"))?;
     Server::new(config, listener, signals)

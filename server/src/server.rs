@@ -15,6 +15,7 @@ use nix::unistd::getpid;
 use crate::child_table::ChildTable;
 use crate::config::{AtLimit, Config};
 use crate::fork::{fork_process, run_child, ChildStart, Forked};
+use crate::limits::TokenBucket;
 use crate::listener::Listener;
 use crate::log::{self, RateLimitedLog};
 use crate::signals::SignalSource;
@@ -54,6 +55,10 @@ pub struct Server {
     paused_until: Option<Instant>,
     /// Whether the last look found `max_children` live, so each stop at the limit counts once.
     was_full: bool,
+    /// `--max-rate`; `None` when unlimited.
+    rate: Option<TokenBucket>,
+    /// Whether the last look found the rate spent, so each pause for the rate counts once.
+    was_rate_limited: bool,
     resource_log: RateLimitedLog,
     pid: nix::unistd::Pid,
     /// Allocated once here, never in a child: each child inherits it copy-on-write and dirties
@@ -71,11 +76,15 @@ impl Server {
         Server {
             listener: Some(listener),
             signals,
-            children: ChildTable::default(),
+            children: ChildTable::new(config.max_per_source.is_some()),
             stats: Stats::new(),
             phase: Phase::Running,
             paused_until: None,
             was_full: false,
+            rate: config
+                .max_rate
+                .map(|per_second| TokenBucket::new(per_second, Instant::now())),
+            was_rate_limited: false,
             resource_log: RateLimitedLog::new(Duration::from_secs(1)),
             pid: getpid(),
             echo_buffer: vec![0; config.buffer_size],
@@ -165,10 +174,14 @@ impl Server {
     fn wait_for_events(&mut self) -> io::Result<Ready> {
         let now = Instant::now();
         let poll_listener = self.may_accept(now);
-        let deadline = [self.paused_until, self.phase_deadline()]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            self.paused_until,
+            self.phase_deadline(),
+            self.rate_ready_at(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match deadline {
             // Rounded up so the wake-up is not a hair early, which would spin until it is due.
             Some(at) => {
@@ -177,11 +190,16 @@ impl Server {
             }
             None => PollTimeout::NONE,
         };
-        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        // An array, not a Vec: see `signals::Received` on why the parent avoids the heap.
+        let signal_fd = || PollFd::new(self.signals.as_fd(), PollFlags::POLLIN);
+        let mut fds = [signal_fd(), signal_fd()];
+        let mut polled = 1;
         if let (true, Some(listener)) = (poll_listener, self.listener.as_ref()) {
-            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+            fds[1] = PollFd::new(listener.as_fd(), PollFlags::POLLIN);
+            polled = 2;
         }
-        match poll(&mut fds, timeout) {
+        let fds = &mut fds[..polled];
+        match poll(fds, timeout) {
             Ok(_) => {}
             Err(Errno::EINTR) => {
                 return Ok(Ready {
@@ -196,6 +214,14 @@ impl Server {
             signals: readable(&fds[0]),
             listener: fds.get(1).is_some_and(readable),
         })
+    }
+
+    /// When `--max-rate` allows the next session, if it does not allow one now.
+    fn rate_ready_at(&mut self, now: Instant) -> Option<Instant> {
+        if self.phase != Phase::Running {
+            return None;
+        }
+        self.rate.as_mut()?.ready_at(now)
     }
 
     fn phase_deadline(&self) -> Option<Instant> {
@@ -216,14 +242,24 @@ impl Server {
             }
             self.paused_until = None;
         }
+        // The rate waits like `--at-limit wait`: the listener is not polled until the next
+        // token is due (a poll deadline), so the connects queue in the backlog, no busy loop.
+        let rate_spent = self.rate_ready_at(now).is_some();
+        if rate_spent && !self.was_rate_limited {
+            self.stats.rate_limited += 1;
+        }
+        self.was_rate_limited = rate_spent;
+        if rate_spent {
+            return false;
+        }
         let full = self.children.len() >= self.config.max_children;
         if self.config.at_limit == AtLimit::Wait {
             if full && !self.was_full {
                 self.stats.limit_hits += 1;
                 crate::log_at!(
                     log::DEBUG,
-                    "{} children live (--max-children): new clients wait in the backlog",
-                    self.children.len()
+                    "{} live (--max-children): new clients wait in the backlog",
+                    log::count(self.children.len(), "child", "children")
                 );
             }
             self.was_full = full;
@@ -250,6 +286,19 @@ impl Server {
                         );
                         drop(client);
                         continue;
+                    }
+                    if self.source_is_full(peer) {
+                        self.stats.per_source_refused += 1;
+                        crate::log_at!(
+                            log::DEBUG,
+                            "at --max-per-source: closed {} at once",
+                            describe(peer)
+                        );
+                        drop(client);
+                        continue;
+                    }
+                    if let Some(rate) = self.rate.as_mut() {
+                        rate.take(Instant::now());
                     }
                     return Some((client, peer));
                 }
@@ -286,6 +335,15 @@ impl Server {
         }
     }
 
+    /// Whether `peer`'s source already has `--max-per-source` sessions. Waiting would block
+    /// every other client behind this one in the backlog, so such a client is closed instead.
+    fn source_is_full(&self, peer: Option<SocketAddr>) -> bool {
+        match (self.config.max_per_source, peer) {
+            (Some(limit), Some(peer)) => self.children.live_from(peer) >= limit,
+            _ => false,
+        }
+    }
+
     fn back_off(&mut self, what: std::fmt::Arguments<'_>) {
         let now = Instant::now();
         self.paused_until = Some(now + RESOURCE_BACKOFF);
@@ -299,12 +357,12 @@ impl Server {
     }
 
     fn handle_signals(&mut self) -> io::Result<()> {
-        for signal in self.signals.drain()? {
+        for signal in self.signals.drain()?.iter() {
             match signal {
                 Signal::SIGTERM | Signal::SIGINT => self.begin_shutdown(signal),
                 Signal::SIGUSR1 => {
                     self.children.reap_children(&mut self.stats);
-                    eprintln!("{}", self.stats.to_json_line());
+                    self.stats.print();
                 }
                 // SIGCHLD: the reaper runs after every wake-up anyway.
                 _ => {}
@@ -319,11 +377,13 @@ impl Server {
             Phase::Running => {
                 self.listener = None;
                 let grace = self.config.shutdown_grace;
+                let live = self.children.len();
                 crate::log_at!(
                     log::INFO,
-                    "{signal}: stopped accepting; {} live sessions have {}s to finish",
-                    self.children.len(),
-                    grace.as_secs_f64()
+                    "{signal}: stopped accepting; {} {} {} to finish",
+                    log::count(live, "live session", "live sessions"),
+                    if live == 1 { "has" } else { "have" },
+                    humantime::format_duration(grace)
                 );
                 self.phase = Phase::Draining { until: now + grace };
             }
@@ -343,8 +403,8 @@ impl Server {
             Phase::Terminating { until } if now >= until && !self.children.is_empty() => {
                 crate::log_at!(
                     log::INFO,
-                    "{} children outlived SIGTERM: SIGKILL",
-                    self.children.len()
+                    "{} outlived SIGTERM: SIGKILL",
+                    log::count(self.children.len(), "child", "children")
                 );
                 self.children.signal_all(Signal::SIGKILL);
                 // SIGKILL cannot be ignored, so this wait ends; run() then finds the table empty.
@@ -358,8 +418,8 @@ impl Server {
         if !self.children.is_empty() {
             crate::log_at!(
                 log::INFO,
-                "sending SIGTERM to {} live children",
-                self.children.len()
+                "sending SIGTERM to {}",
+                log::count(self.children.len(), "live child", "live children")
             );
             self.children.signal_all(Signal::SIGTERM);
         }

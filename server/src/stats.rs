@@ -16,7 +16,7 @@ pub struct ReapedByReason {
     pub orphaned: u64,
     /// Killed by a signal (shutdown escalation, OOM killer, an operator).
     pub signaled: u64,
-    /// An exit code this server never uses.
+    /// An exit code this server never uses, or a child that vanished without an exit status.
     pub other: u64,
 }
 
@@ -35,7 +35,17 @@ pub struct Stats {
     pub limit_hits: u64,
     /// Times accepting paused because the process or system ran out of descriptors.
     pub emfile_pauses: u64,
+    /// Clients closed at once because their source had `--max-per-source` sessions live.
+    #[serde(default)]
+    pub per_source_refused: u64,
+    /// Times accepting paused for `--max-rate` (connects wait in the backlog meanwhile).
+    #[serde(default)]
+    pub rate_limited: u64,
     pub reaped: ReapedByReason,
+    /// Log lines the parent could not write to stderr (dropped, not fatal). Defaults to 0 when
+    /// read from a server that predates it.
+    #[serde(default)]
+    pub log_write_failures: u64,
 }
 
 impl Stats {
@@ -58,6 +68,12 @@ impl Stats {
             None => &mut self.reaped.other,
         };
         *slot += 1;
+    }
+
+    /// Writes the stats line to stderr, like every log line without ever failing the caller.
+    pub fn print(&mut self) {
+        self.log_write_failures = crate::log::write_failures();
+        crate::log::write_line(format_args!("{}", self.to_json_line()));
     }
 
     pub fn to_json_line(&self) -> String {

@@ -433,3 +433,392 @@ fn a_child_that_outlives_sigterm_is_killed_and_reaped() {
     let stats = server.stats_lines().pop().expect("final stats line");
     assert_eq!(stats["reaped"]["signaled"], 1, "{stats}");
 }
+
+#[test]
+fn an_inherited_ignored_sigchld_is_reset_so_children_are_reaped() {
+    use std::os::unix::process::CommandExt;
+    let _lock = fork_lock();
+    // A parent that ignores SIGCHLD passes that through exec; the kernel would then reap the
+    // server's children itself, waitpid would only ever say "no children" and the table would
+    // never shrink: with --max-children 2 the third client would wait for ever.
+    let mut server = ServerProcess::start_with(
+        &["--max-children", "2", "--shutdown-grace", "1"],
+        |command| {
+            // SAFETY: signal(2) is async-signal-safe and changes only the child being spawned.
+            unsafe {
+                command.pre_exec(|| {
+                    nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigIgn)
+                        .map(drop)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        },
+    );
+    for i in 0..3u8 {
+        let mut client = server.connect();
+        assert_eq!(echo(&mut client, &[i]), [i], "client {i}");
+        drop(client);
+        wait_until("the child to be gone", || server.children().is_empty());
+    }
+    wait_until("three sessions reaped", || {
+        server.stats()["reaped"]["eof"] == 3
+    });
+    let stats = server.stats();
+    assert_eq!(stats["live"], 0, "{stats}");
+    let mut held = server.connect();
+    assert_eq!(echo(&mut held, b"held"), b"held");
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+    let stats = server.stats_lines().pop().expect("final stats line");
+    assert_eq!(stats["reaped"]["signaled"], 1, "{stats}");
+}
+
+#[test]
+fn absurd_durations_are_refused_at_parse_time() {
+    for flag in ["--shutdown-grace", "--idle-timeout"] {
+        let output = util::run_to_exit(&[flag, "18446744073709551615"], util::DEADLINE);
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{flag}: {stderr}");
+        assert!(output.stdout.is_empty(), "{flag} started a server");
+    }
+}
+
+#[test]
+fn a_closed_stderr_neither_kills_the_server_nor_cuts_the_drain() {
+    let _lock = fork_lock();
+    // -v: every accept, fork and reap writes a line, each of which gets EPIPE.
+    let mut server = ServerProcess::start_with_stderr_closed(&["-v", "--shutdown-grace", "5"]);
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"one"), b"one");
+    server.signal(Signal::SIGUSR1);
+    let mut second = server.connect();
+    assert_eq!(echo(&mut second, b"two"), b"two");
+    drop(second);
+    server.signal(Signal::SIGTERM);
+    // The session still works during the grace period...
+    assert_eq!(echo(&mut client, b"in grace"), b"in grace");
+    // ...and ends when its client leaves, after which the server exits cleanly.
+    drop(client);
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn the_write_side_idle_timeout_is_a_deadline_on_progress() {
+    let _lock = fork_lock();
+    const IDLE: Duration = Duration::from_secs(2);
+    let server = ServerProcess::start(&["--idle-timeout", "2"]);
+    // Small client buffers, so the server's echo blocks soon after the client stops reading.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut client = TcpStream::from(socket);
+    client.set_write_timeout(Some(util::DEADLINE)).unwrap();
+    // The client writes and never reads. Each completed write means the server read more, and
+    // the server reads only after its previous echo went into its send buffer, so the last
+    // completed write marks the server's last progress.
+    let chunk = [b'w'; 1024];
+    let mut last_progress = Instant::now();
+    let ended = loop {
+        match client.write(&chunk) {
+            // A blocking write returns short only when the connection failed part-way.
+            Ok(n) if n == chunk.len() => last_progress = Instant::now(),
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => break err,
+        }
+        assert!(
+            last_progress.elapsed() < util::DEADLINE,
+            "the session never ended"
+        );
+    };
+    let stalled_for = last_progress.elapsed();
+    assert!(
+        matches!(
+            ended.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "{ended:?}"
+    );
+    // An upper bound only, halfway to the old behaviour: the per-call SO_SNDTIMEO allowed up to
+    // twice the timeout. (No lower bound: the client's last write can complete a little after
+    // the server's last send, while the server's receive buffer still takes bytes.)
+    assert!(
+        stalled_for < IDLE * 3 / 2,
+        "the session ended {stalled_for:?} after its last progress with --idle-timeout 2s"
+    );
+    wait_until("the idle child to be reaped", || {
+        server.stats()["reaped"]["idle_timeout"] == 1
+    });
+}
+
+fn stderr_line_with(server: &ServerProcess, needle: &str) -> String {
+    let mut found = None;
+    wait_until(&format!("a stderr line with {needle:?}"), || {
+        found = server
+            .stderr_lines()
+            .into_iter()
+            .find(|line| line.contains(needle));
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+#[test]
+fn start_and_shutdown_lines_name_the_backlog_cap_only_when_it_applies_and_count_right() {
+    let _lock = fork_lock();
+    let somaxconn: i32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let over = (somaxconn + 1).to_string();
+    let capped = ServerProcess::start(&["--backlog", &over, "--max-children", "1"]);
+    let line = stderr_line_with(&capped, "listen backlog");
+    assert!(
+        line.contains(&format!(
+            "listen backlog {over} requested, {somaxconn} effective"
+        )),
+        "{line}"
+    );
+    assert!(line.ends_with("at most 1 child"), "{line}");
+    drop(capped);
+
+    let within = somaxconn.to_string();
+    let mut server = ServerProcess::start(&["--backlog", &within, "--shutdown-grace", "1500ms"]);
+    let line = stderr_line_with(&server, "listen backlog");
+    assert!(
+        line.contains(&format!("listen backlog {within} (")) && !line.contains("effective"),
+        "the uncapped backlog is reported as capped: {line}"
+    );
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"hi"), b"hi");
+    server.signal(Signal::SIGTERM);
+    let line = stderr_line_with(&server, "stopped accepting");
+    assert!(
+        line.ends_with("1 live session has 1s 500ms to finish"),
+        "{line}"
+    );
+    drop(client);
+    assert_eq!(server.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}
+
+/// A client connected from `source` (any 127.0.0.0/8 address is local on Linux).
+fn connect_from(server: &ServerProcess, source: &str) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&from.into()).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(util::DEADLINE)).unwrap();
+    stream
+}
+
+fn assert_closed_at_once(stream: &mut TcpStream, who: &str) {
+    let mut buf = [0u8; 8];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("{who}: expected EOF at the per-source limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn max_per_source_keeps_one_address_from_taking_every_child() {
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&["--max-per-source", "2", "--max-children", "3"]);
+    let mut first = connect_from(&server, "127.0.0.2");
+    let mut second = connect_from(&server, "127.0.0.2");
+    assert_eq!(echo(&mut first, b"a1"), b"a1");
+    assert_eq!(echo(&mut second, b"a2"), b"a2");
+    let mut third = connect_from(&server, "127.0.0.2");
+    assert_closed_at_once(&mut third, "the third client of 127.0.0.2");
+    // The last free slot still goes to another address.
+    let mut other = connect_from(&server, "127.0.0.3");
+    assert_eq!(echo(&mut other, b"b1"), b"b1");
+    let stats = server.stats();
+    assert_eq!(stats["per_source_refused"], 1, "{stats}");
+    assert_eq!(stats["live"], 3, "{stats}");
+    // A slot freed by 127.0.0.2 is 127.0.0.2's again.
+    drop(first);
+    wait_until("the first child to be reaped", || {
+        server.stats()["live"] == 2
+    });
+    let mut again = connect_from(&server, "127.0.0.2");
+    assert_eq!(echo(&mut again, b"a3"), b"a3");
+    assert_eq!(echo(&mut second, b"a2 still"), b"a2 still");
+}
+
+#[test]
+fn max_rate_spaces_new_sessions_without_spinning() {
+    let _lock = fork_lock();
+    const CLIENTS: usize = 15;
+    // A burst of 5 (one second's worth), then one session every 200 ms: the last of 15 clients
+    // cannot be served before 2 s.
+    let server = ServerProcess::start(&["--max-rate", "5"]);
+    let started = Instant::now();
+    let cpu_before = cpu_ticks(server.pid().as_raw());
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| server.connect()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let message = format!("client {i}");
+        assert_eq!(echo(client, message.as_bytes()), message.as_bytes());
+    }
+    let elapsed = started.elapsed();
+    let cpu = (cpu_ticks(server.pid().as_raw()) - cpu_before) as f64
+        / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap() as f64;
+    // Lower bounds only (noise makes things slower, not faster), and a CPU share a busy loop
+    // would blow through.
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "15 sessions at --max-rate 5 took only {elapsed:?}"
+    );
+    assert!(
+        cpu < elapsed.as_secs_f64() * 0.5,
+        "the server spun while rate-limited: {cpu:.2}s CPU in {elapsed:?}"
+    );
+    let stats = server.stats();
+    assert!(stats["rate_limited"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["forked"], CLIENTS as u64, "{stats}");
+}
+
+fn session_lines(server: &ServerProcess, json: bool) -> Vec<String> {
+    server
+        .stderr_lines()
+        .into_iter()
+        .filter(|line| {
+            if json {
+                line.starts_with("{\"event\":\"session\"")
+            } else {
+                line.contains("event=session ")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn at_v_each_finished_session_gets_one_access_log_line_in_json() {
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&["-v", "--log-format", "json"]);
+    let mut client = server.connect();
+    let local = client.local_addr().unwrap();
+    assert_eq!(echo(&mut client, b"hello"), b"hello");
+    assert_eq!(echo(&mut client, b"again"), b"again");
+    let child = server.children()[0].pid;
+    drop(client);
+    let mut reset = server.connect();
+    assert_eq!(echo(&mut reset, b"x"), b"x");
+    let socket = socket2::Socket::from(reset);
+    socket.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(socket);
+    wait_until("two access-log lines", || {
+        session_lines(&server, true).len() == 2
+    });
+    let records: Vec<serde_json::Value> = session_lines(&server, true)
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let eof = records
+        .iter()
+        .find(|r| r["end"] == "eof")
+        .expect("an eof line");
+    assert_eq!(eof["peer"], local.to_string(), "{eof}");
+    assert_eq!(eof["pid"], child, "{eof}");
+    assert_eq!(eof["bytes_in"], 10, "{eof}");
+    assert_eq!(eof["bytes_out"], 10, "{eof}");
+    assert!(eof["duration_s"].as_f64().unwrap() >= 0.0, "{eof}");
+    let reset = records
+        .iter()
+        .find(|r| r["end"] == "reset")
+        .expect("a reset line");
+    assert_eq!(reset["bytes_in"], 1, "{reset}");
+}
+
+#[test]
+fn the_text_access_log_is_logfmt_and_off_by_default() {
+    let _lock = fork_lock();
+    let verbose = ServerProcess::start(&["-v"]);
+    let quiet = ServerProcess::start(&[]);
+    for server in [&verbose, &quiet] {
+        let mut client = server.connect();
+        assert_eq!(echo(&mut client, b"abc"), b"abc");
+        drop(client);
+        wait_until("the child to be reaped", || {
+            server.stats()["reaped"]["eof"] == 1
+        });
+    }
+    let lines = session_lines(&verbose, false);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    for field in [
+        "peer=127.0.0.1:",
+        "pid=",
+        "duration=",
+        "bytes_in=3 ",
+        "bytes_out=3 ",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    assert!(line.ends_with(" end=eof"), "{line}");
+    assert!(session_lines(&quiet, false).is_empty());
+}
+
+#[test]
+fn socket_activation_serves_the_passed_listener_instead_of_binding() {
+    let _lock = fork_lock();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let passed = listener.local_addr().unwrap();
+    let server = ServerProcess::start_socket_activated(&listener, None, &[]);
+    // Our copy must not answer anything: only the server accepts from now on.
+    drop(listener);
+    assert_eq!(
+        server.addr, passed,
+        "the first line names the passed socket"
+    );
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"activated"), b"activated");
+    stderr_line_with(&server, "socket activation");
+    // The children must not keep the listener: after the server is gone, the port is closed.
+    let children = server.children();
+    assert_eq!(children.len(), 1);
+    drop(server);
+    wait_until("the port to close", || TcpStream::connect(passed).is_err());
+}
+
+#[test]
+fn socket_activation_meant_for_another_process_is_ignored() {
+    let _lock = fork_lock();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = ServerProcess::start_socket_activated(&listener, Some("1"), &[]);
+    assert_ne!(server.addr, listener.local_addr().unwrap());
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"bound"), b"bound");
+}
+
+#[test]
+fn an_unusable_socket_activation_is_a_one_line_start_up_error() {
+    for (setup, expected) in [
+        ("LISTEN_FDS=2", "LISTEN_FDS=2"),
+        (
+            "exec 3</dev/null; LISTEN_FDS=1",
+            "fd 3 is not an open socket",
+        ),
+    ] {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{setup} LISTEN_PID=$$ exec \"$0\" --port 0"))
+            .arg(env!("CARGO_BIN_EXE_fork-echo-server"));
+        let output = util::output_within(command, util::DEADLINE);
+        assert_eq!(output.status.code(), Some(2), "{setup}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{setup}: {stderr}");
+        assert!(stderr.contains(expected), "{setup}: {stderr}");
+        assert!(output.stdout.is_empty(), "{setup}");
+    }
+}

@@ -27,13 +27,14 @@ pub enum Case {
     ParentFdsStable,
     SurvivesVanishingClients,
     IdleClientEnded,
+    PerSourceLimit,
     SigtermNoOrphans,
     SigkillNoOrphans,
 }
 
 impl Case {
     /// Every case, in the order `harness check` runs them.
-    pub const ALL: [Case; 12] = [
+    pub const ALL: [Case; 13] = [
         Case::EchoRoundTrip,
         Case::AllByteValues,
         Case::Payload1Mib,
@@ -44,6 +45,7 @@ impl Case {
         Case::ParentFdsStable,
         Case::SurvivesVanishingClients,
         Case::IdleClientEnded,
+        Case::PerSourceLimit,
         Case::SigtermNoOrphans,
         Case::SigkillNoOrphans,
     ];
@@ -70,6 +72,7 @@ impl Case {
             Case::ParentFdsStable => "parent_fds_stable",
             Case::SurvivesVanishingClients => "survives_vanishing_clients",
             Case::IdleClientEnded => "idle_client_ended",
+            Case::PerSourceLimit => "per_source_limit",
             Case::SigtermNoOrphans => "sigterm_no_orphans",
             Case::SigkillNoOrphans => "sigkill_no_orphans",
         }
@@ -79,7 +82,10 @@ impl Case {
     fn own_server(self) -> bool {
         matches!(
             self,
-            Case::IdleClientEnded | Case::SigtermNoOrphans | Case::SigkillNoOrphans
+            Case::IdleClientEnded
+                | Case::PerSourceLimit
+                | Case::SigtermNoOrphans
+                | Case::SigkillNoOrphans
         )
     }
 }
@@ -149,9 +155,10 @@ fn run_shared(
         Case::ChildrenReaped => children_reaped(server, opts.clients),
         Case::ParentFdsStable => parent_fds_stable(server, opts.fd_connections),
         Case::SurvivesVanishingClients => survives_vanishing_clients(server),
-        Case::IdleClientEnded | Case::SigtermNoOrphans | Case::SigkillNoOrphans => {
-            Err("internal: case needs its own server".into())
-        }
+        Case::IdleClientEnded
+        | Case::PerSourceLimit
+        | Case::SigtermNoOrphans
+        | Case::SigkillNoOrphans => Err("internal: case needs its own server".into()),
     };
     match result {
         Ok(note) => Outcome::Pass(note),
@@ -164,6 +171,7 @@ fn run_own(case: Case, spec: &ServerSpec) -> Outcome {
     let spec = &spec.with_flag("--port", "0");
     match case {
         Case::IdleClientEnded => idle_client_ended(spec),
+        Case::PerSourceLimit => per_source_limit(spec),
         Case::SigtermNoOrphans => killed_leaves_no_orphans(spec, Signal::SIGTERM),
         Case::SigkillNoOrphans => killed_leaves_no_orphans(spec, Signal::SIGKILL),
         _ => Outcome::Fail("internal: case uses the shared server".into()),
@@ -452,6 +460,88 @@ fn idle_client_ended(spec: &ServerSpec) -> Outcome {
         Ok(note) => Outcome::Pass(Some(note)),
         Err(detail) => Outcome::Fail(detail),
     }
+}
+
+/// With `--max-per-source 2`, a third client from 127.0.0.2 is closed at once while a client from
+/// 127.0.0.3 is still served: one address cannot take every child.
+fn per_source_limit(spec: &ServerSpec) -> Outcome {
+    if !spec.speaks_contract() {
+        return Outcome::Skip("needs the fork echo server's --max-per-source flag".into());
+    }
+    if !spec.supports_flag("--max-per-source") {
+        return Outcome::Skip("the server has no --max-per-source flag".into());
+    }
+    let server = match ServerProcess::spawn(&spec.with_flag("--max-per-source", "2"), READY_TIMEOUT)
+    {
+        Ok(server) => server,
+        Err(e) => {
+            return Outcome::Fail(format!(
+                "could not start a server with --max-per-source 2: {e}"
+            ))
+        }
+    };
+    let std::net::SocketAddr::V4(addr) = server.addr() else {
+        return Outcome::Skip(format!("{} is not an IPv4 address", server.addr()));
+    };
+    if !addr.ip().is_loopback() {
+        return Outcome::Skip(format!("{addr} is not on loopback"));
+    }
+    let result = (|| {
+        let mut held = Vec::new();
+        for i in 0..2 {
+            let mut stream = connect_from([127, 0, 0, 2], addr)?;
+            client::echo(&mut stream, b"within the limit")
+                .map_err(|e| format!("client {} of 127.0.0.2: {e}", i + 1))?;
+            held.push(stream);
+        }
+        let mut third = connect_from([127, 0, 0, 2], addr)?;
+        let since = Instant::now();
+        let _ = third.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = [0u8; 16];
+        use std::io::Read;
+        match third.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Ok(n) => return Err(format!("the third client of 127.0.0.2 got {n} bytes")),
+            Err(e) if client::is_timeout(&e) => {
+                return Err("the third client of 127.0.0.2 was kept waiting, not closed".into())
+            }
+            Err(e) => return Err(format!("third client of 127.0.0.2: {e}")),
+        }
+        let closed_after = since.elapsed();
+        let mut other = connect_from([127, 0, 0, 3], addr)?;
+        client::echo(&mut other, b"another address")
+            .map_err(|e| format!("127.0.0.3 was not served beside 127.0.0.2: {e}"))?;
+        Ok(format!(
+            "third client of 127.0.0.2 closed after {:.0} ms; 127.0.0.3 served",
+            closed_after.as_secs_f64() * 1000.0
+        ))
+    })();
+    match result {
+        Ok(note) => Outcome::Pass(Some(note)),
+        Err(detail) => Outcome::Fail(detail),
+    }
+}
+
+/// A client bound to `source` (any 127.0.0.0/8 address is local on Linux) connected to `to`.
+fn connect_from(source: [u8; 4], to: std::net::SocketAddrV4) -> Result<TcpStream, String> {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let from = std::net::SocketAddrV4::new(source.into(), 0);
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    bind(fd.as_raw_fd(), &SockaddrIn::from(from)).map_err(|e| format!("bind {from}: {e}"))?;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to))
+        .map_err(|e| format!("connect from {from} to {to}: {e}"))?;
+    let stream = TcpStream::from(fd);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    Ok(stream)
 }
 
 /// Sends `signal` to a server holding three open sessions, then looks for anything left running

@@ -37,7 +37,48 @@ impl ServerProcess {
     }
 
     pub fn start_with(args: &[&str], customize: impl FnOnce(&mut Command)) -> ServerProcess {
-        Self::start_program(env!("CARGO_BIN_EXE_fork-echo-server"), args, customize)
+        Self::spawn(args, customize, StderrTo::Collected)
+    }
+
+    /// A server whose stderr pipe has no reader left (what a killed harness leaves behind):
+    /// every log write gets EPIPE.
+    pub fn start_with_stderr_closed(args: &[&str]) -> ServerProcess {
+        Self::spawn(args, |_| {}, StderrTo::ClosedPipe)
+    }
+
+    /// A server started the way systemd's socket activation starts one: `listener` becomes its
+    /// fd 3, `LISTEN_FDS=1`, and `LISTEN_PID` is its own pid (a shell sets it to `$$` and execs).
+    pub fn start_socket_activated(
+        listener: &std::net::TcpListener,
+        listen_pid: Option<&str>,
+        args: &[&str],
+    ) -> ServerProcess {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = listener.as_raw_fd();
+        let pid = listen_pid.unwrap_or("$$");
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("LISTEN_PID={pid} LISTEN_FDS=1 exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_fork-echo-server"))
+            .args(["--port", "0"])
+            .args(args);
+        // SAFETY: dup2 and fcntl are async-signal-safe and touch only the child being spawned.
+        unsafe {
+            command.pre_exec(move || {
+                if fd == 3 {
+                    // dup2 onto itself would keep close-on-exec set.
+                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::from_command(command, StderrTo::Collected)
     }
 
     /// Starts the server as `uid`. The test binary may live in a directory that uid cannot enter
@@ -57,37 +98,64 @@ impl ServerProcess {
         let binary = dir.join("fork-echo-server");
         std::fs::copy(env!("CARGO_BIN_EXE_fork-echo-server"), &binary).unwrap();
         std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let server = Self::start_program(binary.to_str().unwrap(), args, |command| {
-            customize(command);
-            command.uid(uid).current_dir("/");
-        });
+        let server = Self::spawn_program(
+            binary.to_str().unwrap(),
+            args,
+            |command| {
+                customize(command);
+                command.uid(uid).current_dir("/");
+            },
+            StderrTo::Collected,
+        );
         let _ = std::fs::remove_dir_all(&dir);
         server
     }
 
-    fn start_program(
+    fn spawn(
+        args: &[&str],
+        customize: impl FnOnce(&mut Command),
+        stderr_to: StderrTo,
+    ) -> ServerProcess {
+        Self::spawn_program(
+            env!("CARGO_BIN_EXE_fork-echo-server"),
+            args,
+            customize,
+            stderr_to,
+        )
+    }
+
+    fn spawn_program(
         program: &str,
         args: &[&str],
         customize: impl FnOnce(&mut Command),
+        stderr_to: StderrTo,
     ) -> ServerProcess {
         let mut command = Command::new(program);
+        command.args(["--port", "0"]).args(args);
+        customize(&mut command);
+        Self::from_command(command, stderr_to)
+    }
+
+    fn from_command(mut command: Command, stderr_to: StderrTo) -> ServerProcess {
         command
-            .args(["--port", "0"])
-            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        customize(&mut command);
         let mut child = command.spawn().expect("spawn fork-echo-server");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&stderr);
         let pipe = child.stderr.take().expect("stderr pipe");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
+        match stderr_to {
+            StderrTo::Collected => {
+                std::thread::spawn(move || {
+                    for line in BufReader::new(pipe).lines() {
+                        let Ok(line) = line else { break };
+                        sink.lock().unwrap().push(line);
+                    }
+                });
             }
-        });
+            StderrTo::ClosedPipe => drop(pipe),
+        }
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout pipe"));
         let mut first = String::new();
         stdout
@@ -176,6 +244,47 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+enum StderrTo {
+    Collected,
+    ClosedPipe,
+}
+
+/// Runs the binary with `--port 0` and `args`, expecting it to exit by itself within `within`;
+/// a server that starts serving instead is killed and the test fails.
+pub fn run_to_exit(args: &[&str], within: Duration) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fork-echo-server"));
+    command.args(["--port", "0"]).args(args);
+    output_within(command, within)
+}
+
+/// Runs `command` to its exit and returns its output; one still running after `within` is
+/// killed and the test fails.
+pub fn output_within(mut command: Command, within: Duration) -> std::process::Output {
+    let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fork-echo-server");
+    let pid = Pid::from_raw(child.id() as i32);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let output = child.wait_with_output();
+        let _ = done_tx.send(());
+        output
+    });
+    if done_rx.recv_timeout(within).is_err() {
+        let _ = kill(pid, Signal::SIGKILL);
+        let output = waiter.join().unwrap().unwrap();
+        panic!(
+            "{args:?} did not exit within {within:?}; stdout: {:?}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    waiter.join().unwrap().expect("wait for fork-echo-server")
 }
 
 impl Drop for ServerProcess {

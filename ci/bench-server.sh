@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Benchmark of fork-echo-server against the careful C reference server
+# (shared/anchors/c-fork-echo.c, compiled here with gcc -O2 into a temp dir): a burst of CONNS
+# simultaneous connects each echoing one SIZE-byte message (time until all are echoed, connect
+# p99, accept+fork rate), then CONNS sessions held open (PSS per child, the children's page
+# tables and kernel stacks, the kernel's slab growth). Servers alternate A B A B ...; medians of
+# ROUNDS. Not a test: nothing here asserts a speed.
+#
+# Usage: ci/bench-server.sh
+#   env: ROUNDS=3 CONNS=1000 SIZE=32 HOLD_CONNECT_RATE=500 (connects/s of the held sessions)
+#        C_SRC=path/to/c-fork-echo.c   (default: the first shared/anchors found above the repo)
+#        SERVERS='label=CMD ARGS;label=CMD ARGS'  (default: fork-echo-server and careful-C;
+#                 labels without spaces; @C@ is the compiled C reference; CMD gets --port 0
+#                 appended and must print "listening on IP:PORT" first)
+# Loopback only; bounded: every loadgen run has a deadline, every wait a timeout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS="${ROUNDS:-3}"
+CONNS="${CONNS:-1000}"
+SIZE="${SIZE:-32}"
+HOLD_CONNECT_RATE="${HOLD_CONNECT_RATE:-500}"
+OUT="$(mktemp -d)"
+SERVER_PID=""
+HOLD_PID=""
+cleanup() {
+    [ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null || true
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$OUT"
+}
+trap cleanup EXIT
+
+if [ -z "${C_SRC:-}" ]; then
+    for candidate in ../shared/anchors ../../shared/anchors /work/shared/anchors; do
+        if [ -f "$candidate/c-fork-echo.c" ]; then
+            C_SRC="$candidate/c-fork-echo.c"
+            break
+        fi
+    done
+fi
+[ -f "${C_SRC:-}" ] || { echo "c-fork-echo.c not found; set C_SRC" >&2; exit 2; }
+command -v gcc > /dev/null || { echo "gcc is needed for the C reference" >&2; exit 2; }
+command -v jq > /dev/null || { echo "jq is needed to read loadgen's report" >&2; exit 2; }
+
+cargo build --release --locked -p fork-echo-server -p loadgen --bins >&2
+gcc -O2 -o "$OUT/c-fork-echo" "$C_SRC"
+BIN=target/release
+LOADGEN="$BIN/loadgen"
+
+SERVERS="${SERVERS:-fork-echo-server=$BIN/fork-echo-server;careful-C=@C@}"
+# @C@ stands for the C reference compiled above.
+SERVERS="${SERVERS//@C@/$OUT/c-fork-echo}"
+IFS=';' read -r -a SERVER_LIST <<< "$SERVERS"
+
+echo "== versions"
+echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "commit:   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+echo "rustc:    $(rustc --version)"
+echo "gcc:      $(gcc --version | head -1)"
+echo "C source: $C_SRC ($(sha256sum "$C_SRC" | cut -c1-12))"
+echo "kernel:   $(uname -sr)"
+echo "cpu:      $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+echo "somaxconn: $(cat /proc/sys/net/core/somaxconn)"
+echo "loadavg:  $(cat /proc/loadavg)"
+echo "servers:"
+for entry in "${SERVER_LIST[@]}"; do echo "  ${entry%%=*}: ${entry#*=} --port 0"; done
+
+start_server() { # CMD...: starts it, sets SERVER_PID and ADDR
+    # Its own session: the C reference ends with kill(0, SIGTERM), its whole process group.
+    setsid "$@" --port 0 > "$OUT/server.out" 2> "$OUT/server.err" &
+    SERVER_PID=$!
+    ADDR=""
+    for _ in $(seq 1 200); do
+        ADDR="$(sed -n 's/^listening on //p' "$OUT/server.out" | head -1)"
+        [ -n "$ADDR" ] && return 0
+        sleep 0.05
+    done
+    echo "server did not start: $*" >&2
+    exit 2
+}
+
+stop_server() {
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 200); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+children() { pgrep -P "$SERVER_PID" || true; }
+
+kernel_kib() { # PageTables + KernelStack, and Slab, from /proc/meminfo
+    awk '/^PageTables:|^KernelStack:/ {k += $2} /^Slab:/ {s = $2} END {print k, s}' /proc/meminfo
+}
+
+measure() { # LABEL CMD...: one round of one server; appends a line to $OUT/results
+    local label="$1"
+    shift
+    start_server "$@"
+    # 1. The burst: every connect at once, one echo each, then close.
+    rm -f "$OUT/burst.json"
+    "$LOADGEN" --addr "$ADDR" --conns "$CONNS" --messages 1 --size "$SIZE" \
+        --connect-timeout 10s --io-timeout 10s --deadline 60s \
+        --no-progress -q --json "$OUT/burst.json" > /dev/null 2>&1 || true
+    local echoed all p99 verified
+    verified="$(jq '.counters.first_echoes' "$OUT/burst.json" 2>/dev/null || echo 0)"
+    all="$(jq '.all_first_echo_secs // -1' "$OUT/burst.json" 2>/dev/null || echo -1)"
+    p99="$(jq '.latency.connect.p99_us' "$OUT/burst.json" 2>/dev/null || echo -1)"
+    # Let the burst's children exit before the memory phase.
+    for _ in $(seq 1 200); do [ -z "$(children)" ] && break; sleep 0.05; done
+    # 2. CONNS sessions held open (one slow message stream keeps them alive), arriving at
+    # HOLD_CONNECT_RATE a second as clients of a real server do: spread over many turns of the
+    # accept loop, every page the parent writes between forks shows in the children's PSS.
+    read -r k0 s0 < <(kernel_kib)
+    "$LOADGEN" --addr "$ADDR" --conns "$CONNS" --connect-rate "$HOLD_CONNECT_RATE" \
+        --duration 30s --rate 200 --size "$SIZE" \
+        --connect-timeout 10s --deadline 60s --no-progress -q > /dev/null 2>&1 &
+    HOLD_PID=$!
+    local live=0
+    for _ in $(seq 1 400); do
+        live="$(children | wc -l)"
+        [ "$live" -ge "$CONNS" ] && break
+        sleep 0.05
+    done
+    sleep 1
+    read -r k1 s1 < <(kernel_kib)
+    local pids pss pte
+    pids="$(children)"
+    live="$(echo "$pids" | grep -c . || true)"
+    # PSS from smaps_rollup; page tables once more per process from status (VmPTE), as a check
+    # on the meminfo delta.
+    pss="$(for p in $pids; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true; done \
+        | awk '{s += $1} END {print s + 0}')"
+    pte="$(for p in $pids; do awk '/^VmPTE:/ {print $2}' "/proc/$p/status" 2>/dev/null || true; done \
+        | awk '{s += $1} END {print s + 0}')"
+    kill "$HOLD_PID" 2>/dev/null || true
+    wait "$HOLD_PID" 2>/dev/null || true
+    HOLD_PID=""
+    stop_server
+    echo "$label $verified $all $p99 $live $pss $pte $((k1 - k0)) $((s1 - s0))" >> "$OUT/results"
+    awk -v l="$label" -v v="$verified" -v a="$all" -v p="$p99" -v n="$live" -v pss="$pss" \
+        -v pte="$pte" -v k="$((k1 - k0))" -v s="$((s1 - s0))" 'BEGIN {
+        printf "  %-28s echoed %5d  all echoed %7.1f ms  connect p99 %6.1f ms  live %5d  PSS/child %5.1f KiB  VmPTE/child %4.1f KiB  PT+stack/child %5.1f KiB  slab/conn %5.1f KiB\n",
+            l, v, a * 1000, p / 1000, n, (n ? pss / n : 0), (n ? pte / n : 0), (n ? k / n : 0), (n ? s / n : 0) }'
+}
+
+echo
+echo "== rounds (servers alternate; CONNS=$CONNS SIZE=$SIZE HOLD_CONNECT_RATE=$HOLD_CONNECT_RATE)"
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round"
+    for entry in "${SERVER_LIST[@]}"; do
+        read -r -a cmd <<< "${entry#*=}"
+        measure "${entry%%=*}" "${cmd[@]}"
+    done
+done
+
+echo
+echo "== medians of $ROUNDS rounds"
+printf "%-28s %12s %14s %14s %12s %12s %14s %12s\n" server "all echoed" "connect p99" "accept+fork/s" "PSS/child" "VmPTE/child" "PT+stack/child" "slab/conn"
+for entry in "${SERVER_LIST[@]}"; do
+    label="${entry%%=*}"
+    median() { # COLUMN of the results lines
+        awk -v l="$label" -v c="$1" '$1 == l {print $c}' "$OUT/results" | sort -g \
+            | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+    }
+    per_child() { # COLUMN: the median over rounds of that column divided by the live children
+        awk -v l="$label" -v c="$1" '$1 == l && $5 > 0 {print $c / $5}' "$OUT/results" | sort -g \
+            | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+    }
+    all="$(median 3)"
+    awk -v l="$label" -v a="$all" -v p="$(median 4)" -v c="$CONNS" -v pss="$(per_child 6)" \
+        -v pte="$(per_child 7)" -v k="$(per_child 8)" -v s="$(per_child 9)" 'BEGIN {
+        printf "%-28s %9.1f ms %11.1f ms %14.0f %8.1f KiB %8.1f KiB %10.1f KiB %8.1f KiB\n",
+            l, a * 1000, p / 1000, (a > 0 ? c / a : 0), pss, pte, k, s }'
+done
