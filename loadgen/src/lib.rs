@@ -14,6 +14,7 @@ mod environment;
 mod error;
 mod limits;
 pub mod output;
+mod pacer;
 pub mod payload;
 mod progress;
 mod report;

@@ -86,6 +86,9 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(u) = &l.echo_uncorrected {
         rows.push(("echo uncorrected", u));
     }
+    if let Some(lag) = &l.send_lag {
+        rows.push(("send lag", lag));
+    }
     for (name, h) in rows {
         let mut line = format!("{name:<16}");
         for pv in &h.percentiles {

@@ -137,6 +137,11 @@ pub struct Latencies {
     pub echo: HistogramReport,
     /// With `--rate` only: the same echoes measured from their actual send time.
     pub echo_uncorrected: Option<HistogramReport>,
+    /// With `--rate` only: loadgen's own lateness, from when each measured message could be sent
+    /// (its intended time, or the echo that freed its pipeline slot if that came later) to when
+    /// loadgen queued it. Waiting for the server is not in it; see [`Report::send_lag_warning`].
+    #[serde(default)]
+    pub send_lag: Option<HistogramReport>,
 }
 
 /// One histogram: summary figures, the requested percentiles, and the exact encoding.
@@ -555,6 +560,7 @@ impl Report {
             first_echo: required(&|r| Some(&r.latency.first_echo))?,
             echo: required(&|r| Some(&r.latency.echo))?,
             echo_uncorrected: add_all(&|r| r.latency.echo_uncorrected.as_ref())?,
+            send_lag: add_all(&|r| r.latency.send_lag.as_ref())?,
         };
 
         let mut counters = Counters::default();

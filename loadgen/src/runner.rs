@@ -45,6 +45,7 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
     let (nofile, _) = limits::raise_nofile_limit();
     limits::preflight(
         config.conns as u64,
+        1 + config.rate.is_some() as u64,
         config.source_ips.len() as u64,
         nofile,
         limits::ephemeral_port_range(),
@@ -87,12 +88,13 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         }
     }
     let barrier = Instant::now();
-    let measure_start = barrier + config.warmup;
+    let schedule_start = barrier + config.schedule_lead();
+    let measure_start = schedule_start + config.warmup;
     let send_until = config.duration.map(|d| measure_start + d);
     let planned = config.planned_send_time().unwrap_or_default();
-    let deadline = cap(barrier + planned + DEADLINE_MARGIN);
+    let deadline = cap(schedule_start + planned + DEADLINE_MARGIN);
     let _ = steady_tx.send(Some(Steady {
-        barrier,
+        schedule_start,
         measure_start,
         send_until,
         deadline,
@@ -155,6 +157,10 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         echo: HistogramReport::from_histogram(&all.echo, p)?,
         echo_uncorrected: match config.rate {
             Some(_) => Some(HistogramReport::from_histogram(&all.echo_uncorrected, p)?),
+            None => None,
+        },
+        send_lag: match config.rate {
+            Some(_) => Some(HistogramReport::from_histogram(&all.send_lag, p)?),
             None => None,
         },
     };

@@ -18,6 +18,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::connect::{connect, ConnectFailure};
+use crate::pacer::Pacer;
 use crate::payload;
 use crate::report::Mismatch;
 use crate::stats::{ShardStats, Stats};
@@ -26,9 +27,10 @@ use crate::Config;
 /// The measured phase's timing, decided once at the barrier and shared by every session.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Steady {
-    /// When every connection had connected and echoed once (or failed).
-    pub barrier: Instant,
-    /// `barrier + warmup`: messages intended before this are warmup.
+    /// When the measured phase's sending starts: the barrier (every connection had connected and
+    /// echoed once, or failed) plus, in open loop, [`Config::schedule_lead`].
+    pub schedule_start: Instant,
+    /// `schedule_start + warmup`: messages intended before this are warmup.
     pub measure_start: Instant,
     /// Duration mode: no message is intended at or after this.
     pub send_until: Option<Instant>,
@@ -191,6 +193,8 @@ enum Event {
     Read(io::Result<usize>),
     Wrote(io::Result<usize>),
     Timer,
+    /// The open-loop pacer's deadline came.
+    Paced(io::Result<()>),
 }
 
 struct Session {
@@ -211,6 +215,9 @@ struct Session {
     bytes_sent: u64,
     bytes_received: u64,
     last_completion: Option<Instant>,
+    /// When an echo last freed a slot of a full pipeline: a message due before then could not be
+    /// sent on time because of the server (true coordinated omission), not because of loadgen.
+    slot_freed_at: Option<Instant>,
 }
 
 impl Session {
@@ -236,11 +243,12 @@ impl Session {
             bytes_sent: 0,
             bytes_received: 0,
             last_completion: None,
+            slot_freed_at: None,
         }
     }
 
     /// Queues message `next_seq` for writing.
-    fn queue(&mut self, intended: Instant, now: Instant, plan: &Plan) {
+    fn queue(&mut self, intended: Instant, now: Instant, plan: &Plan, shared: &RunShared) {
         let seq = self.next_seq;
         let start = self.out.len();
         self.out.resize(start + self.size, 0);
@@ -248,6 +256,12 @@ impl Session {
         let counted = seq == 0 || plan.measure_start.is_none_or(|m| intended >= m);
         if counted {
             self.sent += 1;
+        }
+        if counted && seq > 0 && plan.schedule.is_some() {
+            // Lateness that is loadgen's own: from when the message could first be sent.
+            let sendable = self.slot_freed_at.map_or(intended, |f| f.max(intended));
+            let lag = micros(now.saturating_duration_since(sendable));
+            shared.stats.local().send_lag.saturating_record(lag);
         }
         self.in_flight.push_back(InFlight {
             intended,
@@ -264,6 +278,25 @@ impl Session {
         // than re-registering a timer for every message.
         let timer = tokio::time::sleep_until(plan.deadline);
         tokio::pin!(timer);
+        let mode = std::env::var("LOADGEN_PACER").unwrap_or_else(|_| "timerfd".into());
+        let mut pacer = match (plan.schedule, mode.as_str()) {
+            (Some(_), "timerfd" | "timerfd-spin") => Some(
+                Pacer::new()
+                    .map_err(|e| Failure::Other(format!("cannot create a timerfd: {e}")))?,
+            ),
+            _ => None,
+        };
+        let spin = plan.schedule.is_some() && mode == "spin";
+        let early = match mode.as_str() {
+            "timerfd-spin" => Duration::from_micros(
+                std::env::var("LOADGEN_EARLY_US")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(50),
+            ),
+            _ => Duration::ZERO,
+        };
+        const SPIN_WINDOW: Duration = Duration::from_millis(2);
         loop {
             let now = Instant::now();
             // Queue whatever is due; remember when the next scheduled message is.
@@ -283,7 +316,7 @@ impl Session {
                     next_send_at = Some(intended);
                     break;
                 }
-                self.queue(intended, now, plan);
+                self.queue(intended, now, plan, shared);
             }
             if self.in_flight.is_empty() && !more_to_send {
                 return Ok(());
@@ -300,7 +333,17 @@ impl Session {
             if io_deadline.is_some_and(|d| now >= d) {
                 return Err(Failure::EchoTimeout);
             }
-            let wake = [next_send_at, io_deadline, Some(plan.deadline)]
+            let paced_send_at = match (&pacer, next_send_at) {
+                (Some(_), at) => at,
+                _ => None,
+            };
+            let spin_now = spin && next_send_at.is_some_and(|at| at <= now + SPIN_WINDOW);
+            let timer_send_at = match (&pacer, spin) {
+                (Some(_), _) => None,
+                (None, true) => next_send_at.map(|at| at - SPIN_WINDOW),
+                (None, false) => next_send_at,
+            };
+            let wake = [timer_send_at, io_deadline, Some(plan.deadline)]
                 .into_iter()
                 .flatten()
                 .min()
@@ -314,14 +357,31 @@ impl Session {
                 let (mut rd, mut wr) = self.stream.split();
                 let rbuf = &mut self.rbuf;
                 let out = &self.out[self.out_off..];
+                let paced = async {
+                    match (pacer.as_mut(), paced_send_at) {
+                        (Some(p), Some(at)) => {
+                            p.sleep_until(at - early).await?;
+                            while Instant::now() < at {
+                                tokio::task::yield_now().await;
+                            }
+                            Ok(())
+                        }
+                        _ => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     r = rd.read(rbuf) => Event::Read(r),
                     w = wr.write(out), if pending_write => Event::Wrote(w),
                     _ = &mut timer => Event::Timer,
+                    p = paced => Event::Paced(p),
+                    _ = tokio::task::yield_now(), if spin_now => Event::Timer,
                 }
             };
             match event {
-                Event::Timer => {}
+                Event::Timer | Event::Paced(Ok(())) => {}
+                Event::Paced(Err(e)) => {
+                    return Err(Failure::Other(format!("send timer failed: {e}")))
+                }
                 Event::Wrote(Ok(0)) => return Err(Failure::Other("write returned 0".into())),
                 Event::Wrote(Ok(n)) => {
                     self.bytes_sent += n as u64;
@@ -387,6 +447,9 @@ impl Session {
                 continue;
             }
             // A whole message came back intact.
+            if self.in_flight.len() == self.pipeline {
+                self.slot_freed_at = Some(now);
+            }
             let Some(msg) = self.in_flight.pop_front() else {
                 break;
             };
@@ -528,7 +591,7 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
         // Spread connections evenly over one interval so the total rate is smooth.
         let offset = interval * (conn as f64 / config.conns as f64);
         (
-            steady.barrier + Duration::from_secs_f64(offset),
+            steady.schedule_start + Duration::from_secs_f64(offset),
             1,
             interval,
         )

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Open-loop (--rate) pacing benchmark for loadgen: how late loadgen sends, and what it costs.
+
+Starts target/release/fork-echo-server (--port 0) and a Python delay server that sleeps 20 ms
+before each echo, then runs `loadgen -c CONNS -d DURATION --rate R --json ...` against each, for
+every rate and every loadgen variant, alternating variants within a round (A B A B) and taking
+medians over the rounds. Prints one Markdown table: corrected, uncorrected and send-lag
+percentiles from the JSON report, and loadgen's CPU time from getrusage (os.wait4).
+
+    ci/bench-rate-pacing.py [--rounds 3] [--rates 200,2000,20000] [--conns 10] [--duration 3s]
+        [--variant NAME=PATH[,ENV=VALUE...]]... [--delay-rate 200] [--no-delay]
+
+Loopback only; every run is bounded by --duration plus loadgen's own hard deadline.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+
+
+def delay_server(delay_s):
+    """A thread-per-connection echo server that sleeps `delay_s` before echoing each read."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+
+    def serve(conn):
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                time.sleep(delay_s)
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    return
+
+    def accept():
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return "127.0.0.1:%d" % listener.getsockname()[1]
+
+
+def start_fork_server():
+    proc = subprocess.Popen(
+        [os.path.join(RELEASE, "fork-echo-server"), "--port", "0", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        sys.exit("fork-echo-server did not announce its address: %r" % line)
+    return proc, line[len("listening on "):]
+
+
+def run_loadgen(variant, target, conns, duration, rate, workdir):
+    path, env_extra = variant
+    out = os.path.join(workdir, "report.json")
+    cmd = [path, "--addr", target, "-c", str(conns), "-d", duration, "--rate", str(rate),
+           "--no-progress", "-q", "--json", out]
+    env = dict(os.environ, **env_extra)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode()
+    if proc.returncode != 0:
+        sys.exit("%s failed (%d): %s" % (" ".join(cmd), proc.returncode, err))
+    with open(out) as f:
+        report = json.load(f)
+    lat = report["latency"]
+    lag = lat.get("send_lag") or {}
+    unc = lat.get("echo_uncorrected") or {}
+    return {
+        "corr_p50": lat["echo"]["p50_us"],
+        "corr_p99": lat["echo"]["p99_us"],
+        "unc_p50": unc.get("p50_us", 0),
+        "unc_p99": unc.get("p99_us", 0),
+        "lag_p50": lag.get("p50_us", -1),
+        "lag_p99": lag.get("p99_us", -1),
+        "lag_max": lag.get("max_us", -1),
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "msgs": report["counters"]["measured_messages"],
+        "warned": "send lag" in err,
+    }
+
+
+def parse_variant(text):
+    name, _, rest = text.partition("=")
+    parts = rest.split(",")
+    env = dict(p.split("=", 1) for p in parts[1:])
+    return name, (parts[0], env)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rates", default="200,2000,20000")
+    ap.add_argument("--conns", type=int, default=10)
+    ap.add_argument("--duration", default="3s")
+    ap.add_argument("--variant", action="append", type=parse_variant)
+    ap.add_argument("--delay-rate", type=int, default=200)
+    ap.add_argument("--no-delay", action="store_true")
+    args = ap.parse_args()
+    variants = args.variant or [("loadgen", (os.path.join(RELEASE, "loadgen"), {}))]
+    rates = [int(r) for r in args.rates.split(",")]
+
+    fork, fork_addr = start_fork_server()
+    cases = [("fork-echo-server", fork_addr, r) for r in rates]
+    if not args.no_delay:
+        cases.append(("python 20 ms delay", delay_server(0.020), args.delay_rate))
+    results = {}
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            for rnd in range(args.rounds):
+                for case in cases:
+                    for name, variant in variants:
+                        r = run_loadgen(variant, case[1], args.conns, args.duration, case[2], workdir)
+                        results.setdefault((case[0], case[2], name), []).append(r)
+                        print("round %d %s rate %d %s: %s" % (rnd + 1, case[0], case[2], name, r),
+                              file=sys.stderr)
+    finally:
+        fork.terminate()
+        fork.wait()
+
+    def fmt(us):
+        return "%d us" % us if us < 1000 else "%.2f ms" % (us / 1000)
+
+    print("| server | --rate | loadgen | corrected p50 / p99 | uncorrected p50 / p99 "
+          "| send lag p50 / p99 / max | loadgen CPU s | warned |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (server, rate, name), runs in results.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "warned"}
+        lag = ("%s / %s / %s" % (fmt(med["lag_p50"]), fmt(med["lag_p99"]), fmt(med["lag_max"]))
+               if med["lag_p50"] >= 0 else "-")
+        print("| %s | %d | %s | %s / %s | %s / %s | %s | %.2f | %d/%d |" % (
+            server, rate, name, fmt(med["corr_p50"]), fmt(med["corr_p99"]), fmt(med["unc_p50"]),
+            fmt(med["unc_p99"]), lag, med["cpu_s"], sum(r["warned"] for r in runs), len(runs)))
+
+
+if __name__ == "__main__":
+    main()
