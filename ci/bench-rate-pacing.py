@@ -78,12 +78,13 @@ def run_loadgen(variant, target, conns, duration, rate, workdir):
     path, env_extra = variant
     out = os.path.join(workdir, "report.json")
     cmd = [path, "--addr", target, "-c", str(conns), "-d", duration, "--rate", str(rate),
-           "--no-progress", "-q", "--json", out]
+           "--no-progress", "-q", "--max-error-rate", "1", "--json", out]
     env = dict(os.environ, **env_extra)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode()
+    text = proc.stdout.read().decode()
     if proc.returncode != 0:
         sys.exit("%s failed (%d): %s" % (" ".join(cmd), proc.returncode, err))
     with open(out) as f:
@@ -101,7 +102,8 @@ def run_loadgen(variant, target, conns, duration, rate, workdir):
         "lag_max": lag.get("max_us", -1),
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "msgs": report["counters"]["measured_messages"],
-        "warned": "send lag" in err,
+        "warned": "warning: send lag" in text,
+        "errors": report["counters"]["messages_failed"] + report["counters"]["connections_failed"],
     }
 
 
@@ -147,15 +149,16 @@ def main():
         return "%d us" % us if us < 1000 else "%.2f ms" % (us / 1000)
 
     print("| server | --rate | loadgen | corrected p50 / p99 | uncorrected p50 / p99 "
-          "| send lag p50 / p99 / max | loadgen CPU s | warned |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| send lag p50 / p99 / max | loadgen CPU s | warned | failed msgs |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (server, rate, name), runs in results.items():
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "warned"}
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in ("warned", "errors")}
         lag = ("%s / %s / %s" % (fmt(med["lag_p50"]), fmt(med["lag_p99"]), fmt(med["lag_max"]))
                if med["lag_p50"] >= 0 else "-")
-        print("| %s | %d | %s | %s / %s | %s / %s | %s | %.2f | %d/%d |" % (
+        print("| %s | %d | %s | %s / %s | %s / %s | %s | %.2f | %d/%d | %d |" % (
             server, rate, name, fmt(med["corr_p50"]), fmt(med["corr_p99"]), fmt(med["unc_p50"]),
-            fmt(med["unc_p99"]), lag, med["cpu_s"], sum(r["warned"] for r in runs), len(runs)))
+            fmt(med["unc_p99"]), lag, med["cpu_s"], sum(r["warned"] for r in runs), len(runs),
+            sum(r["errors"] for r in runs)))
 
 
 if __name__ == "__main__":

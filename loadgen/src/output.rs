@@ -110,6 +110,9 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if report.run_deadline_hit {
         writeln!(out, "the hard run deadline cut off outstanding echoes")?;
     }
+    if let Some(warning) = report.send_lag_warning() {
+        writeln!(out, "warning: {warning}")?;
+    }
     Ok(())
 }
 
@@ -131,7 +134,11 @@ pub fn write_quiet(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         c.messages_failed,
         report.messages_per_sec,
         report.errors.summary()
-    )
+    )?;
+    if let Some(warning) = report.send_lag_warning() {
+        writeln!(out, "warning: {warning}")?;
+    }
+    Ok(())
 }
 
 /// Writes the JSON report to `path`, or to stdout when `path` is `-`.

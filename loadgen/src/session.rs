@@ -278,25 +278,15 @@ impl Session {
         // than re-registering a timer for every message.
         let timer = tokio::time::sleep_until(plan.deadline);
         tokio::pin!(timer);
-        let mode = std::env::var("LOADGEN_PACER").unwrap_or_else(|_| "timerfd".into());
-        let mut pacer = match (plan.schedule, mode.as_str()) {
-            (Some(_), "timerfd" | "timerfd-spin") => Some(
+        // Open loop sends on a timer precise to microseconds (see `pacer.rs`); tokio's timer
+        // keeps the millisecond-grained deadlines (echo timeout, run deadline).
+        let mut pacer = match plan.schedule {
+            Some(_) => Some(
                 Pacer::new()
-                    .map_err(|e| Failure::Other(format!("cannot create a timerfd: {e}")))?,
+                    .map_err(|e| Failure::Other(format!("cannot create a send timer: {e}")))?,
             ),
-            _ => None,
+            None => None,
         };
-        let spin = plan.schedule.is_some() && mode == "spin";
-        let early = match mode.as_str() {
-            "timerfd-spin" => Duration::from_micros(
-                std::env::var("LOADGEN_EARLY_US")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(50),
-            ),
-            _ => Duration::ZERO,
-        };
-        const SPIN_WINDOW: Duration = Duration::from_millis(2);
         loop {
             let now = Instant::now();
             // Queue whatever is due; remember when the next scheduled message is.
@@ -333,17 +323,7 @@ impl Session {
             if io_deadline.is_some_and(|d| now >= d) {
                 return Err(Failure::EchoTimeout);
             }
-            let paced_send_at = match (&pacer, next_send_at) {
-                (Some(_), at) => at,
-                _ => None,
-            };
-            let spin_now = spin && next_send_at.is_some_and(|at| at <= now + SPIN_WINDOW);
-            let timer_send_at = match (&pacer, spin) {
-                (Some(_), _) => None,
-                (None, true) => next_send_at.map(|at| at - SPIN_WINDOW),
-                (None, false) => next_send_at,
-            };
-            let wake = [timer_send_at, io_deadline, Some(plan.deadline)]
+            let wake = [io_deadline, Some(plan.deadline)]
                 .into_iter()
                 .flatten()
                 .min()
@@ -357,15 +337,9 @@ impl Session {
                 let (mut rd, mut wr) = self.stream.split();
                 let rbuf = &mut self.rbuf;
                 let out = &self.out[self.out_off..];
-                let paced = async {
-                    match (pacer.as_mut(), paced_send_at) {
-                        (Some(p), Some(at)) => {
-                            p.sleep_until(at - early).await?;
-                            while Instant::now() < at {
-                                tokio::task::yield_now().await;
-                            }
-                            Ok(())
-                        }
+                let next_send = async {
+                    match (pacer.as_mut(), next_send_at) {
+                        (Some(p), Some(at)) => p.sleep_until(at).await,
                         _ => std::future::pending().await,
                     }
                 };
@@ -373,8 +347,7 @@ impl Session {
                     r = rd.read(rbuf) => Event::Read(r),
                     w = wr.write(out), if pending_write => Event::Wrote(w),
                     _ = &mut timer => Event::Timer,
-                    p = paced => Event::Paced(p),
-                    _ = tokio::task::yield_now(), if spin_now => Event::Timer,
+                    p = next_send => Event::Paced(p),
                 }
             };
             match event {
