@@ -5,7 +5,9 @@ Starts target/release/fork-echo-server (--port 0) and a Python delay server that
 before each echo, then runs `loadgen -c CONNS -d DURATION --rate R --json ...` against each, for
 every rate and every loadgen variant, alternating variants within a round (A B A B) and taking
 medians over the rounds. Prints one Markdown table: corrected, uncorrected and send-lag
-percentiles from the JSON report, and loadgen's CPU time from getrusage (os.wait4).
+percentiles from the JSON report, loadgen's CPU time from getrusage (os.wait4), and, against the
+delay server, when each message arrived there relative to its connection's schedule (an
+independent check of the send timing).
 
     ci/bench-rate-pacing.py [--rounds 3] [--rates 200,2000,20000] [--conns 10] [--duration 3s]
         [--variant NAME=PATH[,ENV=VALUE...]]... [--delay-rate 200] [--no-delay]
@@ -28,14 +30,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
 
 
+ARRIVALS = []  # (connection number, monotonic ns of each read) seen by the delay server
+
+
 def delay_server(delay_s):
-    """A thread-per-connection echo server that sleeps `delay_s` before echoing each read."""
+    """A thread-per-connection echo server that sleeps `delay_s` before echoing each read, and
+    records when each read arrived: an independent check of loadgen's send timing."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(1024)
 
-    def serve(conn):
+    def serve(conn, number):
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with conn:
             while True:
@@ -45,6 +51,7 @@ def delay_server(delay_s):
                     return
                 if not data:
                     return
+                ARRIVALS.append((number, time.monotonic_ns()))
                 time.sleep(delay_s)
                 try:
                     conn.sendall(data)
@@ -52,9 +59,11 @@ def delay_server(delay_s):
                     return
 
     def accept():
+        number = 0
         while True:
             conn, _ = listener.accept()
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+            threading.Thread(target=serve, args=(conn, number), daemon=True).start()
+            number += 1
 
     threading.Thread(target=accept, daemon=True).start()
     return "127.0.0.1:%d" % listener.getsockname()[1]
@@ -107,6 +116,27 @@ def run_loadgen(variant, target, conns, duration, rate, workdir):
     }
 
 
+def arrival_jitter_us(interval_s):
+    """How far each scheduled message arrived after the earliest-relative one of its connection:
+    arrival_k - k * interval, minus that connection's minimum (p50, p99 in us). Precise pacing
+    keeps this near the server's own read-wake jitter; a late, irregular pacer spreads it out."""
+    by_conn = {}
+    for number, t in ARRIVALS:
+        by_conn.setdefault(number, []).append(t)
+    ARRIVALS.clear()
+    residuals = []
+    for times in by_conn.values():
+        scheduled = times[1:]  # the first message is the connect-phase echo, not on the schedule
+        offsets = [t - k * interval_s * 1e9 for k, t in enumerate(scheduled)]
+        if offsets:
+            low = min(offsets)
+            residuals.extend((o - low) / 1000 for o in offsets)
+    if not residuals:
+        return (-1, -1)
+    residuals.sort()
+    return (residuals[len(residuals) // 2], residuals[int(len(residuals) * 0.99)])
+
+
 def parse_variant(text):
     name, _, rest = text.partition("=")
     parts = rest.split(",")
@@ -137,7 +167,9 @@ def main():
             for rnd in range(args.rounds):
                 for case in cases:
                     for name, variant in variants:
+                        ARRIVALS.clear()
                         r = run_loadgen(variant, case[1], args.conns, args.duration, case[2], workdir)
+                        r["jit_p50"], r["jit_p99"] = arrival_jitter_us(args.conns / case[2])
                         results.setdefault((case[0], case[2], name), []).append(r)
                         print("round %d %s rate %d %s: %s" % (rnd + 1, case[0], case[2], name, r),
                               file=sys.stderr)
@@ -149,16 +181,17 @@ def main():
         return "%d us" % us if us < 1000 else "%.2f ms" % (us / 1000)
 
     print("| server | --rate | loadgen | corrected p50 / p99 | uncorrected p50 / p99 "
-          "| send lag p50 / p99 / max | loadgen CPU s | warned | failed msgs |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| send lag p50 / p99 / max | loadgen CPU s | warned | failed msgs | arrival jitter p50 / p99 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (server, rate, name), runs in results.items():
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in ("warned", "errors")}
         lag = ("%s / %s / %s" % (fmt(med["lag_p50"]), fmt(med["lag_p99"]), fmt(med["lag_max"]))
                if med["lag_p50"] >= 0 else "-")
-        print("| %s | %d | %s | %s / %s | %s / %s | %s | %.2f | %d/%d | %d |" % (
+        print("| %s | %d | %s | %s / %s | %s / %s | %s | %.2f | %d/%d | %d | %s |" % (
             server, rate, name, fmt(med["corr_p50"]), fmt(med["corr_p99"]), fmt(med["unc_p50"]),
             fmt(med["unc_p99"]), lag, med["cpu_s"], sum(r["warned"] for r in runs), len(runs),
-            sum(r["errors"] for r in runs)))
+            sum(r["errors"] for r in runs),
+            "%s / %s" % (fmt(med["jit_p50"]), fmt(med["jit_p99"])) if med["jit_p50"] >= 0 else "-"))
 
 
 if __name__ == "__main__":

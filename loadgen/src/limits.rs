@@ -43,17 +43,15 @@ pub(crate) fn ephemeral_port_range() -> Option<(u64, u64)> {
     }
 }
 
-/// Checks that `conns` connections, holding `fds_per_conn` descriptors each (2 with `--rate`: the
-/// socket and its send timer), fit the descriptor limit `nofile` and, per source address, the
-/// ephemeral `port_range`. `source_ips` is the number of `--source-ip` addresses (0 = none).
+/// Checks that `conns` connections fit the descriptor limit `nofile` and, per source address,
+/// the ephemeral `port_range`. `source_ips` is the number of `--source-ip` addresses (0 = none).
 pub(crate) fn preflight(
     conns: u64,
-    fds_per_conn: u64,
     source_ips: u64,
     nofile: u64,
     port_range: Option<(u64, u64)>,
 ) -> Result<(), Error> {
-    let needed = conns.saturating_mul(fds_per_conn).saturating_add(SPARE_FDS);
+    let needed = conns.saturating_add(SPARE_FDS);
     if needed > nofile {
         return Err(Error::Limit(format!(
             "--conns {conns} needs about {needed} file descriptors but the limit (RLIMIT_NOFILE) \
@@ -83,25 +81,21 @@ mod tests {
 
     #[test]
     fn descriptor_limit_names_ulimit() {
-        let e = preflight(5000, 1, 0, 1024, Some((32768, 60999))).unwrap_err();
+        let e = preflight(5000, 0, 1024, Some((32768, 60999))).unwrap_err();
         assert!(e.to_string().contains("ulimit -n 5064"), "{e}");
-        // Open loop: a send timer per connection too.
-        assert!(preflight(1000, 1, 0, 1100, None).is_ok());
-        let e = preflight(1000, 2, 0, 1100, None).unwrap_err();
-        assert!(e.to_string().contains("ulimit -n 2064"), "{e}");
     }
 
     #[test]
     fn port_range_names_source_ip() {
-        let e = preflight(40_000, 1, 0, 1 << 20, Some((32768, 60999))).unwrap_err();
+        let e = preflight(40_000, 0, 1 << 20, Some((32768, 60999))).unwrap_err();
         let msg = e.to_string();
         assert!(
             msg.contains("--source-ip") && msg.contains("32768-60999"),
             "{msg}"
         );
         // Two source addresses double the room.
-        assert!(preflight(40_000, 1, 2, 1 << 20, Some((32768, 60999))).is_ok());
-        assert!(preflight(1000, 1, 0, 2048, Some((32768, 60999))).is_ok());
+        assert!(preflight(40_000, 2, 1 << 20, Some((32768, 60999))).is_ok());
+        assert!(preflight(1000, 0, 2048, Some((32768, 60999))).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::DEADLINE_MARGIN;
+use crate::pacer::Pacer;
 use crate::progress::Progress;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::{self, RunShared, Steady};
@@ -45,7 +46,6 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
     let (nofile, _) = limits::raise_nofile_limit();
     limits::preflight(
         config.conns as u64,
-        1 + config.rate.is_some() as u64,
         config.source_ips.len() as u64,
         nofile,
         limits::ephemeral_port_range(),
@@ -62,6 +62,17 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
     let cap = |t: Instant| overall.map_or(t, |o| t.min(o));
     let connect_deadline = cap(t0 + config.connect_phase_bound());
     let (steady_tx, steady_rx) = watch::channel(None);
+    let (pacer, pacer_driver) = match config.rate {
+        Some(_) => {
+            let (pacer, driver) = Pacer::start().map_err(|e| {
+                Error::Limit(format!(
+                    "cannot create the --rate send timer (timerfd): {e}"
+                ))
+            })?;
+            (Some(pacer), Some(driver))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(RunShared {
         stats: Stats::new(threads),
         t0,
@@ -69,6 +80,7 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         connecting: std::sync::atomic::AtomicUsize::new(config.conns),
         connect_phase_done: Notify::new(),
         steady: steady_rx,
+        pacer,
         config,
     });
     let config = &shared.config;
@@ -123,6 +135,9 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         }
     }
     let end = Instant::now();
+    if let Some(driver) = pacer_driver {
+        driver.abort();
+    }
     let _ = stop_tx.send(());
     let mut timeline = monitor.await.unwrap_or_default();
 

@@ -53,6 +53,8 @@ pub(crate) struct RunShared {
     pub connect_phase_done: Notify,
     /// `None` until the barrier opens; then the measured phase's timing.
     pub steady: watch::Receiver<Option<Steady>>,
+    /// Open loop: the run's microsecond send timer (closed loop: `None`).
+    pub pacer: Option<Pacer>,
 }
 
 /// Decrements `connecting` once, when the connect phase of a session is over however it ended.
@@ -280,13 +282,7 @@ impl Session {
         tokio::pin!(timer);
         // Open loop sends on a timer precise to microseconds (see `pacer.rs`); tokio's timer
         // keeps the millisecond-grained deadlines (echo timeout, run deadline).
-        let mut pacer = match plan.schedule {
-            Some(_) => Some(
-                Pacer::new()
-                    .map_err(|e| Failure::Other(format!("cannot create a send timer: {e}")))?,
-            ),
-            None => None,
-        };
+        let mut pacer = plan.schedule.and(shared.pacer.as_ref()).map(Pacer::session);
         loop {
             let now = Instant::now();
             // Queue whatever is due; remember when the next scheduled message is.
