@@ -6,8 +6,9 @@
 //! per run (an hrtimer, nanosecond resolution, registered with tokio's reactor) is armed for the
 //! earliest send any session is waiting for; it wakes a worker from `epoll_wait` at that moment,
 //! without spinning, and the driver task then wakes every session whose send is due. Sharing one
-//! timer batches dense sends into one wake-up (measured: a timerfd per session cost about half as
-//! much CPU again as tokio's timer at 1000 connections), and costs one descriptor per run.
+//! timer batches sends that fall due together into one wake-up and costs one descriptor per run:
+//! at 1000 connections a timerfd per session cost 20-45 % more CPU than tokio's timer, this one
+//! about the same (loadgen/BENCH.md).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -208,7 +209,7 @@ impl SessionPacer {
             }
             let mut state = self.shared.lock();
             if let Some(e) = &state.failed {
-                return Poll::Ready(Err(io::Error::other(format!("send timer failed: {e}"))));
+                return Poll::Ready(Err(io::Error::other(e.clone())));
             }
             if self.registered != Some(at) {
                 state.waiting.push(Reverse(Waiting {
