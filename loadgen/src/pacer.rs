@@ -168,7 +168,12 @@ async fn drive(shared: Arc<Shared>) {
     loop {
         let expired = match shared.timer.readable().await {
             Ok(mut ready) => match ready.get_inner().0.wait() {
-                Ok(()) => Ok(true),
+                // The expiry is consumed: clear readiness now rather than find out with one more
+                // read (EAGAIN) per fire. tokio keeps readiness that a newer event set meanwhile.
+                Ok(()) => {
+                    ready.clear_ready();
+                    Ok(true)
+                }
                 // Readiness left over from an expiry that a re-arm has since cleared.
                 Err(Errno::EAGAIN) => {
                     ready.clear_ready();
