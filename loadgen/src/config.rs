@@ -183,7 +183,18 @@ impl Config {
         ramp + self.connect_timeout + self.io_timeout + Duration::from_secs(1)
     }
 
-    /// Time a connection spends sending after the barrier, when it is known up front.
+    /// Open loop: how long after the barrier the send schedule starts. Every session is woken by
+    /// the barrier at once, and waking a thousand tasks on two cores takes milliseconds; messages
+    /// intended during that stampede would be sent late by loadgen and charged to the server.
+    /// Closed loop sends on echoes, not on a schedule, so it starts at once.
+    pub(crate) fn schedule_lead(&self) -> Duration {
+        match self.rate {
+            Some(_) => Duration::from_millis(10) + Duration::from_micros(10 * self.conns as u64),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Time a connection spends sending after the schedule starts, when it is known up front.
     pub(crate) fn planned_send_time(&self) -> Option<Duration> {
         match (self.duration, self.messages, self.rate) {
             (Some(d), _, _) => Some(self.warmup + d),

@@ -15,6 +15,7 @@ mod error;
 mod limits;
 mod merge;
 pub mod output;
+mod pacer;
 pub mod payload;
 mod progress;
 mod report;
@@ -26,7 +27,7 @@ pub use config::{Config, Slo};
 pub use error::Error;
 pub use report::{
     ConnectErrors, Counters, Environment, Errors, HistogramReport, Latencies, Mismatch, Parameters,
-    PercentileValue, Report, SessionErrors, TimelinePoint, SCHEMA_VERSION,
+    PercentileValue, Report, SessionErrors, TimelinePoint, SCHEMA_VERSION, SEND_LAG_WARN_FRACTION,
 };
 pub use runner::{run, run_async};
 

@@ -51,6 +51,7 @@ impl Report {
             first_echo: required(&|r| Some(&r.latency.first_echo))?,
             echo: required(&|r| Some(&r.latency.echo))?,
             echo_uncorrected: add_all(&|r| r.latency.echo_uncorrected.as_ref())?,
+            send_lag: add_all(&|r| r.latency.send_lag.as_ref())?,
         };
 
         let mut counters = Counters::default();

@@ -86,6 +86,9 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(u) = &l.echo_uncorrected {
         rows.push(("echo uncorrected", u));
     }
+    if let Some(lag) = &l.send_lag {
+        rows.push(("send lag", lag));
+    }
     for (name, h) in rows {
         let mut line = format!("{name:<16}");
         for pv in &h.percentiles {
@@ -106,6 +109,9 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     }
     if report.run_deadline_hit {
         writeln!(out, "the hard run deadline cut off outstanding echoes")?;
+    }
+    if let Some(warning) = report.send_lag_warning() {
+        writeln!(out, "warning: {warning}")?;
     }
     Ok(())
 }
@@ -128,7 +134,11 @@ pub fn write_quiet(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         c.messages_failed,
         report.messages_per_sec,
         report.errors.summary()
-    )
+    )?;
+    if let Some(warning) = report.send_lag_warning() {
+        writeln!(out, "warning: {warning}")?;
+    }
+    Ok(())
 }
 
 /// Writes the JSON report to `path`, or to stdout when `path` is `-`.

@@ -16,6 +16,10 @@ use crate::{new_histogram, Error, Slo};
 /// Version of the JSON format; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// An open-loop run warns when its send-lag p99 is above this fraction of the uncorrected echo
+/// p99: the corrected latency is then loadgen's lateness as much as the server's latency.
+pub const SEND_LAG_WARN_FRACTION: f64 = 0.25;
+
 /// One run (or the merge of several).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -136,6 +140,11 @@ pub struct Latencies {
     pub echo: HistogramReport,
     /// With `--rate` only: the same echoes measured from their actual send time.
     pub echo_uncorrected: Option<HistogramReport>,
+    /// With `--rate` only: loadgen's own lateness, from when each measured message could be sent
+    /// (its intended time, or the echo that freed its pipeline slot if that came later) to when
+    /// loadgen queued it. Waiting for the server is not in it; see [`Report::send_lag_warning`].
+    #[serde(default)]
+    pub send_lag: Option<HistogramReport>,
 }
 
 /// One histogram: summary figures, the requested percentiles, and the exact encoding.
@@ -490,6 +499,15 @@ impl Report {
         failed
     }
 
+    /// With `--rate`: a warning when loadgen's send-lag p99 is above [`SEND_LAG_WARN_FRACTION`]
+    /// of the echo latency it measured (uncorrected p99), i.e. when the run measures loadgen's
+    /// own timing rather than the server. `None` closed loop or when the lag is small enough.
+    pub fn send_lag_warning(&self) -> Option<String> {
+        let lag = self.latency.send_lag.as_ref()?;
+        let echo = self.latency.echo_uncorrected.as_ref()?;
+        send_lag_warning(lag, echo)
+    }
+
     /// [`Report::failed_checks`] with the thresholds of `config`.
     pub fn failed_checks_for(&self, config: &crate::Config) -> Vec<String> {
         self.failed_checks(config.max_error_rate, &config.slos)
@@ -517,6 +535,24 @@ impl Report {
     }
 }
 
+/// The warning of [`Report::send_lag_warning`], from its two histograms.
+fn send_lag_warning(lag: &HistogramReport, echo: &HistogramReport) -> Option<String> {
+    if lag.count == 0 || echo.count == 0 {
+        return None;
+    }
+    let limit = echo.p99_us as f64 * SEND_LAG_WARN_FRACTION;
+    (lag.p99_us as f64 > limit).then(|| {
+        format!(
+            "send lag p99 {} is more than {:.0}% of the uncorrected echo p99 {}: loadgen sent \
+             late (an overloaded or noisy machine?), so the corrected echo latency measures \
+             loadgen as much as the server",
+            format_us(lag.p99_us),
+            SEND_LAG_WARN_FRACTION * 100.0,
+            format_us(echo.p99_us)
+        )
+    })
+}
+
 /// A microsecond value for humans: `830us`, `1.25ms`, `2.500s`.
 pub fn format_us(us: u64) -> String {
     if us < 1_000 {
@@ -525,5 +561,31 @@ pub fn format_us(us: u64) -> String {
         format!("{:.2}ms", us as f64 / 1e3)
     } else {
         format!("{:.3}s", us as f64 / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn histogram_of(values: &[u64]) -> HistogramReport {
+        let mut h = new_histogram();
+        for &v in values {
+            h.record(v).unwrap();
+        }
+        HistogramReport::from_histogram(&h, &[50.0, 99.0]).unwrap()
+    }
+
+    #[test]
+    fn send_lag_warns_only_above_the_set_fraction_of_the_echo_p99() {
+        let echo = histogram_of(&[1_000; 100]);
+        // Today's tokio-timer lateness against a fast server: a warning naming both figures.
+        let late = send_lag_warning(&histogram_of(&[1_500; 100]), &echo).expect("warns");
+        assert!(late.contains("1.50ms") && late.contains("1.00ms"), "{late}");
+        // Just under a quarter of the echo p99: no warning; just over: a warning.
+        assert!(send_lag_warning(&histogram_of(&[240; 100]), &echo).is_none());
+        assert!(send_lag_warning(&histogram_of(&[260; 100]), &echo).is_some());
+        // Nothing measured: nothing to say.
+        assert!(send_lag_warning(&histogram_of(&[]), &echo).is_none());
     }
 }

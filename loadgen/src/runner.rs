@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::DEADLINE_MARGIN;
+use crate::pacer::Pacer;
 use crate::progress::Progress;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::{self, RunShared, Steady};
@@ -61,6 +62,17 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
     let cap = |t: Instant| overall.map_or(t, |o| t.min(o));
     let connect_deadline = cap(t0 + config.connect_phase_bound());
     let (steady_tx, steady_rx) = watch::channel(None);
+    let (pacer, pacer_driver) = match config.rate {
+        Some(_) => {
+            let (pacer, driver) = Pacer::start().map_err(|e| {
+                Error::Limit(format!(
+                    "cannot create the --rate send timer (timerfd): {e}"
+                ))
+            })?;
+            (Some(pacer), Some(driver))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(RunShared {
         stats: Stats::new(threads),
         t0,
@@ -68,6 +80,7 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         connecting: std::sync::atomic::AtomicUsize::new(config.conns),
         connect_phase_done: Notify::new(),
         steady: steady_rx,
+        pacer,
         config,
     });
     let config = &shared.config;
@@ -87,12 +100,13 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         }
     }
     let barrier = Instant::now();
-    let measure_start = barrier + config.warmup;
+    let schedule_start = barrier + config.schedule_lead();
+    let measure_start = schedule_start + config.warmup;
     let send_until = config.duration.map(|d| measure_start + d);
     let planned = config.planned_send_time().unwrap_or_default();
-    let deadline = cap(barrier + planned + DEADLINE_MARGIN);
+    let deadline = cap(schedule_start + planned + DEADLINE_MARGIN);
     let _ = steady_tx.send(Some(Steady {
-        barrier,
+        schedule_start,
         measure_start,
         send_until,
         deadline,
@@ -121,6 +135,9 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         }
     }
     let end = Instant::now();
+    if let Some(driver) = pacer_driver {
+        driver.abort();
+    }
     let _ = stop_tx.send(());
     let mut timeline = monitor.await.unwrap_or_default();
 
@@ -155,6 +172,10 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         echo: HistogramReport::from_histogram(&all.echo, p)?,
         echo_uncorrected: match config.rate {
             Some(_) => Some(HistogramReport::from_histogram(&all.echo_uncorrected, p)?),
+            None => None,
+        },
+        send_lag: match config.rate {
+            Some(_) => Some(HistogramReport::from_histogram(&all.send_lag, p)?),
             None => None,
         },
     };

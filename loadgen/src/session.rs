@@ -18,6 +18,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::connect::{connect, ConnectFailure};
+use crate::pacer::Pacer;
 use crate::payload;
 use crate::report::Mismatch;
 use crate::stats::{ShardStats, Stats};
@@ -26,9 +27,10 @@ use crate::Config;
 /// The measured phase's timing, decided once at the barrier and shared by every session.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Steady {
-    /// When every connection had connected and echoed once (or failed).
-    pub barrier: Instant,
-    /// `barrier + warmup`: messages intended before this are warmup.
+    /// When the measured phase's sending starts: the barrier (every connection had connected and
+    /// echoed once, or failed) plus, in open loop, [`Config::schedule_lead`].
+    pub schedule_start: Instant,
+    /// `schedule_start + warmup`: messages intended before this are warmup.
     pub measure_start: Instant,
     /// Duration mode: no message is intended at or after this.
     pub send_until: Option<Instant>,
@@ -51,6 +53,8 @@ pub(crate) struct RunShared {
     pub connect_phase_done: Notify,
     /// `None` until the barrier opens; then the measured phase's timing.
     pub steady: watch::Receiver<Option<Steady>>,
+    /// Open loop: the run's microsecond send timer (closed loop: `None`).
+    pub pacer: Option<Pacer>,
 }
 
 /// Decrements `connecting` once, when the connect phase of a session is over however it ended.
@@ -191,6 +195,8 @@ enum Event {
     Read(io::Result<usize>),
     Wrote(io::Result<usize>),
     Timer,
+    /// The open-loop pacer's deadline came.
+    Paced(io::Result<()>),
 }
 
 struct Session {
@@ -211,6 +217,9 @@ struct Session {
     bytes_sent: u64,
     bytes_received: u64,
     last_completion: Option<Instant>,
+    /// When an echo last freed a slot of a full pipeline: a message due before then could not be
+    /// sent on time because of the server (true coordinated omission), not because of loadgen.
+    slot_freed_at: Option<Instant>,
 }
 
 impl Session {
@@ -236,11 +245,12 @@ impl Session {
             bytes_sent: 0,
             bytes_received: 0,
             last_completion: None,
+            slot_freed_at: None,
         }
     }
 
     /// Queues message `next_seq` for writing.
-    fn queue(&mut self, intended: Instant, now: Instant, plan: &Plan) {
+    fn queue(&mut self, intended: Instant, now: Instant, plan: &Plan, shared: &RunShared) {
         let seq = self.next_seq;
         let start = self.out.len();
         self.out.resize(start + self.size, 0);
@@ -248,6 +258,12 @@ impl Session {
         let counted = seq == 0 || plan.measure_start.is_none_or(|m| intended >= m);
         if counted {
             self.sent += 1;
+        }
+        if counted && seq > 0 && plan.schedule.is_some() {
+            // Lateness that is loadgen's own: from when the message could first be sent.
+            let sendable = self.slot_freed_at.map_or(intended, |f| f.max(intended));
+            let lag = micros(now.saturating_duration_since(sendable));
+            shared.stats.local().send_lag.saturating_record(lag);
         }
         self.in_flight.push_back(InFlight {
             intended,
@@ -264,6 +280,9 @@ impl Session {
         // than re-registering a timer for every message.
         let timer = tokio::time::sleep_until(plan.deadline);
         tokio::pin!(timer);
+        // Open loop sends on a timer precise to microseconds (see `pacer.rs`); tokio's timer
+        // keeps the millisecond-grained deadlines (echo timeout, run deadline).
+        let mut pacer = plan.schedule.and(shared.pacer.as_ref()).map(Pacer::session);
         loop {
             let now = Instant::now();
             // Queue whatever is due; remember when the next scheduled message is.
@@ -283,7 +302,7 @@ impl Session {
                     next_send_at = Some(intended);
                     break;
                 }
-                self.queue(intended, now, plan);
+                self.queue(intended, now, plan, shared);
             }
             if self.in_flight.is_empty() && !more_to_send {
                 return Ok(());
@@ -300,7 +319,7 @@ impl Session {
             if io_deadline.is_some_and(|d| now >= d) {
                 return Err(Failure::EchoTimeout);
             }
-            let wake = [next_send_at, io_deadline, Some(plan.deadline)]
+            let wake = [io_deadline, Some(plan.deadline)]
                 .into_iter()
                 .flatten()
                 .min()
@@ -314,14 +333,24 @@ impl Session {
                 let (mut rd, mut wr) = self.stream.split();
                 let rbuf = &mut self.rbuf;
                 let out = &self.out[self.out_off..];
+                let next_send = async {
+                    match (pacer.as_mut(), next_send_at) {
+                        (Some(p), Some(at)) => p.sleep_until(at).await,
+                        _ => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     r = rd.read(rbuf) => Event::Read(r),
                     w = wr.write(out), if pending_write => Event::Wrote(w),
                     _ = &mut timer => Event::Timer,
+                    p = next_send => Event::Paced(p),
                 }
             };
             match event {
-                Event::Timer => {}
+                Event::Timer | Event::Paced(Ok(())) => {}
+                Event::Paced(Err(e)) => {
+                    return Err(Failure::Other(format!("send timer failed: {e}")))
+                }
                 Event::Wrote(Ok(0)) => return Err(Failure::Other("write returned 0".into())),
                 Event::Wrote(Ok(n)) => {
                     self.bytes_sent += n as u64;
@@ -387,6 +416,9 @@ impl Session {
                 continue;
             }
             // A whole message came back intact.
+            if self.in_flight.len() == self.pipeline {
+                self.slot_freed_at = Some(now);
+            }
             let Some(msg) = self.in_flight.pop_front() else {
                 break;
             };
@@ -528,7 +560,7 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
         // Spread connections evenly over one interval so the total rate is smooth.
         let offset = interval * (conn as f64 / config.conns as f64);
         (
-            steady.barrier + Duration::from_secs_f64(offset),
+            steady.schedule_start + Duration::from_secs_f64(offset),
             1,
             interval,
         )

@@ -49,6 +49,8 @@ pub(crate) struct ShardStats {
     pub first_echo: Histogram<u64>,
     pub echo: Histogram<u64>,
     pub echo_uncorrected: Histogram<u64>,
+    /// Open loop: how late loadgen queued each measured message after it could have been sent.
+    pub send_lag: Histogram<u64>,
     pub counters: Counters,
     pub errors: Errors,
     /// Latest first-echo completion, in microseconds since the run started.
@@ -64,6 +66,7 @@ impl ShardStats {
             first_echo: new_histogram(),
             echo: new_histogram(),
             echo_uncorrected: new_histogram(),
+            send_lag: new_histogram(),
             counters: Counters::default(),
             errors: Errors::default(),
             last_first_echo_us: 0,
@@ -90,6 +93,7 @@ impl ShardStats {
         let _ = self.first_echo.add(&other.first_echo);
         let _ = self.echo.add(&other.echo);
         let _ = self.echo_uncorrected.add(&other.echo_uncorrected);
+        let _ = self.send_lag.add(&other.send_lag);
         self.counters.add(&other.counters);
         self.errors.add(&other.errors);
         self.last_first_echo_us = self.last_first_echo_us.max(other.last_first_echo_us);

@@ -174,11 +174,14 @@ fn json_reports_validate_against_the_schema() {
         .arg(&closed)
         .assert()
         .success();
-    util::loadgen_messages(&server.target(), 4, 50)
-        .args(["--rate", "400", "--source-ip", "127.0.0.1", "--json"])
-        .arg(&open)
-        .assert()
-        .success();
+    let open_text = util::stdout(
+        &util::loadgen_messages(&server.target(), 4, 50)
+            .args(["--rate", "400", "--source-ip", "127.0.0.1", "--json"])
+            .arg(&open)
+            .assert()
+            .success(),
+    );
+    assert!(open_text.contains("\nsend lag "), "{open_text}");
     util::loadgen()
         .arg("merge")
         .arg(&closed)
@@ -200,6 +203,9 @@ fn json_reports_validate_against_the_schema() {
         assert_valid(&validator, &value);
     }
     assert!(util::read_json(&open)["latency"]["echo_uncorrected"].is_object());
+    assert!(util::read_json(&open)["latency"]["send_lag"].is_object());
+    assert!(util::read_json(&closed)["latency"]["send_lag"].is_null());
+    assert!(util::read_json(&merged)["latency"]["send_lag"].is_object());
     assert!(!util::read_json(&failed)["errors"]["first_mismatch"].is_null());
     // The schema is strict enough to catch a broken report.
     let mut broken = util::read_json(&closed);
@@ -343,9 +349,77 @@ fn open_loop_shows_a_stall_that_closed_loop_hides() {
         "uncorrected p99 hides it: {uncorrected_p99}us"
     );
     assert!(open.latency.echo.max_us >= 190_000);
+    // The messages held back by the stall were late because of the server, not loadgen: that
+    // wait is latency (above), not send lag, and it must not trigger the send-lag warning.
+    let lag_p99 = open
+        .latency
+        .send_lag
+        .as_ref()
+        .unwrap()
+        .value_at_percentile_us(99.0)
+        .unwrap();
+    assert!(
+        lag_p99 < 50_000,
+        "the stall is not loadgen's send lag: {lag_p99}us"
+    );
     // Open loop kept to its schedule: about 2000 messages in 2 s.
     let n = open.counters.measured_messages;
     assert!((1900..=2001).contains(&n), "{n} messages at 1000/s for 2 s");
+}
+
+#[test]
+fn open_loop_sends_on_time_so_corrected_latency_is_the_servers() {
+    let _heavy = util::heavy_lock();
+    // 10 connections at 200 messages/s: each sends every 50 ms and the server answers in 5 ms,
+    // so nothing queues and the corrected latency should be the uncorrected one. With tokio's
+    // millisecond timer every send was 1-1.5 ms late and the corrected p50 that much higher.
+    // The bounds are 5-10x what a quiet machine shows, for a busy CI box.
+    let server = TestServer::start(Behaviour::Delay {
+        delay: Duration::from_millis(5),
+    });
+    let report = loadgen::run(loadgen::Config {
+        conns: 10,
+        duration: Some(secs(2.0)),
+        rate: Some(200.0),
+        ..util::config(server.addr)
+    })
+    .unwrap();
+    assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
+    let corrected = report.latency.echo.p50_us;
+    let uncorrected = report.latency.echo_uncorrected.as_ref().unwrap().p50_us;
+    let lag = report.latency.send_lag.as_ref().unwrap();
+    assert!(
+        corrected >= 5_000,
+        "the server's 5 ms is measured: {corrected}us"
+    );
+    assert!(
+        corrected <= uncorrected + 500,
+        "corrected p50 {corrected}us is more than 0.5 ms over the uncorrected {uncorrected}us: \
+         loadgen is late to its own schedule (send lag p50 {}us)",
+        lag.p50_us
+    );
+    assert!(lag.p50_us < 500, "send lag p50 {}us", lag.p50_us);
+    assert_eq!(lag.count, report.latency.echo.count);
+
+    // Had loadgen been as late as the server was slow (far over a quarter of its echo p99), both
+    // the text and the one-line summary say the run measured loadgen.
+    let mut late = report.clone();
+    let echo_p99 = report.latency.echo_uncorrected.as_ref().unwrap().p99_us;
+    let mut h = loadgen::new_histogram();
+    h.record_n(echo_p99, 100).unwrap();
+    late.latency.send_lag = Some(loadgen::HistogramReport::from_histogram(&h, &[50.0]).unwrap());
+    for quiet in [false, true] {
+        let mut out = Vec::new();
+        match quiet {
+            false => loadgen::output::write_text(&late, &mut out).unwrap(),
+            true => loadgen::output::write_quiet(&late, &mut out).unwrap(),
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("warning: send lag p99 "),
+            "quiet={quiet}: {text}"
+        );
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Test helpers: in-process tokio echo servers that misbehave on purpose (flip a byte, close
-//! early, stall once, go silent), the real `fork-echo-server` as a child process, and ways to
+//! early, stall once, go silent, answer slowly), the real `fork-echo-server` as a child process, and ways to
 //! run the `loadgen` binary and read its report. Everything binds loopback port 0.
 
 #![allow(dead_code)]
@@ -46,6 +46,8 @@ pub enum Behaviour {
     SilentAfter { bytes: u64 },
     /// Echo the first `bytes` of each connection; when more arrives, abort it with a RST.
     ResetAfter { bytes: u64 },
+    /// Echo every read after sleeping `delay` (tokio's timer: up to a millisecond more).
+    Delay { delay: Duration },
 }
 
 /// An echo server on its own runtime thread; stopped (and every connection closed) on drop.
@@ -155,6 +157,10 @@ async fn handle(
             }
             Behaviour::SilentAfter { bytes } | Behaviour::ResetAfter { bytes } => {
                 (bytes.saturating_sub(offset) as usize).min(n)
+            }
+            Behaviour::Delay { delay } => {
+                tokio::time::sleep(delay).await;
+                n
             }
         };
         offset += n as u64;
