@@ -38,3 +38,13 @@ pub mod target;
 /// scripts built on the crate) use: `harness::procfs::census`, `harness::checks::wait_until`.
 pub use probe::checks;
 pub use sys::procfs;
+
+/// Unit tests that spawn processes and then count the test process's children hold this, so
+/// that no other spawning unit test of this binary adds or removes a child under them.
+#[cfg(test)]
+pub(crate) fn test_fork_lock() -> std::sync::MutexGuard<'static, ()> {
+    static FORK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    FORK_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

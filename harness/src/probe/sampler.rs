@@ -239,6 +239,7 @@ mod tests {
 
     #[test]
     fn sampler_sees_a_child_and_stops_promptly() {
+        let _lock = crate::test_fork_lock();
         let me = std::process::id() as i32;
         let mut child = std::process::Command::new("sleep")
             .arg("5")
@@ -282,6 +283,7 @@ mod tests {
 
     #[test]
     fn memory_reads_stay_within_the_budget_and_catch_up() {
+        let _lock = crate::test_fork_lock();
         let me = std::process::id() as i32;
         let mut children: Vec<_> = (0..3)
             .map(|_| {
@@ -291,6 +293,16 @@ mod tests {
                     .expect("spawn sleep")
             })
             .collect();
+        // Until a child has run, its fresh address space can read as 0 kB PSS: wait (with a
+        // deadline) until each one sleeps in `sleep` itself.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for child in &children {
+            while crate::sys::procfs::read_stat(child.id() as i32).map(|s| s.state) != Some('S')
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let t0 = Instant::now();
         let mut starved = TreeSampler::new(me, Some(Duration::ZERO));
         let first = starved.sample(t0);
@@ -314,6 +326,7 @@ mod tests {
 
     #[test]
     fn zombies_that_stay_count_as_lingering() {
+        let _lock = crate::test_fork_lock();
         let me = std::process::id() as i32;
         let mut child = std::process::Command::new("true")
             .spawn()

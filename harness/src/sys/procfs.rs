@@ -240,6 +240,7 @@ mod tests {
 
     #[test]
     fn own_stat_and_children_are_read() {
+        let _lock = crate::test_fork_lock();
         let me = std::process::id() as i32;
         let stat = read_stat(me).expect("own stat");
         assert_eq!(stat.pid, me);
