@@ -242,7 +242,7 @@ mod tests {
         let _lock = crate::test_fork_lock();
         let me = std::process::id() as i32;
         let mut child = std::process::Command::new("sleep")
-            .arg("5")
+            .arg("60")
             .spawn()
             .expect("spawn sleep");
         let live = Arc::new(AtomicUsize::new(0));
@@ -288,7 +288,7 @@ mod tests {
         let mut children: Vec<_> = (0..3)
             .map(|_| {
                 std::process::Command::new("sleep")
-                    .arg("5")
+                    .arg("60")
                     .spawn()
                     .expect("spawn sleep")
             })
@@ -320,7 +320,7 @@ mod tests {
         assert!(first.pss_per_child_kib.is_some());
         assert_eq!(complete.children_unmeasured, 0);
         assert_eq!(complete.memory_reads, complete.live_children + 1);
-        assert!(complete.children_pss_kib > 0);
+        assert!(complete.children_pss_kib > 0, "{complete:?}");
         assert!(complete.children_rss_kib >= complete.children_pss_kib);
     }
 

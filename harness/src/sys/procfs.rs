@@ -245,7 +245,7 @@ mod tests {
         let stat = read_stat(me).expect("own stat");
         assert_eq!(stat.pid, me);
         let mut child = std::process::Command::new("sleep")
-            .arg("5")
+            .arg("60")
             .spawn()
             .expect("spawn sleep");
         let found = census(me).expect("census");
