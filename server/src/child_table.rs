@@ -2,7 +2,7 @@
 //! SIGCHLDs coalesce, so one signal may stand for many exited children, and the loop collects
 //! every one of them; a child that is never collected stays a zombie.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -20,20 +20,34 @@ struct ChildInfo {
     started: Instant,
 }
 
-#[derive(Default)]
 pub struct ChildTable {
-    live: HashMap<Pid, ChildInfo>,
+    /// Only the pids: the table is part of the memory every `fork` copies page-table entries
+    /// for, so it stays as small as it can (4 bytes per child, not 56).
+    live: HashSet<Pid>,
+    /// Peer and start time per child, kept only when `-v` logs them at reap time.
+    details: Option<HashMap<Pid, ChildInfo>>,
 }
 
 impl ChildTable {
+    /// `keep_details`: remember each child's peer and start time for the reap log line.
+    pub fn new(keep_details: bool) -> ChildTable {
+        ChildTable {
+            live: HashSet::new(),
+            details: keep_details.then(HashMap::new),
+        }
+    }
+
     pub fn insert(&mut self, pid: Pid, peer: Option<SocketAddr>, stats: &mut Stats) {
-        self.live.insert(
-            pid,
-            ChildInfo {
-                peer,
-                started: Instant::now(),
-            },
-        );
+        self.live.insert(pid);
+        if let Some(details) = self.details.as_mut() {
+            details.insert(
+                pid,
+                ChildInfo {
+                    peer,
+                    started: Instant::now(),
+                },
+            );
+        }
         stats.forked += 1;
         stats.live = self.live.len() as u64;
         stats.peak_live = stats.peak_live.max(stats.live);
@@ -69,7 +83,8 @@ impl ChildTable {
                 // ECHILD: no children left at all.
                 Err(_) => break,
             };
-            if let Some(info) = self.live.remove(&pid) {
+            self.live.remove(&pid);
+            if let Some(info) = self.details.as_mut().and_then(|d| d.remove(&pid)) {
                 crate::log_at!(
                     log::DEBUG,
                     "reaped child {pid} ({}) after {:.3}s: {}",
@@ -85,7 +100,7 @@ impl ChildTable {
 
     /// Sends a signal to every live child; a child that already exited (ESRCH) is reaped later.
     pub fn signal_all(&self, signal: Signal) {
-        for pid in self.live.keys() {
+        for pid in &self.live {
             let _ = kill(*pid, signal);
         }
     }

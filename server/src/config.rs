@@ -57,6 +57,12 @@ pub struct Cli {
     /// Errors only.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Each child adds this to its nice value (the parent's plus N, at most 19), so the accepting
+    /// parent wins the CPU over thousands of busy sessions during a connect burst; 0 keeps
+    /// children at the parent's priority. Raising one's own nice value needs no privilege.
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub child_nice: u8,
 }
 
 /// The validated configuration the server core uses.
@@ -71,6 +77,8 @@ pub struct Config {
     pub buffer_size: usize,
     pub shutdown_grace: Duration,
     pub log_level: u8,
+    /// Added to each child's nice value (0..=19).
+    pub child_nice: u8,
 }
 
 impl From<Cli> for Config {
@@ -90,6 +98,7 @@ impl From<Cli> for Config {
             buffer_size: cli.buffer_size as usize,
             shutdown_grace: Duration::from_secs(cli.shutdown_grace),
             log_level,
+            child_nice: cli.child_nice,
         }
     }
 }
@@ -114,6 +123,7 @@ mod tests {
         assert_eq!(config.buffer_size, 16384);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.log_level, crate::log::INFO);
+        assert_eq!(config.child_nice, 10);
     }
 
     #[test]
@@ -133,6 +143,8 @@ mod tests {
             &["--bind", "not-an-ip"],
             &["--at-limit", "drop"],
             &["-q", "-v"],
+            &["--child-nice", "20"],
+            &["--child-nice", "-1"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
