@@ -2,7 +2,7 @@
 //! SIGCHLDs coalesce, so one signal may stand for many exited children, and the loop collects
 //! every one of them; a child that is never collected stays a zombie.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -21,9 +21,13 @@ struct ChildInfo {
     started: Instant,
 }
 
-#[derive(Default)]
 pub struct ChildTable {
-    live: HashMap<Pid, ChildInfo>,
+    /// Only the pids: the table is part of the memory every `fork` copies page-table entries
+    /// for, so it stays as small as it can (4 bytes per child, not 56).
+    live: HashSet<Pid>,
+    /// Peer and start time per child, kept only when `-v` logs them at reap time or
+    /// `--max-per-source` needs each child's source when it is reaped.
+    details: Option<HashMap<Pid, ChildInfo>>,
     /// Live sessions per source, for `--max-per-source`; kept in step with `live` by `insert`
     /// and `remove`, and without zero entries so it does not grow with every address ever seen.
     per_source: HashMap<SourceKey, u32>,
@@ -34,11 +38,14 @@ pub struct ChildTable {
 }
 
 impl ChildTable {
-    /// A table that counts live sessions per source only when `count_sources` is set.
-    pub fn new(count_sources: bool) -> ChildTable {
+    /// `keep_details`: remember each child's peer and start time for the reap log line;
+    /// `count_sources`: count live sessions per source (implies keeping the peer).
+    pub fn new(keep_details: bool, count_sources: bool) -> ChildTable {
         ChildTable {
+            live: HashSet::new(),
+            details: (keep_details || count_sources).then(HashMap::new),
+            per_source: HashMap::new(),
             count_sources,
-            ..ChildTable::default()
         }
     }
 
@@ -46,13 +53,16 @@ impl ChildTable {
         if let (true, Some(peer)) = (self.count_sources, peer) {
             *self.per_source.entry(SourceKey::of(peer.ip())).or_insert(0) += 1;
         }
-        self.live.insert(
-            pid,
-            ChildInfo {
-                peer,
-                started: Instant::now(),
-            },
-        );
+        self.live.insert(pid);
+        if let Some(details) = self.details.as_mut() {
+            details.insert(
+                pid,
+                ChildInfo {
+                    peer,
+                    started: Instant::now(),
+                },
+            );
+        }
         stats.forked += 1;
         stats.live = self.live.len() as u64;
         stats.peak_live = stats.peak_live.max(stats.live);
@@ -67,8 +77,10 @@ impl ChildTable {
             .unwrap_or(0)
     }
 
+    /// Takes `pid` out of the table; its details when they are kept.
     fn remove(&mut self, pid: Pid) -> Option<ChildInfo> {
-        let info = self.live.remove(&pid)?;
+        self.live.remove(&pid);
+        let info = self.details.as_mut()?.remove(&pid)?;
         if let (true, Some(peer)) = (self.count_sources, info.peer) {
             let key = SourceKey::of(peer.ip());
             if let Some(count) = self.per_source.get_mut(&key) {
@@ -143,6 +155,9 @@ impl ChildTable {
         for _ in self.live.drain() {
             stats.record_reaped(None);
         }
+        if let Some(details) = self.details.as_mut() {
+            details.clear();
+        }
         self.per_source.clear();
     }
 
@@ -152,7 +167,7 @@ impl ChildTable {
     /// zombie's pid is not reused until it is reaped.
     pub fn signal_all(&self, signal: Signal) -> usize {
         let mut signalled = 0;
-        for pid in self.live.keys() {
+        for pid in &self.live {
             let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
             if waitid(Id::Pid(*pid), flags).is_ok() && kill(*pid, signal).is_ok() {
                 signalled += 1;
@@ -171,7 +186,7 @@ mod tests {
         // This test process has no children, so any pid is a stale entry; our own pid stands
         // for "a process that reused it". SIGCONT keeps the test harmless if this regresses.
         let mut stats = Stats::new();
-        let mut table = ChildTable::default();
+        let mut table = ChildTable::new(false, false);
         table.insert(nix::unistd::getpid(), None, &mut stats);
         assert_eq!(table.signal_all(Signal::SIGCONT), 0);
         table.reap_children(&mut stats);

@@ -79,6 +79,12 @@ pub struct Cli {
     /// Errors only.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Each child adds this to its nice value (the parent's plus N, at most 19), so the accepting
+    /// parent wins the CPU over thousands of busy sessions during a connect burst; 0 keeps
+    /// children at the parent's priority. Raising one's own nice value needs no privilege.
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub child_nice: u8,
 }
 
 /// The longest duration any flag takes. Deadlines are `Instant + duration`, which panics on
@@ -119,6 +125,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_level: u8,
     pub log_format: LogFormat,
+    /// Added to each child's nice value (0..=19).
+    pub child_nice: u8,
 }
 
 impl From<Cli> for Config {
@@ -141,6 +149,7 @@ impl From<Cli> for Config {
             shutdown_grace: cli.shutdown_grace,
             log_level,
             log_format: cli.log_format,
+            child_nice: cli.child_nice,
         }
     }
 }
@@ -182,6 +191,7 @@ mod tests {
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.log_level, crate::log::INFO);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.child_nice, 10);
     }
 
     #[test]
@@ -228,6 +238,8 @@ mod tests {
             &["--shutdown-grace", "-1"],
             &["--shutdown-grace", "8days"],
             &["--idle-timeout", "5 parsecs"],
+            &["--child-nice", "20"],
+            &["--child-nice", "-1"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");

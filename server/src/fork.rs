@@ -38,6 +38,8 @@ pub struct ChildStart {
     pub original_mask: SigSet,
     pub echo_buffer: Vec<u8>,
     pub idle_timeout: Option<Duration>,
+    /// Added to the child's nice value before anything else (`--child-nice`).
+    pub child_nice: u8,
 }
 
 /// The child's whole life. The caller has already dropped (closed) the listener and the signal
@@ -48,6 +50,20 @@ pub fn run_child(start: ChildStart) -> ! {
 }
 
 fn child_session(start: ChildStart) -> SessionEnd {
+    // First, so the child's own start-up already runs behind the parent: during a connect burst
+    // the parent is one runnable process among thousands of children, and under a fair scheduler
+    // its share of the CPU (and so the accept rate) would collapse exactly when it has the most
+    // to do. Relative to the parent's value, so it only ever lowers priority and needs no
+    // privilege; the kernel caps it at 19.
+    if start.child_nice > 0 {
+        if let Err(err) = rustix::process::nice(i32::from(start.child_nice)) {
+            crate::log_at!(
+                crate::log::INFO,
+                "child could not lower its priority (nice +{}): {err}",
+                start.child_nice
+            );
+        }
+    }
     // The parent blocks SIGTERM/SIGCHLD/SIGUSR1 for its signalfd; the child must die of an
     // ordinary SIGTERM again. SIGINT stays blocked: a Ctrl-C in a terminal reaches the whole
     // foreground process group, and whether live sessions get their grace period is the

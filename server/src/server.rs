@@ -1,6 +1,12 @@
 //! The parent's event loop: one `poll` over the listener and the signal fd, an accept loop that
 //! forks one child per client, the child limit, and the shutdown sequence. Everything here runs
 //! in a single thread, which is what makes `fork` safe.
+//!
+//! The loop is built for bursts of thousands of connects: each wake-up drains the accept queue
+//! (up to a bound) and forks for every client before it writes anything else to memory, because
+//! after each `fork` every page the parent writes is a copy-on-write fault; and it reaps only when
+//! a SIGCHLD was read, because `waitpid(-1, WNOHANG)` walks the whole list of live children even
+//! when none has exited.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,7 +16,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
-use nix::unistd::getpid;
+use nix::unistd::{getpid, Pid};
 
 use crate::child_table::ChildTable;
 use crate::config::{AtLimit, Config};
@@ -60,7 +66,7 @@ pub struct Server {
     /// Whether the last look found the rate spent, so each pause for the rate counts once.
     was_rate_limited: bool,
     resource_log: RateLimitedLog,
-    pid: nix::unistd::Pid,
+    pid: Pid,
     /// Allocated once here, never in a child: each child inherits it copy-on-write and dirties
     /// only the pages its reads touch, instead of allocating (and faulting in) a fresh buffer.
     echo_buffer: Vec<u8>,
@@ -76,7 +82,7 @@ impl Server {
         Server {
             listener: Some(listener),
             signals,
-            children: ChildTable::new(config.max_per_source.is_some()),
+            children: ChildTable::new(log::enabled(log::DEBUG), config.max_per_source.is_some()),
             stats: Stats::new(),
             phase: Phase::Running,
             paused_until: None,
@@ -99,48 +105,102 @@ impl Server {
     /// Serves until a shutdown signal has been handled and every child is reaped. In a forked
     /// child this never returns: the child branch diverges into `run_child`.
     pub fn run(mut self) -> io::Result<Stats> {
+        self.warn_if_backlog_capped();
         loop {
             if self.phase != Phase::Running && self.children.is_empty() {
                 break;
             }
             let ready = self.wait_for_events()?;
+            let mut child_exited = false;
             if ready.signals {
-                self.handle_signals()?;
+                child_exited = self.handle_signals()?;
             }
-            self.children.reap_children(&mut self.stats);
+            // Every exit raises SIGCHLD (coalesced, but the reaper loops), so a wake-up without
+            // one has nothing to reap; reaping anyway walked all (up to 10,000) live children
+            // for nothing after every accept batch of a burst.
+            if child_exited {
+                self.children.reap_children(&mut self.stats);
+            }
             self.advance_shutdown(Instant::now());
-            if !ready.listener {
-                continue;
-            }
-            for _ in 0..ACCEPT_BATCH {
-                if !self.may_accept(Instant::now()) {
-                    break;
-                }
-                let Some((client, peer)) = self.accept_one() else {
-                    break;
-                };
-                match fork_process() {
-                    Ok(Forked::Child) => self.become_child(client),
-                    Ok(Forked::Parent(pid)) => {
-                        // The parent's copy of the client fd is closed here; keeping it would
-                        // leak one descriptor per client and hold the connection open after
-                        // the child is done.
-                        drop(client);
-                        crate::log_at!(log::DEBUG, "forked child {pid} for {}", describe(peer));
-                        self.children.insert(pid, peer, &mut self.stats);
-                    }
-                    Err(err) => {
-                        drop(client);
-                        self.stats.fork_failures += 1;
-                        self.back_off(format_args!(
-                            "fork failed: {err}; closed the client, backing off"
-                        ));
-                        break;
-                    }
+            if ready.listener {
+                if let Some(client) = self.accept_batch() {
+                    self.become_child(client);
                 }
             }
         }
         Ok(self.stats)
+    }
+
+    /// Accepts and forks for up to `ACCEPT_BATCH` queued clients, then records the new children
+    /// in one go. Between forks the parent touches as little memory as it can: the children
+    /// share every page copy-on-write, so the first write to a page after each `fork` copies it,
+    /// and inserting into the child table after every fork cost two such copies per client.
+    /// Returns `Some(client)` only in a newly forked child, which must become that client's
+    /// session at once (the caller owns `self`, which `become_child` consumes).
+    #[must_use]
+    fn accept_batch(&mut self) -> Option<socket2::Socket> {
+        let mut forked = [(Pid::from_raw(0), None); ACCEPT_BATCH];
+        // `--max-per-source` decides on the table's per-source counts, so with it each child is
+        // recorded at once; without it they are recorded after the batch.
+        let record_at_once = self.config.max_per_source.is_some();
+        let (mut accepted, mut count) = (0, 0);
+        while accepted < ACCEPT_BATCH {
+            if !self.may_accept(Instant::now(), count) {
+                break;
+            }
+            let Some((client, peer)) = self.accept_one(count) else {
+                break;
+            };
+            accepted += 1;
+            match fork_process() {
+                Ok(Forked::Child) => return Some(client),
+                Ok(Forked::Parent(pid)) => {
+                    // The parent's copy of the client fd is closed here; keeping it would leak
+                    // one descriptor per client and hold the connection open after the child
+                    // is done.
+                    drop(client);
+                    crate::log_at!(log::DEBUG, "forked child {pid} for {}", describe(peer));
+                    if record_at_once {
+                        self.children.insert(pid, peer, &mut self.stats);
+                    } else {
+                        forked[count] = (pid, peer);
+                        count += 1;
+                    }
+                }
+                Err(err) => {
+                    drop(client);
+                    self.stats.fork_failures += 1;
+                    self.back_off(format_args!(
+                        "fork failed: {err}; closed the client, backing off"
+                    ));
+                    break;
+                }
+            }
+        }
+        for (pid, peer) in &forked[..count] {
+            self.children.insert(*pid, *peer, &mut self.stats);
+        }
+        None
+    }
+
+    /// The start-up line gives the effective backlog as a number; a capped one deserves a
+    /// warning of its own, because a connect burst larger than the accept queue does not fail:
+    /// it waits out SYN retransmits (1 s, then 3 s), which looks like a slow server.
+    fn warn_if_backlog_capped(&self) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        if listener.effective_backlog < self.config.backlog {
+            crate::log_at!(
+                log::INFO,
+                "warning: --backlog {} is above net.core.somaxconn, so the kernel uses {}: a \
+                 connect burst larger than that overflows the accept queue and waits out SYN \
+                 retransmits (raise it: sysctl -w net.core.somaxconn={})",
+                self.config.backlog,
+                listener.effective_backlog,
+                self.config.backlog
+            );
+        }
     }
 
     fn become_child(self, client: socket2::Socket) -> ! {
@@ -160,6 +220,7 @@ impl Server {
             original_mask: signals.original_mask(),
             echo_buffer,
             idle_timeout: config.idle_timeout,
+            child_nice: config.child_nice,
         };
         // The child must not keep the port open or read the parent's signals.
         drop(listener);
@@ -173,7 +234,7 @@ impl Server {
 
     fn wait_for_events(&mut self) -> io::Result<Ready> {
         let now = Instant::now();
-        let poll_listener = self.may_accept(now);
+        let poll_listener = self.may_accept(now, 0);
         let deadline = [
             self.paused_until,
             self.phase_deadline(),
@@ -190,7 +251,8 @@ impl Server {
             }
             None => PollTimeout::NONE,
         };
-        // An array, not a Vec: see `signals::Received` on why the parent avoids the heap.
+        // An array, not a Vec: no heap write per wake-up (see `accept_batch` on why the
+        // parent avoids writing memory).
         let signal_fd = || PollFd::new(self.signals.as_fd(), PollFlags::POLLIN);
         let mut fds = [signal_fd(), signal_fd()];
         let mut polled = 1;
@@ -232,7 +294,8 @@ impl Server {
     }
 
     /// Whether the listener should be accepted from now; also counts arrivals at the limit.
-    fn may_accept(&mut self, now: Instant) -> bool {
+    /// `unrecorded` children were forked in this batch but are not in the table yet.
+    fn may_accept(&mut self, now: Instant, unrecorded: usize) -> bool {
         if self.listener.is_none() || self.phase != Phase::Running {
             return false;
         }
@@ -252,14 +315,15 @@ impl Server {
         if rate_spent {
             return false;
         }
-        let full = self.children.len() >= self.config.max_children;
+        let live = self.children.len() + unrecorded;
+        let full = live >= self.config.max_children;
         if self.config.at_limit == AtLimit::Wait {
             if full && !self.was_full {
                 self.stats.limit_hits += 1;
                 crate::log_at!(
                     log::DEBUG,
                     "{} live (--max-children): new clients wait in the backlog",
-                    log::count(self.children.len(), "child", "children")
+                    log::count(live, "child", "children")
                 );
             }
             self.was_full = full;
@@ -269,14 +333,15 @@ impl Server {
     }
 
     /// Accepts one client, handling every error; `None` when nothing (more) can be accepted now.
-    fn accept_one(&mut self) -> Option<(socket2::Socket, Option<SocketAddr>)> {
+    /// `unrecorded` as for `may_accept`.
+    fn accept_one(&mut self, unrecorded: usize) -> Option<(socket2::Socket, Option<SocketAddr>)> {
         loop {
             let listener = self.listener.as_ref()?;
             match listener.accept() {
                 Ok((client, peer)) => {
                     self.stats.accepted += 1;
                     if self.config.at_limit == AtLimit::Close
-                        && self.children.len() >= self.config.max_children
+                        && self.children.len() + unrecorded >= self.config.max_children
                     {
                         self.stats.limit_hits += 1;
                         crate::log_at!(
@@ -356,7 +421,9 @@ impl Server {
         }
     }
 
-    fn handle_signals(&mut self) -> io::Result<()> {
+    /// Acts on every pending signal; returns whether a SIGCHLD was among them.
+    fn handle_signals(&mut self) -> io::Result<bool> {
+        let mut child_exited = false;
         for signal in self.signals.drain()?.iter() {
             match signal {
                 Signal::SIGTERM | Signal::SIGINT => self.begin_shutdown(signal),
@@ -364,11 +431,11 @@ impl Server {
                     self.children.reap_children(&mut self.stats);
                     self.stats.print();
                 }
-                // SIGCHLD: the reaper runs after every wake-up anyway.
+                Signal::SIGCHLD => child_exited = true,
                 _ => {}
             }
         }
-        Ok(())
+        Ok(child_exited)
     }
 
     fn begin_shutdown(&mut self, signal: Signal) {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use util::{echo, fork_lock, has_exited, read_to_eof, wait_until, ServerProcess};
+use util::{echo, fork_lock, has_exited, nice_of, read_to_eof, wait_until, ServerProcess};
 
 #[test]
 fn round_trip() {
@@ -820,5 +820,88 @@ fn an_unusable_socket_activation_is_a_one_line_start_up_error() {
         assert_eq!(stderr.lines().count(), 1, "{setup}: {stderr}");
         assert!(stderr.contains(expected), "{setup}: {stderr}");
         assert!(output.stdout.is_empty(), "{setup}");
+    }
+}
+
+/// Starts a server with `args`, opens one session, and returns (parent nice, child nice).
+fn parent_and_child_nice(args: &[&str]) -> (i32, i32) {
+    let server = ServerProcess::start(args);
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"nice?"), b"nice?");
+    let children = server.children();
+    assert_eq!(children.len(), 1, "{children:?}");
+    (nice_of(server.pid().as_raw()), nice_of(children[0].pid))
+}
+
+#[test]
+fn children_lower_their_priority_by_child_nice_and_the_parent_keeps_its_own() {
+    let _lock = fork_lock();
+    let own = nice_of(std::process::id() as i32);
+    assert!(
+        own <= 9,
+        "this test needs room above its own nice value ({own}) to see the children's"
+    );
+    let (parent, child) = parent_and_child_nice(&["--child-nice", "7"]);
+    assert_eq!(parent, own, "the parent's priority must not change");
+    assert_eq!(child, own + 7);
+    let (parent, child) = parent_and_child_nice(&[]);
+    assert_eq!(
+        (parent, child),
+        (own, own + 10),
+        "the default is --child-nice 10"
+    );
+    let (_, child) = parent_and_child_nice(&["--child-nice", "0"]);
+    assert_eq!(
+        child, own,
+        "--child-nice 0 keeps children at the parent's priority"
+    );
+}
+
+#[test]
+fn a_backlog_above_somaxconn_gets_a_start_up_warning() {
+    let somaxconn: i64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("read net.core.somaxconn")
+        .trim()
+        .parse()
+        .expect("somaxconn is a number");
+    let warned = |backlog: i64| {
+        let server = ServerProcess::start(&["--backlog", &backlog.to_string()]);
+        // The stats line comes from the event loop, after any start-up warning on the same
+        // stderr, so once it is there the warning would be too.
+        server.stats();
+        server
+            .stderr_lines()
+            .iter()
+            .any(|line| line.contains("warning: --backlog") && line.contains("somaxconn"))
+    };
+    assert!(
+        warned(somaxconn + 1),
+        "no warning for --backlog {}",
+        somaxconn + 1
+    );
+    assert!(
+        !warned(somaxconn),
+        "a warning for --backlog {somaxconn}, which fits"
+    );
+}
+
+#[test]
+fn a_queued_burst_is_accepted_in_one_batch_but_never_past_max_children() {
+    let _lock = fork_lock();
+    for (mode, accepted, limit_hits) in [("wait", 3, 1), ("close", 10, 7)] {
+        let server = ServerProcess::start(&["--max-children", "3", "--at-limit", mode]);
+        // Stopped, the server cannot accept: all ten handshakes complete into the backlog, and
+        // the next wake-up finds them queued together, in one accept batch.
+        server.signal(Signal::SIGSTOP);
+        let clients: Vec<TcpStream> = (0..10).map(|_| server.connect()).collect();
+        server.signal(Signal::SIGCONT);
+        wait_until("three children", || server.children().len() >= 3);
+        let stats = server.stats();
+        assert_eq!(stats["peak_live"], 3, "{mode}: {stats}");
+        assert_eq!(stats["forked"], 3, "{mode}: {stats}");
+        assert_eq!(stats["accepted"], accepted, "{mode}: {stats}");
+        assert_eq!(stats["limit_hits"], limit_hits, "{mode}: {stats}");
+        assert_eq!(server.children().len(), 3, "{mode}");
+        drop(clients);
     }
 }

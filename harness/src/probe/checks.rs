@@ -320,7 +320,20 @@ fn concurrent_clients(
         new = new_children(server, &before).map_or(usize::MAX, |c| c.len());
         new == n
     });
+    let ours = new_children(server, &before).unwrap_or_default();
     drop(clients);
+    // Let these sessions leave before the next case connects: a child still exiting holds its
+    // slot, so under `--max-children N --at-limit close` the next case's clients could be closed
+    // at once (the server lowers its children's priority, so on a busy machine an exit can take
+    // a while to be scheduled). Whether children are reaped is `children_reaped`'s question.
+    let _ = wait_until(SETTLE, || {
+        census(server).is_ok_and(|now| {
+            !now.live
+                .iter()
+                .chain(&now.zombies)
+                .any(|pid| ours.contains(pid))
+        })
+    });
     if settled {
         Ok(None)
     } else {

@@ -312,6 +312,16 @@ pub fn proc_entry(pid: i32) -> Option<ProcEntry> {
     Some(ProcEntry { pid, ppid, state })
 }
 
+/// The nice value of a process (field 19 of /proc/PID/stat).
+pub fn nice_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    rest.split(' ')
+        .nth(16)
+        .and_then(|field| field.parse().ok())
+        .expect("nice field in /proc/PID/stat")
+}
+
 pub fn children_of(parent: i32) -> Vec<ProcEntry> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
