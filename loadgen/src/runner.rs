@@ -5,19 +5,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::DEADLINE_MARGIN;
+use crate::engine::shards::Shards;
 use crate::progress::Progress;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::{self, RunShared, Steady};
 use crate::stats::{seconds_to_points, Stats};
 use crate::{environment, limits, new_histogram, Config, Error, Report, SCHEMA_VERSION};
 
-/// Runs `config` on a multi-thread tokio runtime of its own and returns the report. Blocks the
-/// calling thread; call it from a plain thread, not from inside a runtime (use [`run_async`]).
+/// Runs `config` on runtimes of its own (one `current_thread` runtime per thread, connections
+/// sharded over them; see `engine::shards`) and returns the report. Blocks the calling thread;
+/// call it from a plain thread, not from inside a runtime (use [`run_async`]).
 pub fn run(config: Config) -> Result<Report, Error> {
     config.validate()?;
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -25,22 +28,41 @@ pub fn run(config: Config) -> Result<Report, Error> {
             "loadgen::run was called inside a tokio runtime; use loadgen::run_async there".into(),
         ));
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("loadgen")
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    let report = runtime.block_on(run_async(config));
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    let threads = config.threads.unwrap_or_else(default_threads);
+    // Temporary, for the A/B rounds of issue 10 only: the previous engine (one multi-thread
+    // runtime). Removed once the benchmark figures are recorded.
+    if std::env::var_os("LOADGEN_EXPERIMENT_MULTI").is_some() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("loadgen")
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        let report = runtime.block_on(run_async(config));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        return report;
+    }
+    let shards = Shards::start(threads)?;
+    let report = shards.block_on(run_on(config, shards.handles()));
+    shards.stop();
     report
+}
+
+/// Event-loop threads when `--threads` is not given: one per CPU this process may run on.
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Runs `config` on the current tokio runtime (which must have the time and I/O drivers).
 pub async fn run_async(config: Config) -> Result<Report, Error> {
+    run_on(config, &[]).await
+}
+
+/// Runs `config`, connection `i` on `shards[i % shards.len()]` (on the current runtime when
+/// `shards` is empty).
+async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     config.validate()?;
     let (nofile, _) = limits::raise_nofile_limit();
     limits::preflight(
@@ -49,9 +71,7 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         nofile,
         limits::ephemeral_port_range(),
     )?;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let threads = shards.len().max(default_threads());
     let started_unix_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -74,7 +94,11 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
 
     let mut tasks = JoinSet::new();
     for conn in 0..config.conns {
-        tasks.spawn(session::connection(shared.clone(), conn as u64));
+        let session = session::connection(shared.clone(), conn as u64);
+        match shards.get(conn % shards.len().max(1)) {
+            Some(shard) => tasks.spawn_on(session, shard),
+            None => tasks.spawn(session),
+        };
     }
     let (stop_tx, stop_rx) = oneshot::channel();
     let monitor = tokio::spawn(monitor(shared.clone(), stop_rx));
