@@ -29,19 +29,6 @@ pub fn run(config: Config) -> Result<Report, Error> {
         ));
     }
     let threads = config.threads.unwrap_or_else(default_threads);
-    // Temporary, for the A/B rounds of issue 10 only: the previous engine (one multi-thread
-    // runtime). Removed once the benchmark figures are recorded.
-    if std::env::var_os("LOADGEN_EXPERIMENT_MULTI").is_some() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("loadgen")
-            .enable_all()
-            .build()
-            .map_err(Error::Runtime)?;
-        let report = runtime.block_on(run_async(config));
-        runtime.shutdown_timeout(Duration::from_secs(1));
-        return report;
-    }
     let shards = Shards::start(threads)?;
     let report = shards.block_on(run_on(config, shards.handles()));
     shards.stop();
