@@ -5,8 +5,34 @@
 # and loadgen's resident memory per connection. Not a test: nothing here asserts a speed.
 #
 # Usage: ci/bench-loadgen.sh [DURATION]      (default 10s; env CONNS=1000 SIZE=64)
+#
+# ci/bench-loadgen.sh compare [DURATION]      (default 8s)
+#   Issue 10's comparison: loadgen against blocking-echo-client (one OS thread per connection)
+#   on the careful C fork server (/work/shared/anchors/c-fork-echo.c, compiled here into a temp
+#   dir), fork-echo-server and tokio-echo; 1000 connections, pinned to one CPU, and one
+#   connection; A B A B rounds, medians. See ci/bench-compare.py for the environment knobs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "compare" ]; then
+    C_SOURCE="${C_FORK_ECHO:-/work/shared/anchors/c-fork-echo.c}"
+    [ -r "$C_SOURCE" ] || { echo "bench-loadgen: cannot read $C_SOURCE (set C_FORK_ECHO)" >&2; exit 2; }
+    WORK="$(mktemp -d)"
+    trap 'rm -rf "$WORK"' EXIT
+    gcc -O2 -o "$WORK/c-fork-echo" "$C_SOURCE"
+    cargo build --release --locked -p loadgen -p fork-echo-server --bins >&2
+    echo "== versions"
+    echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit:   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "rustc:    $(rustc --version)"
+    echo "gcc:      $(gcc --version | head -1)"
+    echo "kernel:   $(uname -sr)"
+    echo "cpu:      $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+    echo "load:     $(cut -d' ' -f1-3 /proc/loadavg)"
+    DURATION="${2:-8s}" python3 ci/bench-compare.py target/release "$WORK/c-fork-echo"
+    echo "load:     $(cut -d' ' -f1-3 /proc/loadavg)"
+    exit 0
+fi
 
 DURATION="${1:-10s}"
 CONNS="${CONNS:-1000}"

@@ -76,6 +76,9 @@ struct RunArgs {
     /// No progress bar (it is only ever drawn when stderr is a terminal).
     #[arg(long)]
     no_progress: bool,
+    /// Event-loop threads, connections sharded over them [default: one per CPU loadgen may use].
+    #[arg(long)]
+    threads: Option<usize>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -154,6 +157,7 @@ impl RunArgs {
             max_error_rate: self.report.max_error_rate,
             slos: self.report.slo.clone(),
             deadline: self.deadline,
+            threads: self.threads,
         };
         config.validate()?;
         Ok(config)

@@ -86,6 +86,9 @@ pub struct Config {
     pub slos: Vec<Slo>,
     /// Hard cap on the whole run; `None` = computed (connect phase + warmup + duration + margin).
     pub deadline: Option<Duration>,
+    /// Event-loop threads of [`crate::run`] (connections are sharded over them); `None` = one per
+    /// CPU this process may run on. Ignored by [`crate::run_async`], which uses the caller's runtime.
+    pub threads: Option<usize>,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             max_error_rate: 0.0,
             slos: Vec::new(),
             deadline: None,
+            threads: None,
         }
     }
 }
@@ -167,6 +171,9 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.max_error_rate) {
             return bad("--max-error-rate must be between 0 and 1".into());
+        }
+        if self.threads == Some(0) {
+            return bad("--threads must be at least 1".into());
         }
         if self.deadline.is_some_and(|d| d.is_zero()) {
             return bad("--deadline must be above 0".into());

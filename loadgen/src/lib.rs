@@ -10,6 +10,7 @@ pub mod cli;
 mod config;
 mod connect;
 pub mod echo_server;
+mod engine;
 mod environment;
 mod error;
 mod limits;

@@ -5,11 +5,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::DEADLINE_MARGIN;
+use crate::engine::shards::Shards;
 use crate::pacer::Pacer;
 use crate::progress::Progress;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
@@ -17,8 +19,9 @@ use crate::session::{self, RunShared, Steady};
 use crate::stats::{seconds_to_points, Stats};
 use crate::{environment, limits, new_histogram, Config, Error, Report, SCHEMA_VERSION};
 
-/// Runs `config` on a multi-thread tokio runtime of its own and returns the report. Blocks the
-/// calling thread; call it from a plain thread, not from inside a runtime (use [`run_async`]).
+/// Runs `config` on runtimes of its own (one `current_thread` runtime per thread, connections
+/// sharded over them; see `engine::shards`) and returns the report. Blocks the calling thread;
+/// call it from a plain thread, not from inside a runtime (use [`run_async`]).
 pub fn run(config: Config) -> Result<Report, Error> {
     config.validate()?;
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -26,22 +29,28 @@ pub fn run(config: Config) -> Result<Report, Error> {
             "loadgen::run was called inside a tokio runtime; use loadgen::run_async there".into(),
         ));
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("loadgen")
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    let report = runtime.block_on(run_async(config));
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    let threads = config.threads.unwrap_or_else(default_threads);
+    let shards = Shards::start(threads)?;
+    let report = shards.block_on(run_on(config, shards.handles()));
+    shards.stop();
     report
+}
+
+/// Event-loop threads when `--threads` is not given: one per CPU this process may run on.
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Runs `config` on the current tokio runtime (which must have the time and I/O drivers).
 pub async fn run_async(config: Config) -> Result<Report, Error> {
+    run_on(config, &[]).await
+}
+
+/// Runs `config`, connection `i` on `shards[i % shards.len()]` (on the current runtime when
+/// `shards` is empty).
+async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     config.validate()?;
     let (nofile, _) = limits::raise_nofile_limit();
     limits::preflight(
@@ -50,9 +59,7 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         nofile,
         limits::ephemeral_port_range(),
     )?;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let threads = shards.len().max(default_threads());
     let started_unix_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -87,7 +94,11 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
 
     let mut tasks = JoinSet::new();
     for conn in 0..config.conns {
-        tasks.spawn(session::connection(shared.clone(), conn as u64));
+        let session = session::connection(shared.clone(), conn as u64);
+        match shards.get(conn % shards.len().max(1)) {
+            Some(shard) => tasks.spawn_on(session, shard),
+            None => tasks.spawn(session),
+        };
     }
     let (stop_tx, stop_rx) = oneshot::channel();
     let monitor = tokio::spawn(monitor(shared.clone(), stop_rx));

@@ -72,6 +72,91 @@ fn thousand_connections_against_fork_echo_server() {
 }
 
 #[test]
+fn connections_sharded_over_threads_count_exactly() {
+    let server = TestServer::start(Behaviour::Echo);
+    for threads in [1, 3] {
+        let config = loadgen::Config {
+            threads: Some(threads),
+            ..util::messages_config(server.addr, 30, 20)
+        };
+        let report = loadgen::run(config).unwrap();
+        let c = &report.counters;
+        assert_eq!(c.connections_established, 30, "{threads} threads");
+        assert_eq!(c.peak_established, 30);
+        assert_eq!(c.messages_verified, 600, "{threads} threads");
+        assert_eq!(c.measured_messages, 570);
+        assert_eq!(report.latency.echo.count, 570);
+        assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
+    }
+}
+
+#[test]
+fn sharded_run_counts_a_mismatch_on_another_thread() {
+    // Two connections on two shards: whichever one meets the flipped byte, the mismatch recorded
+    // on its thread must reach the report.
+    let server = TestServer::start(Behaviour::FlipOnce { at: 64 * 3 + 5 });
+    let config = loadgen::Config {
+        threads: Some(2),
+        max_error_rate: 1.0,
+        ..util::messages_config(server.addr, 2, 10)
+    };
+    let report = loadgen::run(config).unwrap();
+    assert_eq!(report.errors.session.mismatch, 1, "{:?}", report.errors);
+    assert_eq!(report.counters.sessions_failed, 1);
+    assert!(report.errors.first_mismatch.is_some());
+}
+
+#[test]
+fn blocking_echo_client_verifies_and_counts() {
+    let bin = util::target_profile_dir().join("blocking-echo-client");
+    let server = TestServer::start(Behaviour::Echo);
+    let target = server.addr.to_string();
+    let out = std::process::Command::new(&bin)
+        .args(["--addr", &target, "-c", "4", "-d", "300ms"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified: u64 = stdout
+        .split(" messages verified")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {stdout:?}"));
+    assert!(verified > 0, "{stdout}");
+    // The server counts a message just after echoing it: wait for its count to settle.
+    let echoed = || server.echoed.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + secs(5.0);
+    while echoed() != verified * 64 && Instant::now() < deadline {
+        std::thread::sleep(secs(0.01));
+    }
+    assert_eq!(echoed(), verified * 64, "{stdout}");
+
+    let flipping = TestServer::start(Behaviour::FlipOnce { at: 64 * 2 + 3 });
+    let target = flipping.addr.to_string();
+    let out = std::process::Command::new(&bin)
+        .args(["--addr", &target, "-c", "1", "-d", "300ms"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("message 2: echoed byte 3 differs"),
+        "{stderr}"
+    );
+
+    let usage = std::process::Command::new(&bin)
+        .args(["--conns", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
 fn flipped_byte_is_a_mismatch_and_exits_1() {
     let server = TestServer::start(Behaviour::FlipOnce { at: 3 * 64 + 5 });
     let dir = tempfile::tempdir().unwrap();
@@ -579,6 +664,7 @@ fn usage_errors_exit_2() {
         &["--slo", "99=5ms"],
         &["--addr", "no-such-host.invalid:1"],
         &["--source-ip", "::1", "--addr", "127.0.0.1:1"],
+        &["--threads", "0"],
     ] {
         let stderr = util::stderr(&util::loadgen().args(args).assert().code(2));
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
