@@ -234,7 +234,9 @@ fn cmd_check(a: CheckArgs) -> Result<Verdict, SetupError> {
         clients: a.clients,
         fd_connections: a.fd_connections,
     };
-    check::execute(&spec, &opts, &report_output(a.out))
+    let out = report_output(a.out);
+    out.check_writable()?;
+    check::execute(&spec, &opts, &out)
 }
 
 fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
@@ -253,8 +255,9 @@ fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
         progress: std::io::stderr().is_terminal(),
         ..loadgen::Config::default()
     };
-    // Bad load flags are a usage error, found before any server starts.
-    load.validate()?;
+    // Bad load flags and a load this process's limits cannot hold are setup errors, found
+    // before any server starts or check runs.
+    loadgen::preflight(&load)?;
     if a.check_clients == 0 {
         return Err(SetupError("--check-clients must be at least 1".into()));
     }
@@ -269,7 +272,9 @@ fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
         },
         sample_interval: a.sample_interval,
     };
-    run::execute(&spec, &opts, &report_output(a.out))
+    let out = report_output(a.out);
+    out.check_writable()?;
+    run::execute(&spec, &opts, &out)
 }
 
 fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
@@ -284,6 +289,17 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
     if a.sample_interval.is_zero() {
         return Err(SetupError("--sample-interval must be more than 0".into()));
     }
+    // The largest step decides whether the ladder fits this process's limits: found before
+    // the small steps run, not after.
+    if let Some(&largest) = ladder.last() {
+        loadgen::preflight(&loadgen::Config {
+            conns: largest as usize,
+            size: a.size.max(1),
+            ..loadgen::Config::default()
+        })
+        .map_err(|e| SetupError(format!("the largest sweep step: {e}")))?;
+    }
+    crate::commands::save::check_results_dir(&a.results_dir)?;
     let opts = SweepOptions {
         ladder,
         duration: a.duration,

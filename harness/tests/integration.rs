@@ -739,3 +739,85 @@ fn sweep_setup_errors_exit_2_with_one_line() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
 }
+
+#[test]
+fn a_bad_server_flag_shows_the_servers_own_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = harness_into("run", dir.path())
+        .args(["--conns", "1", "--duration", "1s", "--", "--port", "99999"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the server (")
+            && stderr.contains("the server said: error: invalid value '99999'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("For more information"), "{stderr}");
+}
+
+#[test]
+fn unwritable_outputs_and_impossible_loads_fail_before_any_check_or_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A file where the results directory should be.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, "x").expect("file");
+    for (cmd, args, says) in [
+        (
+            "check",
+            vec![
+                "--results-dir".to_string(),
+                blocked.join("r").display().to_string(),
+            ],
+            "--results-dir",
+        ),
+        (
+            "run",
+            vec![
+                "--junit".to_string(),
+                blocked.join("j.xml").display().to_string(),
+            ],
+            "--junit",
+        ),
+        (
+            "sweep",
+            vec!["--results-dir".to_string(), blocked.display().to_string()],
+            "--results-dir",
+        ),
+        (
+            "run",
+            vec!["--conns".into(), "100000000".into()],
+            "RLIMIT_NOFILE",
+        ),
+        (
+            "sweep",
+            vec!["--conns".into(), "1,100000000".into()],
+            "RLIMIT_NOFILE",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let mut harness = harness();
+        harness.arg(cmd).args(&args);
+        if !args.iter().any(|a| a == "--results-dir") {
+            harness.arg("--results-dir").arg(dir.path().join("ok"));
+        }
+        if cmd != "check" {
+            harness.args(["--duration", "1s"]);
+        }
+        let out = harness
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{cmd} {args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{cmd} {args:?}: {stderr}");
+        // Nothing ran: no check table, no step, and well under the time one check takes.
+        assert!(out.stdout.is_empty(), "{cmd} {args:?}: {:?}", out.stdout);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+}

@@ -194,6 +194,7 @@ pub fn main() -> ExitCode {
 
 fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
     let config = args.to_config()?;
+    args.report.check_outputs()?;
     let report = crate::run(config.clone())?;
     present(&report, &args.report)?;
     Ok(report.failed_checks_for(&config))
@@ -205,6 +206,7 @@ fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
             "--max-error-rate must be between 0 and 1".into(),
         ));
     }
+    args.report.check_outputs()?;
     let reports = args
         .reports
         .iter()
@@ -213,6 +215,16 @@ fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
     let merged = Report::merge(&reports)?;
     present(&merged, &args.report)?;
     Ok(merged.failed_checks(args.report.max_error_rate, &args.report.slo))
+}
+
+impl ReportArgs {
+    /// Fails before any work when `--json` or `--hgrm` could not be written afterwards.
+    fn check_outputs(&self) -> Result<(), Error> {
+        for path in [&self.json, &self.hgrm].into_iter().flatten() {
+            output::check_writable(path)?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes the exports, then the text (to stderr when the JSON goes to stdout).

@@ -208,6 +208,41 @@ pub fn hgrm_text(h: &Histogram<u64>) -> String {
     s
 }
 
+/// Checks before any load starts that a report can later be written to `path` (`-` = stdout is
+/// always fine): its directory exists and takes a new file, and `path` is not a directory. A run
+/// whose report cannot be written would otherwise be lost after it ran.
+pub fn check_writable(path: &Path) -> Result<(), Error> {
+    if path == Path::new("-") {
+        return Ok(());
+    }
+    probe_writable(path).map_err(|reason| Error::File {
+        path: path.to_path_buf(),
+        reason: format!("cannot be written ({reason}); checked before the run"),
+    })
+}
+
+/// Creates and removes a temporary file beside `path` (where [`write_file_atomically`] would).
+pub fn probe_writable(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("it is a directory".into());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("no directory {}", dir.display()));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let probe = dir.join(format!(".{name}.probe.{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place, so readers
 /// never see a half-written report.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {

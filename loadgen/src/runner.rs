@@ -39,8 +39,10 @@ pub fn run(config: Config) -> Result<Report, Error> {
     report
 }
 
-/// Runs `config` on the current tokio runtime (which must have the time and I/O drivers).
-pub async fn run_async(config: Config) -> Result<Report, Error> {
+/// Checks `config` and this process's limits (RLIMIT_NOFILE, raised to the hard limit first, and
+/// the ephemeral ports) as [`run`] will, without connecting: callers that do other work before a
+/// load (the harness's checks, a sweep's smaller steps) call it first to fail before that work.
+pub fn preflight(config: &Config) -> Result<(), Error> {
     config.validate()?;
     let (nofile, _) = limits::raise_nofile_limit();
     limits::preflight(
@@ -48,7 +50,12 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         config.source_ips.len() as u64,
         nofile,
         limits::ephemeral_port_range(),
-    )?;
+    )
+}
+
+/// Runs `config` on the current tokio runtime (which must have the time and I/O drivers).
+pub async fn run_async(config: Config) -> Result<Report, Error> {
+    preflight(&config)?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -772,3 +772,23 @@ fn progress_line_is_drawn_on_a_terminal_only() {
     assert!(!seen.contains("connections open"), "{seen:?}");
     // A pipe never gets one either: see no_progress_bar_when_stderr_is_not_a_terminal.
 }
+
+#[test]
+fn unwritable_outputs_fail_before_the_run() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--json", "--hgrm"] {
+        let path = dir.path().join("no-such-dir").join("out");
+        let started = Instant::now();
+        let stderr = util::stderr(
+            &util::loadgen_for(&server.target(), 2, "3s")
+                .arg(flag)
+                .arg(&path)
+                .assert()
+                .code(2),
+        );
+        assert!(stderr.contains("checked before the run"), "{stderr}");
+        assert!(started.elapsed() < secs(2.5), "the 3s load ran first");
+        assert!(server.peers.lock().unwrap().is_empty(), "nothing connected");
+    }
+}

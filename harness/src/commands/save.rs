@@ -17,6 +17,44 @@ pub struct ReportOutput {
     pub junit: Option<PathBuf>,
 }
 
+impl ReportOutput {
+    /// Checks, before any server starts, that the report and the JUnit file can be written, so a
+    /// run's results are never lost to a bad path after it ran.
+    pub fn check_writable(&self) -> Result<(), SetupError> {
+        check_results_dir(&self.results_dir)?;
+        if let Some(junit) = &self.junit {
+            if let Some(dir) = junit.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    SetupError(format!(
+                        "--junit {}: cannot create {}: {e}",
+                        junit.display(),
+                        dir.display()
+                    ))
+                })?;
+            }
+            loadgen::output::probe_writable(junit).map_err(|e| {
+                SetupError(format!(
+                    "--junit {} cannot be written: {e}",
+                    junit.display()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the results directory if needed and checks that a report can be written into it.
+pub fn check_results_dir(dir: &Path) -> Result<(), SetupError> {
+    let bad = |e: String| {
+        SetupError(format!(
+            "--results-dir {}: reports cannot be written there: {e}",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+    loadgen::output::probe_writable(&dir.join("report.json")).map_err(bad)
+}
+
 /// Writes a report into the results directory (temp file + rename) and says where it went.
 pub fn save_report<T: serde::Serialize>(
     dir: &Path,
