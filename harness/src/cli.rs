@@ -113,6 +113,13 @@ struct RunArgs {
     /// How often the server's process tree is sampled during the load.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, value_name = "D")]
     sample_interval: Duration,
+    /// Fraction of the load's messages (of those sent) that may fail before the run fails.
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    max_error_rate: f64,
+    /// Fraction of the load's sessions (connections asked for) that may fail before the run
+    /// fails.
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    max_session_failures: f64,
     #[command(flatten)]
     out: ReportOutArgs,
 }
@@ -183,6 +190,14 @@ where
             return if e.use_stderr() { EXIT_SETUP } else { EXIT_OK };
         }
     };
+    if matches!(
+        cli.command,
+        Command::Check(_) | Command::Run(_) | Command::Sweep(_)
+    ) {
+        // First Ctrl-C: stop the load (or the remaining checks or steps), print and save what
+        // ran. Second: quit; the servers get SIGTERM from PR_SET_PDEATHSIG as the harness exits.
+        loadgen::interrupt::install_ctrl_c_handler("harness", || {});
+    }
     let result = match cli.command {
         Command::Check(a) => cmd_check(a),
         Command::Run(a) => cmd_run(a),
@@ -252,6 +267,8 @@ fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
         size: a.size,
         pipeline: a.pipeline,
         rate: a.rate,
+        max_error_rate: a.max_error_rate,
+        max_session_failures: a.max_session_failures,
         progress: std::io::stderr().is_terminal(),
         ..loadgen::Config::default()
     };

@@ -821,3 +821,63 @@ fn unwritable_outputs_and_impossible_loads_fail_before_any_check_or_step() {
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }
+
+#[test]
+fn first_ctrl_c_stops_a_run_and_saves_what_ran_marked_interrupted() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("harness"))
+        .args(["run", "--conns", "5", "--duration", "60s", "--results-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn harness");
+    let pid = child.id() as i32;
+    // The handler is installed before the server starts: once the server is there, Ctrl-C is
+    // caught.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while harness::procfs::children_of(pid).map_or(true, |c| c.is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "no server started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let started = std::time::Instant::now();
+    let out = loop {
+        if child.try_wait().expect("wait").is_some() {
+            break child.wait_with_output().expect("output");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "Ctrl-C did not stop the run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (_, report) = valid_report(dir.path(), "run-");
+    assert_eq!(report["load"]["interrupted"], true);
+    assert!(
+        report["summary"]["load_failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("interrupted by Ctrl-C")),
+        "{}",
+        report["summary"]
+    );
+    assert!(stdout.contains("report: "), "{stdout}");
+}
+
+#[test]
+fn run_takes_the_thresholds_its_failure_lines_name() {
+    for flag in ["--max-error-rate", "--max-session-failures"] {
+        harness()
+            .args(["run", flag, "1.5", "--results-dir", "/nonexistent-unused"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag));
+    }
+}

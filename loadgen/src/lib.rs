@@ -12,6 +12,7 @@ mod connect;
 pub mod echo_server;
 mod environment;
 mod error;
+pub mod interrupt;
 mod limits;
 mod merge;
 pub mod output;

@@ -12,9 +12,9 @@ use tokio::time::Instant;
 use crate::config::DEADLINE_MARGIN;
 use crate::progress::Progress;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
-use crate::session::{self, RunShared, Steady};
+use crate::session::{self, RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
 use crate::stats::{seconds_to_points, Stats};
-use crate::{environment, limits, new_histogram, Config, Error, Report, SCHEMA_VERSION};
+use crate::{environment, interrupt, limits, new_histogram, Config, Error, Report, SCHEMA_VERSION};
 
 /// Runs `config` on a multi-thread tokio runtime of its own and returns the report. Blocks the
 /// calling thread; call it from a plain thread, not from inside a runtime (use [`run_async`]).
@@ -75,6 +75,7 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         connecting: std::sync::atomic::AtomicUsize::new(config.conns),
         connect_phase_done: Notify::new(),
         steady: steady_rx,
+        stop: std::sync::atomic::AtomicU8::new(0),
         config,
     });
     let config = &shared.config;
@@ -86,11 +87,13 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
     let (stop_tx, stop_rx) = oneshot::channel();
     let monitor = tokio::spawn(monitor(shared.clone(), stop_rx));
 
-    // The barrier: every connection has connected and echoed once, or failed, or time is up.
-    while shared.connecting.load(Ordering::Acquire) > 0 {
+    // The barrier: every connection has connected and echoed once, or failed, or time is up,
+    // or Ctrl-C.
+    while shared.connecting.load(Ordering::Acquire) > 0 && !interrupt::requested() {
         tokio::select! {
             _ = shared.connect_phase_done.notified() => {}
             _ = tokio::time::sleep_until(connect_deadline) => break,
+            _ = interrupted() => break,
         }
     }
     let barrier = Instant::now();
@@ -106,27 +109,38 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
     }));
 
     // Wait for every session; past the deadline (plus a grace second for sessions to record
-    // their own cut-off) whatever is left is aborted and counted as cut off.
+    // their own cut-off), or at Ctrl-C, whatever is left is aborted. Each task counts its own end
+    // exactly once, aborted or not (`session::Ending`), so nothing is counted here.
     let mut last_completion: Option<Instant> = None;
-    let mut cut_off = 0u64;
-    let mut panicked = 0u64;
     let hard_stop = deadline + Duration::from_secs(1);
+    let mut stopped_by = None;
     loop {
         tokio::select! {
             joined = tasks.join_next() => match joined {
                 None => break,
                 Some(Ok(done)) => last_completion = last_completion.max(done),
-                Some(Err(e)) if e.is_panic() => panicked += 1,
-                Some(Err(_)) => cut_off += 1,
+                Some(Err(_)) => {}
             },
             _ = tokio::time::sleep_until(hard_stop) => {
-                cut_off += tasks.len() as u64;
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
+                stopped_by = Some(STOP_DEADLINE);
+                break;
+            }
+            _ = interrupted() => {
+                stopped_by = Some(STOP_INTERRUPT);
                 break;
             }
         }
     }
+    if let Some(cause) = stopped_by {
+        shared.stop.store(cause, Ordering::Release);
+        tasks.abort_all();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(done) = joined {
+                last_completion = last_completion.max(done);
+            }
+        }
+    }
+    let was_interrupted = stopped_by == Some(STOP_INTERRUPT) || interrupt::requested();
     let end = Instant::now();
     let _ = stop_tx.send(());
     let mut timeline = monitor.await.unwrap_or_default();
@@ -134,10 +148,16 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
     let mut all = shared.stats.take_merged();
     timeline.extend(seconds_to_points(std::mem::take(&mut all.timeline))?);
     let timeline = combine_points(timeline)?;
-    all.errors.session.run_deadline += cut_off;
-    all.errors.session.other += panicked;
-    all.counters.sessions_failed += cut_off + panicked;
     all.counters.peak_established = shared.stats.peak_established.load(Ordering::Relaxed) as u64;
+
+    // Tasks aborted before their first poll never counted themselves: they never started.
+    let c = &all.counters;
+    let ended = c.connections_not_started
+        + c.connections_failed
+        + c.sessions_failed
+        + c.connections_interrupted
+        + c.sessions_completed;
+    all.counters.connections_not_started += (config.conns as u64).saturating_sub(ended);
 
     let c = &all.counters;
     let all_first_echo_secs = (c.connections_established > 0
@@ -176,7 +196,12 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         all_first_echo_secs,
         measured_secs,
         messages_per_sec,
-        run_deadline_hit: all.errors.session.run_deadline > 0,
+        run_deadline_hit: all.errors.session.run_deadline
+            + all.errors.connect.run_deadline
+            + all.counters.connections_not_started
+            > 0
+            && !was_interrupted,
+        interrupted: was_interrupted,
         counters: all.counters,
         latency,
         errors: all.errors,
@@ -200,6 +225,7 @@ fn parameters(c: &Config) -> Parameters {
         source_ips: c.source_ips.iter().map(|ip| ip.to_string()).collect(),
         percentiles: c.percentiles.clone(),
         max_error_rate: c.max_error_rate,
+        max_session_failures: c.max_session_failures,
         slos: c.slos.iter().map(|s| s.to_string()).collect(),
         processes: 1,
     }
@@ -236,6 +262,13 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
         p.finish();
     }
     points
+}
+
+/// Resolves once Ctrl-C asked the load to stop (polled: the flag is set from a signal thread).
+async fn interrupted() {
+    while !interrupt::requested() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Sorts points by second and folds points of the same second into one.

@@ -94,5 +94,7 @@ pub fn execute(
         &report.started_at,
         &report.checks,
     )?;
-    Ok(Verdict::failed_if(report.counts.failed > 0))
+    Ok(Verdict::failed_if(
+        report.counts.failed > 0 || loadgen::interrupt::requested(),
+    ))
 }

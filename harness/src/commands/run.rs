@@ -184,6 +184,8 @@ pub fn execute(
         &report.checks,
     )?;
     Ok(Verdict::failed_if(
-        report.summary.checks.failed > 0 || !report.summary.load_ok,
+        report.summary.checks.failed > 0
+            || !report.summary.load_ok
+            || loadgen::interrupt::requested(),
     ))
 }

@@ -68,7 +68,8 @@ pub fn check_report_text(report: &CheckReport) -> String {
     let mut out = format!("server: {}\n\n", report.server.description);
     out.push_str(&checks_table(&report.checks));
     out.push_str(&format!(
-        "\n{} passed, {} failed, {} skipped; listen queue overflows {}, drops {}\n",
+        "\n{} passed, {} failed, {} skipped; listen queue overflows {}, drops {} (namespace-wide: \
+         every listener in this network namespace, not only the server's)\n",
         report.counts.passed,
         report.counts.failed,
         report.counts.skipped,
@@ -103,7 +104,7 @@ pub fn summary_rows(s: &RunSummary) -> Vec<Vec<String>> {
         row("messages/s", format!("{:.0}", s.messages_per_sec)),
         row("load errors", s.load_errors.to_string()),
         row(
-            "listen overflows / drops",
+            "listen overflows / drops (namespace-wide)",
             format!("{} / {}", s.listen_overflows, s.listen_drops),
         ),
         row("orphans after SIGTERM", s.orphans_after_stop.to_string()),
