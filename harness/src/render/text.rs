@@ -243,14 +243,15 @@ fn regression_line(row: &CompareRow, max_regression_pct: f64) -> String {
 /// The step table and the capacity model, as `sweep` and `report` print them.
 pub fn sweep_report_text(r: &SweepReport) -> String {
     let mut out = format!(
-        "sweep of {} ({}), ladder {:?}, {} s steady phase per step, {} B messages\n\n",
+        "sweep of {}\n  started {}, ladder {:?}, {} s steady phase per step, {} B messages\n\n",
         r.server.description,
         r.started_at,
         r.parameters.ladder,
         r.parameters.duration_secs,
         r.parameters.size
     );
-    let rows: Vec<Vec<String>> = r
+    // Two tables so each fits 120 columns: what the load saw, then what the server's tree cost.
+    let load_rows: Vec<Vec<String>> = r
         .steps
         .iter()
         .map(|s| {
@@ -267,18 +268,10 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
                 micros(st.and_then(|s| s.echo_p50_us)),
                 micros(st.and_then(|s| s.echo_p99_us)),
                 micros(st.and_then(|s| s.echo_p999_us)),
-                s.listen_queue.listen_overflows.to_string(),
-                s.tree.peak_live_children.to_string(),
-                s.tree.max_zombies.to_string(),
-                s.tree
-                    .total_pss_kib
-                    .map_or("-".into(), |k| mib_or_kib(k as f64 * 1024.0)),
-                kib(s.tree.pss_per_child_kib),
-                kib(s.tree.private_per_child_kib),
-                micros(s.tree.parent_cpu_secs.map(|c| c * 1e6)),
             ]
         })
         .collect();
+    out.push_str("load: the connect burst, then the steady closed loop\n");
     out.push_str(&table(
         &[
             "conns",
@@ -291,16 +284,46 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
             "echo p50",
             "echo p99",
             "echo p99.9",
-            "listen overflows",
+        ],
+        &load_rows,
+    ));
+    let tree_rows: Vec<Vec<String>> = r
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.conns.to_string(),
+                s.tree.peak_live_children.to_string(),
+                s.tree.max_zombies.to_string(),
+                s.tree
+                    .total_pss_kib
+                    .map_or("-".into(), |k| mib_or_kib(k as f64 * 1024.0)),
+                kib(s.tree.pss_per_child_kib),
+                kib(s.tree.private_per_child_kib),
+                parent_cpu_ms(s.tree.parent_cpu_secs),
+                s.listen_queue.listen_overflows.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str("\nserver: its process tree at the step's peak\n");
+    out.push_str(&table(
+        &[
+            "conns",
             "children",
             "zombies",
             "total PSS",
             "PSS/child",
             "private/child",
-            "parent CPU",
+            "parent CPU ms",
+            "listen overflows*",
         ],
-        &rows,
+        &tree_rows,
     ));
+    out.push_str(
+        "parent CPU: the server parent's user+system time in the step, in 10 ms ticks (0 = under \
+         one tick)\n* namespace-wide: every listener in this network \
+         namespace, not only the server's\n",
+    );
     for s in r.steps.iter().filter(|s| !s.ok) {
         out.push_str(&format!(
             "step {} failed: {}\n",
@@ -311,6 +334,12 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
     out.push('\n');
     out.push_str(&capacity_text(&r.capacity, &r.summary));
     out
+}
+
+/// The parent's CPU time in whole milliseconds: /proc counts it in 10 ms ticks, so finer digits
+/// (and microseconds) would claim a precision it does not have.
+fn parent_cpu_ms(secs: Option<f64>) -> String {
+    secs.map_or("-".into(), |s| format!("{:.0}", s * 1000.0))
 }
 
 /// The capacity model in a few lines.
@@ -345,15 +374,16 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
                 "  predicted maximum       {} connections, bound by {} (raise with: {})\n",
                 p.max_connections, p.binding, p.knob
             ));
-            let next: Vec<String> = p
-                .candidates
-                .iter()
-                .skip(1)
-                .take(3)
-                .map(|c| format!("{} {}", c.kind, c.max_connections))
-                .collect();
-            if !next.is_empty() {
-                out.push_str(&format!("  then                    {}\n", next.join(", ")));
+            // Each limit as the connections it allows, with its arithmetic: `kernel.pid_max`
+            // is the sysctl's name, the number after it the connections it leaves room for.
+            if let Some(first) = p.candidates.first() {
+                out.push_str(&format!("                          = {}\n", first.detail));
+            }
+            for c in p.candidates.iter().skip(1).take(3) {
+                out.push_str(&format!(
+                    "  then                    {} by {} ({})\n",
+                    c.max_connections, c.kind, c.detail
+                ));
             }
         }
         None => out.push_str("  predicted maximum       - (no limit known)\n"),
@@ -374,6 +404,37 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_baseline_sweep_fits_120_columns_with_labelled_figures() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/baseline");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("results/baseline") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let Ok(crate::report::AnyReport::Sweep(r)) = crate::report::AnyReport::read(&path)
+            else {
+                continue;
+            };
+            seen += 1;
+            let text = sweep_report_text(&r);
+            for line in text.lines() {
+                assert!(line.chars().count() <= 120, "{} wide: {line}", line.len());
+            }
+            assert!(text.contains("10 ms ticks") && text.contains("namespace-wide"));
+            // Parent CPU in whole milliseconds (10 ms ticks), not `0 us` or `360.00 ms`.
+            assert!(text.contains("parent CPU ms"), "{text}");
+            let tree = text
+                .split("server: its process tree")
+                .nth(1)
+                .and_then(|t| t.split("parent CPU:").next())
+                .expect("tree table");
+            assert!(!tree.contains(" us") && !tree.contains(".00 ms"), "{tree}");
+        }
+        assert!(seen > 0, "no sweep in {}", dir.display());
+    }
 
     #[test]
     fn tables_align() {
