@@ -13,7 +13,7 @@ use crate::commands::outcome::{SetupError, Verdict};
 use crate::commands::run::RunOptions;
 use crate::commands::save::ReportOutput;
 use crate::commands::sweep::{self, SweepOptions};
-use crate::commands::{check, compare, plot, report, run};
+use crate::commands::{check, compare, plot, report, run, save};
 use crate::report::check::CheckOptions;
 use crate::report::compare::parse_percent;
 use crate::target::spec::ServerSpec;
@@ -63,9 +63,10 @@ struct ServerArgs {
 
 #[derive(Debug, Args)]
 struct ReportOutArgs {
-    /// Directory the JSON report is written into.
-    #[arg(long, value_name = "DIR", default_value = "results")]
-    results_dir: PathBuf,
+    /// Directory the JSON report is written into [default: results/ at the workspace root when
+    /// run inside the repository, else ./results].
+    #[arg(long, value_name = "DIR")]
+    results_dir: Option<PathBuf>,
     /// Also write the check results as JUnit XML to PATH.
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
@@ -163,9 +164,10 @@ struct SweepArgs {
     /// How often the server's process tree is sampled.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, value_name = "D")]
     sample_interval: Duration,
-    /// Directory the JSON report and SVGs are written into.
-    #[arg(long, value_name = "DIR", default_value = "results")]
-    results_dir: PathBuf,
+    /// Directory the JSON report and SVGs are written into [default: results/ at the workspace
+    /// root when run inside the repository, else ./results].
+    #[arg(long, value_name = "DIR")]
+    results_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -233,7 +235,7 @@ fn server_spec(a: &ServerArgs) -> Result<ServerSpec, SetupError> {
 
 fn report_output(a: ReportOutArgs) -> ReportOutput {
     ReportOutput {
-        results_dir: a.results_dir,
+        results_dir: a.results_dir.unwrap_or_else(save::default_results_dir),
         junit: a.junit,
     }
 }
@@ -316,7 +318,8 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
         })
         .map_err(|e| SetupError(format!("the largest sweep step: {e}")))?;
     }
-    crate::commands::save::check_results_dir(&a.results_dir)?;
+    let results_dir = a.results_dir.unwrap_or_else(save::default_results_dir);
+    save::check_results_dir(&results_dir)?;
     let opts = SweepOptions {
         ladder,
         duration: a.duration,
@@ -324,7 +327,7 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
         memory_budget_bytes: a.memory_budget,
         sample_interval: a.sample_interval,
         progress: true,
-        results_dir: a.results_dir,
+        results_dir,
     };
     sweep::execute(&spec, &opts)
 }
