@@ -133,11 +133,16 @@ struct ReportArgs {
 
 #[derive(Debug, Args)]
 struct CompareArgs {
+    /// The reference report (e.g. the committed baseline or the main branch's run).
     base: PathBuf,
+    /// The report held against BASE; same kind (check, run or sweep) and parameters.
     new: PathBuf,
     /// How much worse echo p99, first-echo p99 or messages/s may get.
     #[arg(long, default_value = "10%", value_parser = parse_percent, value_name = "PCT")]
     max_regression: f64,
+    /// Compare reports whose parameters differ (each difference is printed as a warning).
+    #[arg(long)]
+    allow_different_parameters: bool,
 }
 
 #[derive(Debug, Args)]
@@ -204,7 +209,14 @@ where
         Command::Check(a) => cmd_check(a),
         Command::Run(a) => cmd_run(a),
         Command::Report(a) => report::execute(&a.file),
-        Command::Compare(a) => compare::execute(&a.base, &a.new, a.max_regression),
+        Command::Compare(a) => compare::execute(
+            &a.base,
+            &a.new,
+            compare::CompareOptions {
+                max_regression_pct: a.max_regression,
+                allow_different_parameters: a.allow_different_parameters,
+            },
+        ),
         Command::Sweep(a) => cmd_sweep(a),
         Command::Plot(a) => plot::execute(&a.file, a.out_dir.as_deref()),
     };

@@ -289,6 +289,76 @@ fn compare_gates_on_regressions_and_passes_equal_reports() {
             "regression: check echo_round_trip passed before and fails now",
         ));
 
+    // Different kinds are refused, not compared on nothing.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let check_report = dir2.path().join("check.json");
+    let mut as_check = report.clone();
+    let object = as_check.as_object_mut().expect("object");
+    for field in ["parameters", "load", "timeline", "summary"] {
+        object.remove(field);
+    }
+    object.insert("kind".into(), "check".into());
+    object.insert(
+        "options".into(),
+        report["parameters"]["check_options"].clone(),
+    );
+    object.insert(
+        "counts".into(),
+        serde_json::json!({"passed": 1, "failed": 0, "skipped": 0}),
+    );
+    object.insert(
+        "listen_queue".into(),
+        report["listen_queue"]["checks"].clone(),
+    );
+    write_json(&check_report, &as_check);
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&check_report)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "BASE is a run report and NEW a check report",
+        ));
+
+    // A check that NEW no longer has is flagged, not shown as `-` and passed.
+    let missing_check = dir.path().join("missing-check.json");
+    let mut doctored = report.clone();
+    doctored["checks"].as_array_mut().expect("checks").remove(0);
+    write_json(&missing_check, &doctored);
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&missing_check)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "regression: check echo_round_trip is missing from NEW",
+        ));
+
+    // Different parameters are refused, naming the field; allowed, they are warned about.
+    let longer = dir.path().join("longer.json");
+    let mut doctored = report.clone();
+    doctored["parameters"]["duration_secs"] = serde_json::json!(10.0);
+    write_json(&longer, &doctored);
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&longer)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("duration_secs: 1.0 -> 10.0"));
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&longer)
+        .arg("--allow-different-parameters")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "warning: parameters differ: duration_secs",
+        ));
+
     // The schema catches a report missing its summary.
     let mut incomplete = report.clone();
     incomplete
@@ -674,12 +744,16 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
         }
     }
     assert_eq!(reports.len(), 4, "{reports:?}");
+    // A sweep holds against a sweep step by step, its model's figures too.
     harness()
         .arg("compare")
-        .args(&reports[..2])
+        .arg(&reports[0])
+        .arg(&reports[0])
         .assert()
-        .code(2)
-        .stderr(predicate::str::contains("is a sweep report"));
+        .code(0)
+        .stdout(predicate::str::contains("step 4000 conns: echo p99"))
+        .stdout(predicate::str::contains("model: memory per connection"))
+        .stdout(predicate::str::contains("no regression"));
     for report in reports {
         let value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&report).expect("read")).expect("json");

@@ -208,7 +208,7 @@ fn comparison_cells(row: &CompareRow) -> Vec<String> {
         } => vec![
             format!("check {name}"),
             base.as_str().into(),
-            new.map_or("-", |s| s.as_str()).into(),
+            new.map_or("MISSING", |s| s.as_str()).into(),
             String::new(),
             verdict(*v),
         ],
@@ -231,6 +231,11 @@ fn regression_line(row: &CompareRow, max_regression_pct: f64) -> String {
             figure_text(*unit, *new),
             change_text(*change_pct)
         ),
+        CompareRow::Check {
+            name, new: None, ..
+        } => {
+            format!("check {name} is missing from NEW (it ran in BASE)")
+        }
         CompareRow::Check {
             name, new_detail, ..
         } => format!(

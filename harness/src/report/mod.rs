@@ -86,6 +86,26 @@ impl AnyReport {
         }
     }
 
+    /// `check`, `run` or `sweep`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            AnyReport::Check(_) => "check",
+            AnyReport::Run(_) => "run",
+            AnyReport::Sweep(_) => "sweep",
+        }
+    }
+
+    /// What the run was asked to do, as JSON, for `compare` to name the fields that differ: a
+    /// check's options, a run's or a sweep's parameters.
+    pub fn parameters_json(&self) -> serde_json::Value {
+        let value = match self {
+            AnyReport::Check(r) => serde_json::to_value(r.options),
+            AnyReport::Run(r) => serde_json::to_value(&r.parameters),
+            AnyReport::Sweep(r) => serde_json::to_value(&r.parameters),
+        };
+        value.unwrap_or(serde_json::Value::Null)
+    }
+
     /// The key figures of a run; other kinds have none.
     pub fn summary(&self) -> Option<&RunSummary> {
         match self {
