@@ -37,7 +37,7 @@ enum Command {
     Check(CheckArgs),
     /// Quick checks, then a load through loadgen while the process tree is sampled; the main job.
     Run(RunArgs),
-    /// Print the summary of a saved report again.
+    /// Print a saved report (check, run or sweep) again: as text, Markdown, CSV or JSON.
     Report(ReportArgs),
     /// Compare two reports; exit 1 on a regression beyond --max-regression.
     Compare(CompareArgs),
@@ -127,8 +127,20 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct ReportArgs {
-    /// A JSON report written by `harness run` or `harness check`.
+    /// A JSON report written by `harness check`, `harness run` or `harness sweep`.
     file: PathBuf,
+    /// text: as the command printed it; markdown or csv: its tables, to paste into a PR or a
+    /// spreadsheet; json: the report itself.
+    #[arg(long, value_enum, default_value = "text")]
+    format: FormatArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Text,
+    Markdown,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -208,7 +220,15 @@ where
     let result = match cli.command {
         Command::Check(a) => cmd_check(a),
         Command::Run(a) => cmd_run(a),
-        Command::Report(a) => report::execute(&a.file),
+        Command::Report(a) => report::execute(
+            &a.file,
+            match a.format {
+                FormatArg::Text => report::ReportFormat::Text,
+                FormatArg::Markdown => report::ReportFormat::Markdown,
+                FormatArg::Csv => report::ReportFormat::Csv,
+                FormatArg::Json => report::ReportFormat::Json,
+            },
+        ),
         Command::Compare(a) => compare::execute(
             &a.base,
             &a.new,

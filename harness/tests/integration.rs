@@ -955,3 +955,50 @@ fn run_takes_the_thresholds_its_failure_lines_name() {
             .stderr(predicate::str::contains(flag));
     }
 }
+
+#[test]
+fn report_exports_markdown_csv_and_json() {
+    let baseline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/baseline");
+    let sweep = std::fs::read_dir(&baseline)
+        .expect("baseline")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a committed sweep");
+    let out = |format: &str| {
+        let out = harness()
+            .args(["report", "--format", format])
+            .arg(&sweep)
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).expect("utf-8")
+    };
+    let md = out("markdown");
+    assert!(md.contains("### load\n\n| conns | step |"), "{md}");
+    assert!(md.contains("### server\n\n| conns | children |"), "{md}");
+    let csv = out("csv");
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .expect("header")
+        .starts_with("table,conns,step,"));
+    let widths: BTreeSet<usize> = csv
+        .lines()
+        .filter(|l| l.starts_with("load,"))
+        .map(|l| l.split(',').count())
+        .collect();
+    assert_eq!(
+        widths.len(),
+        1,
+        "every load row has the header's width: {csv}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&out("json")).expect("json");
+    assert_eq!(json["kind"], "sweep");
+    harness()
+        .args(["report", "--format", "yaml"])
+        .arg(&sweep)
+        .assert()
+        .code(2);
+}

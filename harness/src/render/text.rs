@@ -8,6 +8,7 @@ use crate::report::check::{CheckReport, CheckResult, CheckStatus};
 use crate::report::compare::{CompareRow, Comparison, FigureUnit, Verdict};
 use crate::report::run::{RunReport, RunSummary};
 use crate::report::sweep::{SweepReport, SweepSummary};
+use crate::report::AnyReport;
 
 /// Left-aligned columns separated by two spaces.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -46,7 +47,14 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 pub fn checks_table(results: &[CheckResult]) -> String {
-    let rows: Vec<Vec<String>> = results
+    table(&CHECK_HEADER, &checks_rows(results))
+}
+
+const CHECK_HEADER: [&str; 4] = ["check", "status", "time", "detail"];
+
+/// One row per check; statuses in capitals alike (PASS, FAIL, SKIP) so none reads as a note.
+fn checks_rows(results: &[CheckResult]) -> Vec<Vec<String>> {
+    results
         .iter()
         .map(|r| {
             vec![
@@ -54,14 +62,13 @@ pub fn checks_table(results: &[CheckResult]) -> String {
                 match r.status {
                     CheckStatus::Pass => "PASS".into(),
                     CheckStatus::Fail => "FAIL".into(),
-                    CheckStatus::Skip => "skip".into(),
+                    CheckStatus::Skip => "SKIP".into(),
                 },
                 format!("{:.2}s", r.duration_secs),
                 r.detail.clone().unwrap_or_default(),
             ]
         })
-        .collect();
-    table(&["check", "status", "time", "detail"], &rows)
+        .collect()
 }
 
 pub fn check_report_text(report: &CheckReport) -> String {
@@ -256,8 +263,56 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
         r.parameters.size
     );
     // Two tables so each fits 120 columns: what the load saw, then what the server's tree cost.
-    let load_rows: Vec<Vec<String>> = r
-        .steps
+    let load_rows = sweep_load_rows(r);
+    out.push_str("load: the connect burst, then the steady closed loop\n");
+    out.push_str(&table(&SWEEP_LOAD_HEADER, &load_rows));
+    let tree_rows = sweep_tree_rows(r);
+    out.push_str("\nserver: its process tree at the step's peak\n");
+    out.push_str(&table(&SWEEP_TREE_HEADER, &tree_rows));
+    out.push_str(
+        "parent CPU: the server parent's user+system time in the step, in 10 ms ticks (0 = under \
+         one tick)\n* namespace-wide: every listener in this network \
+         namespace, not only the server's\n",
+    );
+    for s in r.steps.iter().filter(|s| !s.ok) {
+        out.push_str(&format!(
+            "step {} failed: {}\n",
+            s.conns,
+            s.failure.as_deref().unwrap_or("unknown")
+        ));
+    }
+    out.push('\n');
+    out.push_str(&capacity_text(&r.capacity, &r.summary));
+    out
+}
+
+const SWEEP_LOAD_HEADER: [&str; 10] = [
+    "conns",
+    "step",
+    "connect p99",
+    "1st echo p50",
+    "1st echo p99",
+    "accept+fork/s",
+    "msg/s",
+    "echo p50",
+    "echo p99",
+    "echo p99.9",
+];
+
+const SWEEP_TREE_HEADER: [&str; 8] = [
+    "conns",
+    "children",
+    "zombies",
+    "total PSS",
+    "PSS/child",
+    "private/child",
+    "parent CPU ms",
+    "listen overflows*",
+];
+
+/// The sweep's load figures, one row per step.
+fn sweep_load_rows(r: &SweepReport) -> Vec<Vec<String>> {
+    r.steps
         .iter()
         .map(|s| {
             let b = s.burst.as_ref();
@@ -275,25 +330,12 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
                 micros(st.and_then(|s| s.echo_p999_us)),
             ]
         })
-        .collect();
-    out.push_str("load: the connect burst, then the steady closed loop\n");
-    out.push_str(&table(
-        &[
-            "conns",
-            "step",
-            "connect p99",
-            "1st echo p50",
-            "1st echo p99",
-            "accept+fork/s",
-            "msg/s",
-            "echo p50",
-            "echo p99",
-            "echo p99.9",
-        ],
-        &load_rows,
-    ));
-    let tree_rows: Vec<Vec<String>> = r
-        .steps
+        .collect()
+}
+
+/// The cost of the server's tree, one row per step.
+fn sweep_tree_rows(r: &SweepReport) -> Vec<Vec<String>> {
+    r.steps
         .iter()
         .map(|s| {
             vec![
@@ -309,35 +351,94 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
                 s.listen_queue.listen_overflows.to_string(),
             ]
         })
-        .collect();
-    out.push_str("\nserver: its process tree at the step's peak\n");
-    out.push_str(&table(
-        &[
-            "conns",
-            "children",
-            "zombies",
-            "total PSS",
-            "PSS/child",
-            "private/child",
-            "parent CPU ms",
-            "listen overflows*",
-        ],
-        &tree_rows,
-    ));
-    out.push_str(
-        "parent CPU: the server parent's user+system time in the step, in 10 ms ticks (0 = under \
-         one tick)\n* namespace-wide: every listener in this network \
-         namespace, not only the server's\n",
-    );
-    for s in r.steps.iter().filter(|s| !s.ok) {
-        out.push_str(&format!(
-            "step {} failed: {}\n",
-            s.conns,
-            s.failure.as_deref().unwrap_or("unknown")
-        ));
+        .collect()
+}
+
+/// One table of a report, for the `markdown` and `csv` exports.
+pub struct TableData {
+    pub title: &'static str,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+fn table_data(title: &'static str, header: &[&str], rows: Vec<Vec<String>>) -> TableData {
+    TableData {
+        title,
+        header: header.iter().map(|h| h.to_string()).collect(),
+        rows,
     }
-    out.push('\n');
-    out.push_str(&capacity_text(&r.capacity, &r.summary));
+}
+
+/// The tables `harness report --format markdown|csv` exports: the same cells as the text.
+pub fn report_tables(report: &AnyReport) -> Vec<TableData> {
+    match report {
+        AnyReport::Check(r) => vec![table_data("checks", &CHECK_HEADER, checks_rows(&r.checks))],
+        AnyReport::Run(r) => vec![
+            table_data("checks", &CHECK_HEADER, checks_rows(&r.checks)),
+            table_data("summary", &["figure", "value"], summary_rows(&r.summary)),
+        ],
+        AnyReport::Sweep(r) => vec![
+            table_data("load", &SWEEP_LOAD_HEADER, sweep_load_rows(r)),
+            table_data("server", &SWEEP_TREE_HEADER, sweep_tree_rows(r)),
+        ],
+    }
+}
+
+/// GitHub-flavoured Markdown tables, each under a `### title` heading (`|` in cells escaped).
+pub fn markdown(tables: &[TableData]) -> String {
+    let cell = |c: &str| c.replace('|', "\\|");
+    let mut out = String::new();
+    for t in tables {
+        out.push_str(&format!("### {}\n\n", t.title));
+        let line = |cells: &[String]| {
+            format!(
+                "| {} |\n",
+                cells
+                    .iter()
+                    .map(|c| cell(c))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            )
+        };
+        out.push_str(&line(&t.header));
+        out.push_str(&format!("|{}\n", "---|".repeat(t.header.len())));
+        for row in &t.rows {
+            out.push_str(&line(row));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// CSV (RFC 4180 quoting), one table after another with a `table` column first naming it, so
+/// one file loads into a spreadsheet.
+pub fn csv(tables: &[TableData]) -> String {
+    let field = |c: &str| {
+        if c.contains([',', '"', '\n']) {
+            format!("\"{}\"", c.replace('"', "\"\""))
+        } else {
+            c.to_string()
+        }
+    };
+    let mut out = String::new();
+    for t in tables {
+        let mut header = vec!["table".to_string()];
+        header.extend(t.header.iter().cloned());
+        out.push_str(
+            &header
+                .iter()
+                .map(|c| field(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+        for row in &t.rows {
+            let mut cells = vec![t.title.to_string()];
+            cells.extend(row.iter().cloned());
+            out.push_str(&cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+    }
     out
 }
 
@@ -439,6 +540,23 @@ mod tests {
             assert!(!tree.contains(" us") && !tree.contains(".00 ms"), "{tree}");
         }
         assert!(seen > 0, "no sweep in {}", dir.display());
+    }
+
+    #[test]
+    fn exports_quote_what_would_break_them() {
+        let t = [TableData {
+            title: "checks",
+            header: vec!["check".into(), "detail".into()],
+            rows: vec![vec!["a".into(), "x, \"y\" | z".into()]],
+        }];
+        assert_eq!(
+            csv(&t),
+            "table,check,detail\nchecks,a,\"x, \"\"y\"\" | z\"\n"
+        );
+        assert_eq!(
+            markdown(&t),
+            "### checks\n\n| check | detail |\n|---|---|\n| a | x, \"y\" \\| z |\n\n"
+        );
     }
 
     #[test]
