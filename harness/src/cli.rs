@@ -114,6 +114,10 @@ struct RunArgs {
     /// How often the server's process tree is sampled during the load.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, value_name = "D")]
     sample_interval: Duration,
+    /// Repeat the whole run N times (fresh server, checks, load): the report holds the median of
+    /// each key figure and its spread (min..max, mean +- sd), which `compare` gates against.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    runs: usize,
     /// Fraction of the load's messages (of those sent) that may fail before the run fails.
     #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     max_error_rate: f64,
@@ -312,6 +316,9 @@ fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
     if a.check_clients == 0 {
         return Err(SetupError("--check-clients must be at least 1".into()));
     }
+    if a.runs == 0 {
+        return Err(SetupError("--runs must be at least 1".into()));
+    }
     if a.sample_interval.is_zero() {
         return Err(SetupError("--sample-interval must be more than 0".into()));
     }
@@ -322,6 +329,7 @@ fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
             fd_connections: 100,
         },
         sample_interval: a.sample_interval,
+        runs: a.runs,
     };
     let out = report_output(a.out);
     out.check_writable()?;

@@ -289,6 +289,39 @@ fn compare_gates_on_regressions_and_passes_equal_reports() {
             "regression: check echo_round_trip passed before and fails now",
         ));
 
+    // With a measured spread, a change inside it is not a regression; beyond it, it is.
+    let with_spread = |lo: f64, hi: f64| {
+        let mut r = report.clone();
+        r["schema_version"] = 2.into();
+        r["spread"] = serde_json::json!({
+            "runs": 3,
+            "figures": { "echo p99": {
+                "median": p99, "mean": p99, "stddev": p99 * 0.2,
+                "min": p99 * lo, "max": p99 * hi, "values": [p99 * lo, p99, p99 * hi]
+            }}
+        });
+        r
+    };
+    let noisy_base = dir.path().join("noisy-base.json");
+    write_json(&noisy_base, &with_spread(0.7, 1.6));
+    assert_eq!(schema_errors(&with_spread(0.7, 1.6)), Vec::<String>::new());
+    harness()
+        .arg("compare")
+        .arg(&noisy_base)
+        .arg(&worse_echo)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("worse"));
+    let steady_base = dir.path().join("steady-base.json");
+    write_json(&steady_base, &with_spread(0.95, 1.05));
+    harness()
+        .arg("compare")
+        .arg(&steady_base)
+        .arg(&worse_echo)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("regression: echo p99"));
+
     // Different kinds are refused, not compared on nothing.
     let dir2 = tempfile::tempdir().expect("tempdir");
     let check_report = dir2.path().join("check.json");
@@ -1001,4 +1034,40 @@ fn report_exports_markdown_csv_and_json() {
         .arg(&sweep)
         .assert()
         .code(2);
+}
+
+#[test]
+fn runs_n_reports_the_median_and_spread_of_each_figure() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = util::tokio_echo();
+    harness_into("run", dir.path())
+        .arg("--server-cmd")
+        .arg(format!("{} --port {{port}}", echo.display()))
+        .args([
+            "--conns",
+            "3",
+            "--duration",
+            "1s",
+            "--check-clients",
+            "3",
+            "--runs",
+            "3",
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("run 3/3:"))
+        .stdout(predicate::str::contains("over 3 runs"));
+    let (_, report) = valid_report(dir.path(), "run-");
+    let rate = &report["spread"]["figures"]["messages/s"];
+    assert_eq!(report["spread"]["runs"], 3);
+    assert_eq!(rate["values"].as_array().expect("values").len(), 3);
+    let (min, max, median) = (
+        rate["min"].as_f64().expect("min"),
+        rate["max"].as_f64().expect("max"),
+        rate["median"].as_f64().expect("median"),
+    );
+    assert!(min <= median && median <= max, "{rate}");
+    assert_eq!(report["summary"]["messages_per_sec"].as_f64(), Some(median));
 }

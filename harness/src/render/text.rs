@@ -144,6 +144,35 @@ pub fn run_report_text(report: &RunReport) -> String {
     out.push_str(&checks_table(&report.checks));
     out.push('\n');
     out.push_str(&table(&["figure", "value"], &summary_rows(&report.summary)));
+    if let Some(spread) = &report.spread {
+        out.push_str(&format!(
+            "\nover {} runs (the figures above are the medians)\n",
+            spread.runs
+        ));
+        let rows: Vec<Vec<String>> = spread
+            .figures
+            .iter()
+            .map(|(name, f)| {
+                let show = |v: f64| {
+                    if name == "messages/s" {
+                        format!("{v:.0}")
+                    } else {
+                        micros(Some(v))
+                    }
+                };
+                vec![
+                    name.clone(),
+                    show(f.median),
+                    format!("{} +- {}", show(f.mean), show(f.stddev)),
+                    format!("{} .. {}", show(f.min), show(f.max)),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["figure", "median", "mean +- sd", "min .. max"],
+            &rows,
+        ));
+    }
     if let Some(why) = &report.summary.load_failure {
         out.push_str(&format!("\nload failed: {why}\n"));
     }

@@ -214,6 +214,40 @@ fn diff_values(path: &str, b: &serde_json::Value, n: &serde_json::Value, out: &m
     }
 }
 
+/// With `--runs` spreads on either side, a regression must also lie beyond the measured spread:
+/// NEW's range (or value) entirely worse than BASE's. Two back-to-back runs differ by more than
+/// 10% on a busy machine; a change inside that noise is shown as `worse`, not gated.
+fn within_spread(row: &mut CompareRow, higher_is_better: bool, base: &AnyReport, new: &AnyReport) {
+    let CompareRow::Figure {
+        name,
+        base: Some(bv),
+        new: Some(nv),
+        verdict,
+        ..
+    } = row
+    else {
+        return;
+    };
+    let range = |r: &AnyReport, v: f64| {
+        r.spread()
+            .and_then(|s| s.figures.get(name.as_str()))
+            .map(|f| (f.min, f.max))
+            .unwrap_or((v, v))
+    };
+    if base.spread().is_none() && new.spread().is_none() {
+        return;
+    }
+    let ((bmin, bmax), (nmin, nmax)) = (range(base, *bv), range(new, *nv));
+    let beyond = if higher_is_better {
+        nmax < bmin
+    } else {
+        nmin > bmax
+    };
+    if *verdict == Verdict::Regression && !beyond {
+        *verdict = Verdict::Worse;
+    }
+}
+
 /// One figure's row: the change in percent and the verdict against the threshold.
 fn figure_row(
     name: String,
@@ -266,14 +300,16 @@ pub fn compare(base: &AnyReport, new: &AnyReport, max_regression_pct: f64) -> Co
     };
     if let (Some(b), Some(n)) = (base.summary(), new.summary()) {
         for f in figures() {
-            out.rows.push(figure_row(
+            let mut row = figure_row(
                 f.name.to_owned(),
                 f.unit,
                 f.higher_is_better,
                 f.gated,
                 ((f.get)(b), (f.get)(n)),
                 max_regression_pct,
-            ));
+            );
+            within_spread(&mut row, f.higher_is_better, base, new);
+            out.rows.push(row);
         }
     }
     if let (AnyReport::Sweep(b), AnyReport::Sweep(n)) = (base, new) {
