@@ -22,10 +22,19 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_SETUP: i32 = 2;
 
+/// The exit codes, as every `--help` lists them.
+const EXIT_CODES_HELP: &str =
+    "Exit codes:\n  0  ok: every check passed, the load ran clean, no regression\n  \
+1  a check or the load failed, a sweep step failed, compare found a regression, or Ctrl-C\n     \
+stopped the run (the report is written, marked interrupted)\n  \
+2  usage or setup error: bad flag, missing or unusable server, unwritable output, limits too\n     \
+low, unreadable or incomparable reports\n  \
+130  a second Ctrl-C";
+
 /// Spawns an echo server, checks it, counts its child processes from /proc, loads it, and writes
 /// JSON reports into results/.
 #[derive(Debug, Parser)]
-#[command(name = "harness", version)]
+#[command(name = "harness", version, after_help = EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +62,7 @@ struct ServerArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "server_cmd")]
     server: Option<PathBuf>,
     /// Any echo server, e.g. 'socat TCP-LISTEN:{port},fork,reuseaddr PIPE' ({port} is filled in;
-    /// split on spaces, no shell). Checks that need the contract are skipped.
+    /// split on spaces, no shell). `check` and `run` skip the checks that need the contract.
     #[arg(long, value_name = "CMD")]
     server_cmd: Option<String>,
     /// Flags passed to the server, after `--` (e.g. `-- --max-children 64`).
@@ -73,6 +82,7 @@ struct ReportOutArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct CheckArgs {
     #[command(flatten)]
     server: ServerArgs,
@@ -87,6 +97,7 @@ struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct RunArgs {
     #[command(flatten)]
     server: ServerArgs,
@@ -130,6 +141,7 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct ReportArgs {
     /// A JSON report written by `harness check`, `harness run` or `harness sweep`.
     file: PathBuf,
@@ -148,6 +160,7 @@ enum FormatArg {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct CompareArgs {
     /// The reference report (e.g. the committed baseline or the main branch's run).
     base: PathBuf,
@@ -162,6 +175,7 @@ struct CompareArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct SweepArgs {
     #[command(flatten)]
     server: ServerArgs,
@@ -192,6 +206,7 @@ struct SweepArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct PlotArgs {
     /// A JSON report written by `harness sweep` or `harness run`.
     file: PathBuf,

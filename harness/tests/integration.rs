@@ -228,6 +228,14 @@ fn compare_gates_on_regressions_and_passes_equal_reports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (base, report) = tokio_run_report(dir.path());
     assert_eq!(report["summary"]["peak_children"], 0);
+    // The command as it ran: the port is filled in, not `{port}`.
+    let described = report["server"]["description"]
+        .as_str()
+        .expect("description");
+    assert!(
+        !described.contains("{port}") && described.contains("--port "),
+        "{described}"
+    );
 
     harness()
         .arg("compare")
@@ -1070,4 +1078,36 @@ fn runs_n_reports_the_median_and_spread_of_each_figure() {
     );
     assert!(min <= median && median <= max, "{rate}");
     assert_eq!(report["summary"]["messages_per_sec"].as_f64(), Some(median));
+}
+
+#[test]
+fn every_help_lists_the_exit_codes() {
+    for sub in ["check", "run", "report", "compare", "sweep", "plot"] {
+        harness()
+            .args([sub, "--help"])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("Exit codes:"))
+            .stdout(predicate::str::contains("2  usage or setup error"));
+    }
+    harness()
+        .arg("--help")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Exit codes:"));
+    // Only `check` and `run` run checks; the sweep's help does not promise to skip any.
+    harness()
+        .args(["sweep", "--help"])
+        .assert()
+        .stdout(predicate::str::contains(
+            "`check` and `run` skip the checks",
+        ));
+    harness()
+        .args(["compare", "--help"])
+        .assert()
+        .stdout(predicate::str::contains("The reference report"));
+    harness()
+        .args(["report", "--help"])
+        .assert()
+        .stdout(predicate::str::contains("harness sweep"));
 }

@@ -12,9 +12,23 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{output, Config, Error, Report, Slo};
 
+/// The exit codes, as `--help` lists them.
+const EXIT_CODES_HELP: &str = "Exit codes:\n  0  ok\n  \
+1  the run failed its checks: no connection, more failed sessions or messages than \
+--max-session-failures / --max-error-rate, an SLO missed, or Ctrl-C stopped it (the report is \
+still written, marked interrupted)\n  \
+2  usage or setup error: bad flag, unresolvable target, limits too low, unwritable output, \
+unreadable report\n  \
+130  a second Ctrl-C";
+
 /// A tokio echo load generator that verifies every byte and records HdrHistograms.
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "loadgen",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = EXIT_CODES_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -81,6 +95,7 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct MergeArgs {
     /// Reports written with --json.
     #[arg(required = true)]

@@ -1045,3 +1045,14 @@ fn version_1_reports_are_still_read_and_merged() {
         .assert()
         .success();
 }
+
+#[test]
+fn help_lists_the_exit_codes() {
+    for args in [&["--help"][..], &["merge", "--help"]] {
+        let stdout = util::stdout(&util::loadgen().args(args).assert().success());
+        assert!(
+            stdout.contains("Exit codes:") && stdout.contains("2  usage or setup error"),
+            "{args:?}: {stdout}"
+        );
+    }
+}
