@@ -13,7 +13,7 @@ use crate::commands::outcome::{SetupError, Verdict};
 use crate::commands::run::RunOptions;
 use crate::commands::save::ReportOutput;
 use crate::commands::sweep::{self, SweepOptions};
-use crate::commands::{check, compare, plot, report, run};
+use crate::commands::{check, compare, plot, report, run, save};
 use crate::report::check::CheckOptions;
 use crate::report::compare::parse_percent;
 use crate::target::spec::ServerSpec;
@@ -22,10 +22,19 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_SETUP: i32 = 2;
 
+/// The exit codes, as every `--help` lists them.
+const EXIT_CODES_HELP: &str =
+    "Exit codes:\n  0  ok: every check passed, the load ran clean, no regression\n  \
+1  a check or the load failed, a sweep step failed, compare found a regression, or Ctrl-C\n     \
+stopped the run (the report is written, marked interrupted)\n  \
+2  usage or setup error: bad flag, missing or unusable server, unwritable output, limits too\n     \
+low, unreadable or incomparable reports\n  \
+130  a second Ctrl-C";
+
 /// Spawns an echo server, checks it, counts its child processes from /proc, loads it, and writes
 /// JSON reports into results/.
 #[derive(Debug, Parser)]
-#[command(name = "harness", version)]
+#[command(name = "harness", version, after_help = EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +46,7 @@ enum Command {
     Check(CheckArgs),
     /// Quick checks, then a load through loadgen while the process tree is sampled; the main job.
     Run(RunArgs),
-    /// Print the summary of a saved report again.
+    /// Print a saved report (check, run or sweep) again: as text, Markdown, CSV or JSON.
     Report(ReportArgs),
     /// Compare two reports; exit 1 on a regression beyond --max-regression.
     Compare(CompareArgs),
@@ -53,7 +62,7 @@ struct ServerArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "server_cmd")]
     server: Option<PathBuf>,
     /// Any echo server, e.g. 'socat TCP-LISTEN:{port},fork,reuseaddr PIPE' ({port} is filled in;
-    /// split on spaces, no shell). Checks that need the contract are skipped.
+    /// split on spaces, no shell). `check` and `run` skip the checks that need the contract.
     #[arg(long, value_name = "CMD")]
     server_cmd: Option<String>,
     /// Flags passed to the server, after `--` (e.g. `-- --max-children 64`).
@@ -63,15 +72,17 @@ struct ServerArgs {
 
 #[derive(Debug, Args)]
 struct ReportOutArgs {
-    /// Directory the JSON report is written into.
-    #[arg(long, value_name = "DIR", default_value = "results")]
-    results_dir: PathBuf,
+    /// Directory the JSON report is written into [default: results/ at the workspace root when
+    /// run inside the repository, else ./results].
+    #[arg(long, value_name = "DIR")]
+    results_dir: Option<PathBuf>,
     /// Also write the check results as JUnit XML to PATH.
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct CheckArgs {
     #[command(flatten)]
     server: ServerArgs,
@@ -86,6 +97,7 @@ struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct RunArgs {
     #[command(flatten)]
     server: ServerArgs,
@@ -113,26 +125,57 @@ struct RunArgs {
     /// How often the server's process tree is sampled during the load.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, value_name = "D")]
     sample_interval: Duration,
+    /// Repeat the whole run N times (fresh server, checks, load): the report holds the median of
+    /// each key figure and its spread (min..max, mean +- sd), which `compare` gates against.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    runs: usize,
+    /// Fraction of the load's messages (of those sent) that may fail before the run fails.
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    max_error_rate: f64,
+    /// Fraction of the load's sessions (connections asked for) that may fail before the run
+    /// fails.
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    max_session_failures: f64,
     #[command(flatten)]
     out: ReportOutArgs,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct ReportArgs {
-    /// A JSON report written by `harness run` or `harness check`.
+    /// A JSON report written by `harness check`, `harness run` or `harness sweep`.
     file: PathBuf,
+    /// text: as the command printed it; markdown or csv: its tables, to paste into a PR or a
+    /// spreadsheet; json: the report itself.
+    #[arg(long, value_enum, default_value = "text")]
+    format: FormatArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Text,
+    Markdown,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct CompareArgs {
+    /// The reference report (e.g. the committed baseline or the main branch's run).
     base: PathBuf,
+    /// The report held against BASE; same kind (check, run or sweep) and parameters.
     new: PathBuf,
     /// How much worse echo p99, first-echo p99 or messages/s may get.
     #[arg(long, default_value = "10%", value_parser = parse_percent, value_name = "PCT")]
     max_regression: f64,
+    /// Compare reports whose parameters differ (each difference is printed as a warning).
+    #[arg(long)]
+    allow_different_parameters: bool,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct SweepArgs {
     #[command(flatten)]
     server: ServerArgs,
@@ -156,12 +199,14 @@ struct SweepArgs {
     /// How often the server's process tree is sampled.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, value_name = "D")]
     sample_interval: Duration,
-    /// Directory the JSON report and SVGs are written into.
-    #[arg(long, value_name = "DIR", default_value = "results")]
-    results_dir: PathBuf,
+    /// Directory the JSON report and SVGs are written into [default: results/ at the workspace
+    /// root when run inside the repository, else ./results].
+    #[arg(long, value_name = "DIR")]
+    results_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct PlotArgs {
     /// A JSON report written by `harness sweep` or `harness run`.
     file: PathBuf,
@@ -183,11 +228,34 @@ where
             return if e.use_stderr() { EXIT_SETUP } else { EXIT_OK };
         }
     };
+    if matches!(
+        cli.command,
+        Command::Check(_) | Command::Run(_) | Command::Sweep(_)
+    ) {
+        // First Ctrl-C: stop the load (or the remaining checks or steps), print and save what
+        // ran. Second: quit; the servers get SIGTERM from PR_SET_PDEATHSIG as the harness exits.
+        loadgen::interrupt::install_ctrl_c_handler("harness", || {});
+    }
     let result = match cli.command {
         Command::Check(a) => cmd_check(a),
         Command::Run(a) => cmd_run(a),
-        Command::Report(a) => report::execute(&a.file),
-        Command::Compare(a) => compare::execute(&a.base, &a.new, a.max_regression),
+        Command::Report(a) => report::execute(
+            &a.file,
+            match a.format {
+                FormatArg::Text => report::ReportFormat::Text,
+                FormatArg::Markdown => report::ReportFormat::Markdown,
+                FormatArg::Csv => report::ReportFormat::Csv,
+                FormatArg::Json => report::ReportFormat::Json,
+            },
+        ),
+        Command::Compare(a) => compare::execute(
+            &a.base,
+            &a.new,
+            compare::CompareOptions {
+                max_regression_pct: a.max_regression,
+                allow_different_parameters: a.allow_different_parameters,
+            },
+        ),
         Command::Sweep(a) => cmd_sweep(a),
         Command::Plot(a) => plot::execute(&a.file, a.out_dir.as_deref()),
     };
@@ -218,7 +286,7 @@ fn server_spec(a: &ServerArgs) -> Result<ServerSpec, SetupError> {
 
 fn report_output(a: ReportOutArgs) -> ReportOutput {
     ReportOutput {
-        results_dir: a.results_dir,
+        results_dir: a.results_dir.unwrap_or_else(save::default_results_dir),
         junit: a.junit,
     }
 }
@@ -234,7 +302,9 @@ fn cmd_check(a: CheckArgs) -> Result<Verdict, SetupError> {
         clients: a.clients,
         fd_connections: a.fd_connections,
     };
-    check::execute(&spec, &opts, &report_output(a.out))
+    let out = report_output(a.out);
+    out.check_writable()?;
+    check::execute(&spec, &opts, &out)
 }
 
 fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
@@ -250,13 +320,19 @@ fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
         size: a.size,
         pipeline: a.pipeline,
         rate: a.rate,
+        max_error_rate: a.max_error_rate,
+        max_session_failures: a.max_session_failures,
         progress: std::io::stderr().is_terminal(),
         ..loadgen::Config::default()
     };
-    // Bad load flags are a usage error, found before any server starts.
-    load.validate()?;
+    // Bad load flags and a load this process's limits cannot hold are setup errors, found
+    // before any server starts or check runs.
+    loadgen::preflight(&load)?;
     if a.check_clients == 0 {
         return Err(SetupError("--check-clients must be at least 1".into()));
+    }
+    if a.runs == 0 {
+        return Err(SetupError("--runs must be at least 1".into()));
     }
     if a.sample_interval.is_zero() {
         return Err(SetupError("--sample-interval must be more than 0".into()));
@@ -268,8 +344,11 @@ fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
             fd_connections: 100,
         },
         sample_interval: a.sample_interval,
+        runs: a.runs,
     };
-    run::execute(&spec, &opts, &report_output(a.out))
+    let out = report_output(a.out);
+    out.check_writable()?;
+    run::execute(&spec, &opts, &out)
 }
 
 fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
@@ -284,6 +363,18 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
     if a.sample_interval.is_zero() {
         return Err(SetupError("--sample-interval must be more than 0".into()));
     }
+    // The largest step decides whether the ladder fits this process's limits: found before
+    // the small steps run, not after.
+    if let Some(&largest) = ladder.last() {
+        loadgen::preflight(&loadgen::Config {
+            conns: largest as usize,
+            size: a.size.max(1),
+            ..loadgen::Config::default()
+        })
+        .map_err(|e| SetupError(format!("the largest sweep step: {e}")))?;
+    }
+    let results_dir = a.results_dir.unwrap_or_else(save::default_results_dir);
+    save::check_results_dir(&results_dir)?;
     let opts = SweepOptions {
         ladder,
         duration: a.duration,
@@ -291,7 +382,7 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
         memory_budget_bytes: a.memory_budget,
         sample_interval: a.sample_interval,
         progress: true,
-        results_dir: a.results_dir,
+        results_dir,
     };
     sweep::execute(&spec, &opts)
 }

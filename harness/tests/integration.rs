@@ -235,6 +235,14 @@ fn compare_gates_on_regressions_and_passes_equal_reports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (base, report) = tokio_run_report(dir.path());
     assert_eq!(report["summary"]["peak_children"], 0);
+    // The command as it ran: the port is filled in, not `{port}`.
+    let described = report["server"]["description"]
+        .as_str()
+        .expect("description");
+    assert!(
+        !described.contains("{port}") && described.contains("--port "),
+        "{described}"
+    );
 
     harness()
         .arg("compare")
@@ -294,6 +302,109 @@ fn compare_gates_on_regressions_and_passes_equal_reports() {
         .code(1)
         .stdout(predicate::str::contains(
             "regression: check echo_round_trip passed before and fails now",
+        ));
+
+    // With a measured spread, a change inside it is not a regression; beyond it, it is.
+    let with_spread = |lo: f64, hi: f64| {
+        let mut r = report.clone();
+        r["schema_version"] = 2.into();
+        r["spread"] = serde_json::json!({
+            "runs": 3,
+            "figures": { "echo p99": {
+                "median": p99, "mean": p99, "stddev": p99 * 0.2,
+                "min": p99 * lo, "max": p99 * hi, "values": [p99 * lo, p99, p99 * hi]
+            }}
+        });
+        r
+    };
+    let noisy_base = dir.path().join("noisy-base.json");
+    write_json(&noisy_base, &with_spread(0.7, 1.6));
+    assert_eq!(schema_errors(&with_spread(0.7, 1.6)), Vec::<String>::new());
+    harness()
+        .arg("compare")
+        .arg(&noisy_base)
+        .arg(&worse_echo)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("worse"));
+    let steady_base = dir.path().join("steady-base.json");
+    write_json(&steady_base, &with_spread(0.95, 1.05));
+    harness()
+        .arg("compare")
+        .arg(&steady_base)
+        .arg(&worse_echo)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("regression: echo p99"));
+
+    // Different kinds are refused, not compared on nothing.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let check_report = dir2.path().join("check.json");
+    let mut as_check = report.clone();
+    let object = as_check.as_object_mut().expect("object");
+    for field in ["parameters", "load", "timeline", "summary"] {
+        object.remove(field);
+    }
+    object.insert("kind".into(), "check".into());
+    object.insert(
+        "options".into(),
+        report["parameters"]["check_options"].clone(),
+    );
+    object.insert(
+        "counts".into(),
+        serde_json::json!({"passed": 1, "failed": 0, "skipped": 0}),
+    );
+    object.insert(
+        "listen_queue".into(),
+        report["listen_queue"]["checks"].clone(),
+    );
+    write_json(&check_report, &as_check);
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&check_report)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "BASE is a run report and NEW a check report",
+        ));
+
+    // A check that NEW no longer has is flagged, not shown as `-` and passed.
+    let missing_check = dir.path().join("missing-check.json");
+    let mut doctored = report.clone();
+    doctored["checks"].as_array_mut().expect("checks").remove(0);
+    write_json(&missing_check, &doctored);
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&missing_check)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "regression: check echo_round_trip is missing from NEW",
+        ));
+
+    // Different parameters are refused, naming the field; allowed, they are warned about.
+    let longer = dir.path().join("longer.json");
+    let mut doctored = report.clone();
+    doctored["parameters"]["duration_secs"] = serde_json::json!(10.0);
+    write_json(&longer, &doctored);
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&longer)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("duration_secs: 1.0 -> 10.0"));
+    harness()
+        .arg("compare")
+        .arg(&base)
+        .arg(&longer)
+        .arg("--allow-different-parameters")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "warning: parameters differ: duration_secs",
         ));
 
     // The schema catches a report missing its summary.
@@ -685,12 +796,16 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
         }
     }
     assert_eq!(reports.len(), 4, "{reports:?}");
+    // A sweep holds against a sweep step by step, its model's figures too.
     harness()
         .arg("compare")
-        .args(&reports[..2])
+        .arg(&reports[0])
+        .arg(&reports[0])
         .assert()
-        .code(2)
-        .stderr(predicate::str::contains("is a sweep report"));
+        .code(0)
+        .stdout(predicate::str::contains("step 4000 conns: echo p99"))
+        .stdout(predicate::str::contains("model: memory per connection"))
+        .stdout(predicate::str::contains("no regression"));
     for report in reports {
         let value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&report).expect("read")).expect("json");
@@ -749,4 +864,261 @@ fn sweep_setup_errors_exit_2_with_one_line() {
         );
     }
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
+
+#[test]
+fn a_bad_server_flag_shows_the_servers_own_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = harness_into("run", dir.path())
+        .args(["--conns", "1", "--duration", "1s", "--", "--port", "99999"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the server (")
+            && stderr.contains("the server said: error: invalid value '99999'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("For more information"), "{stderr}");
+}
+
+#[test]
+fn unwritable_outputs_and_impossible_loads_fail_before_any_check_or_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A file where the results directory should be.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, "x").expect("file");
+    for (cmd, args, says) in [
+        (
+            "check",
+            vec![
+                "--results-dir".to_string(),
+                blocked.join("r").display().to_string(),
+            ],
+            "--results-dir",
+        ),
+        (
+            "run",
+            vec![
+                "--junit".to_string(),
+                blocked.join("j.xml").display().to_string(),
+            ],
+            "--junit",
+        ),
+        (
+            "sweep",
+            vec!["--results-dir".to_string(), blocked.display().to_string()],
+            "--results-dir",
+        ),
+        (
+            "run",
+            vec!["--conns".into(), "100000000".into()],
+            "RLIMIT_NOFILE",
+        ),
+        (
+            "sweep",
+            vec!["--conns".into(), "1,100000000".into()],
+            "RLIMIT_NOFILE",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let mut harness = harness();
+        harness.arg(cmd).args(&args);
+        if !args.iter().any(|a| a == "--results-dir") {
+            harness.arg("--results-dir").arg(dir.path().join("ok"));
+        }
+        if cmd != "check" {
+            harness.args(["--duration", "1s"]);
+        }
+        let out = harness
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{cmd} {args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{cmd} {args:?}: {stderr}");
+        // Nothing ran: no check table, no step, and well under the time one check takes.
+        assert!(out.stdout.is_empty(), "{cmd} {args:?}: {:?}", out.stdout);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn first_ctrl_c_stops_a_run_and_saves_what_ran_marked_interrupted() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("harness"))
+        .args(["run", "--conns", "5", "--duration", "60s", "--results-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn harness");
+    let pid = child.id() as i32;
+    // The handler is installed before the server starts: once the server is there, Ctrl-C is
+    // caught.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while harness::procfs::children_of(pid).map_or(true, |c| c.is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "no server started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let started = std::time::Instant::now();
+    let out = loop {
+        if child.try_wait().expect("wait").is_some() {
+            break child.wait_with_output().expect("output");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "Ctrl-C did not stop the run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (_, report) = valid_report(dir.path(), "run-");
+    assert_eq!(report["load"]["interrupted"], true);
+    assert!(
+        report["summary"]["load_failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("interrupted by Ctrl-C")),
+        "{}",
+        report["summary"]
+    );
+    assert!(stdout.contains("report: "), "{stdout}");
+}
+
+#[test]
+fn run_takes_the_thresholds_its_failure_lines_name() {
+    for flag in ["--max-error-rate", "--max-session-failures"] {
+        harness()
+            .args(["run", flag, "1.5", "--results-dir", "/nonexistent-unused"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag));
+    }
+}
+
+#[test]
+fn report_exports_markdown_csv_and_json() {
+    let baseline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/baseline");
+    let sweep = std::fs::read_dir(&baseline)
+        .expect("baseline")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a committed sweep");
+    let out = |format: &str| {
+        let out = harness()
+            .args(["report", "--format", format])
+            .arg(&sweep)
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).expect("utf-8")
+    };
+    let md = out("markdown");
+    assert!(md.contains("### load\n\n| conns | step |"), "{md}");
+    assert!(md.contains("### server\n\n| conns | children |"), "{md}");
+    let csv = out("csv");
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .expect("header")
+        .starts_with("table,conns,step,"));
+    let widths: BTreeSet<usize> = csv
+        .lines()
+        .filter(|l| l.starts_with("load,"))
+        .map(|l| l.split(',').count())
+        .collect();
+    assert_eq!(
+        widths.len(),
+        1,
+        "every load row has the header's width: {csv}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&out("json")).expect("json");
+    assert_eq!(json["kind"], "sweep");
+    harness()
+        .args(["report", "--format", "yaml"])
+        .arg(&sweep)
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn runs_n_reports_the_median_and_spread_of_each_figure() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = util::tokio_echo();
+    harness_into("run", dir.path())
+        .arg("--server-cmd")
+        .arg(format!("{} --port {{port}}", echo.display()))
+        .args([
+            "--conns",
+            "3",
+            "--duration",
+            "1s",
+            "--check-clients",
+            "3",
+            "--runs",
+            "3",
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("run 3/3:"))
+        .stdout(predicate::str::contains("over 3 runs"));
+    let (_, report) = valid_report(dir.path(), "run-");
+    let rate = &report["spread"]["figures"]["messages/s"];
+    assert_eq!(report["spread"]["runs"], 3);
+    assert_eq!(rate["values"].as_array().expect("values").len(), 3);
+    let (min, max, median) = (
+        rate["min"].as_f64().expect("min"),
+        rate["max"].as_f64().expect("max"),
+        rate["median"].as_f64().expect("median"),
+    );
+    assert!(min <= median && median <= max, "{rate}");
+    assert_eq!(report["summary"]["messages_per_sec"].as_f64(), Some(median));
+}
+
+#[test]
+fn every_help_lists_the_exit_codes() {
+    for sub in ["check", "run", "report", "compare", "sweep", "plot"] {
+        harness()
+            .args([sub, "--help"])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("Exit codes:"))
+            .stdout(predicate::str::contains("2  usage or setup error"));
+    }
+    harness()
+        .arg("--help")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Exit codes:"));
+    // Only `check` and `run` run checks; the sweep's help does not promise to skip any.
+    harness()
+        .args(["sweep", "--help"])
+        .assert()
+        .stdout(predicate::str::contains(
+            "`check` and `run` skip the checks",
+        ));
+    harness()
+        .args(["compare", "--help"])
+        .assert()
+        .stdout(predicate::str::contains("The reference report"));
+    harness()
+        .args(["report", "--help"])
+        .assert()
+        .stdout(predicate::str::contains("harness sweep"));
 }

@@ -12,9 +12,23 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{output, Config, Error, Report, Slo};
 
+/// The exit codes, as `--help` lists them.
+const EXIT_CODES_HELP: &str = "Exit codes:\n  0  ok\n  \
+1  the run failed its checks: no connection, more failed sessions or messages than \
+--max-session-failures / --max-error-rate, an SLO missed, or Ctrl-C stopped it (the report is \
+still written, marked interrupted)\n  \
+2  usage or setup error: bad flag, unresolvable target, limits too low, unwritable output, \
+unreadable report\n  \
+130  a second Ctrl-C";
+
 /// A tokio echo load generator that verifies every byte and records HdrHistograms.
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "loadgen",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = EXIT_CODES_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -67,8 +81,8 @@ struct RunArgs {
     /// Local addresses to bind round-robin (IP[,IP...]), to get past one address's ephemeral ports.
     #[arg(long = "source-ip", value_delimiter = ',')]
     source_ip: Vec<IpAddr>,
-    /// Percentiles shown in text and JSON.
-    #[arg(long, value_delimiter = ',', default_values_t = [50.0, 90.0, 99.0, 99.9, 99.99])]
+    /// Percentiles shown in text and JSON: `50 90 99` or `50,90,99`.
+    #[arg(long, num_args = 1.., value_delimiter = ',', default_values_t = [50.0, 90.0, 99.0, 99.9, 99.99])]
     percentiles: Vec<f64>,
     /// Hard cap on the whole run [default: connect phase + warmup + duration + 2s].
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -84,6 +98,7 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 struct MergeArgs {
     /// Reports written with --json.
     #[arg(required = true)]
@@ -101,9 +116,13 @@ struct ReportArgs {
     /// Write the echo latency's HdrHistogram percentile distribution here.
     #[arg(long)]
     hgrm: Option<PathBuf>,
-    /// Fraction of failed connections + messages tolerated before exit 1.
-    #[arg(long, default_value_t = 0.0)]
+    /// Fraction of failed messages (of those sent) tolerated before exit 1.
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     max_error_rate: f64,
+    /// Fraction of failed sessions tolerated before exit 1: of the connections asked for, those
+    /// whose connect or session failed or that never started before the run ended.
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    max_session_failures: f64,
     /// Percentile objective on echo latency, e.g. p99=5ms (repeatable); a miss exits 1.
     #[arg(long)]
     slo: Vec<Slo>,
@@ -155,6 +174,7 @@ impl RunArgs {
             percentiles: self.percentiles.clone(),
             progress: !self.no_progress && !self.report.quiet,
             max_error_rate: self.report.max_error_rate,
+            max_session_failures: self.report.max_session_failures,
             slos: self.report.slo.clone(),
             deadline: self.deadline,
             threads: self.threads,
@@ -198,17 +218,25 @@ pub fn main() -> ExitCode {
 
 fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
     let config = args.to_config()?;
+    args.report.check_outputs()?;
+    // First Ctrl-C stops the load; the summary is printed and the report written as usual,
+    // marked `interrupted`. A second one quits.
+    crate::interrupt::install_ctrl_c_handler("loadgen", || {});
     let report = crate::run(config.clone())?;
     present(&report, &args.report)?;
     Ok(report.failed_checks_for(&config))
 }
 
 fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
-    if !(0.0..=1.0).contains(&args.report.max_error_rate) {
-        return Err(Error::Config(
-            "--max-error-rate must be between 0 and 1".into(),
-        ));
+    for (flag, v) in [
+        ("--max-error-rate", args.report.max_error_rate),
+        ("--max-session-failures", args.report.max_session_failures),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(Error::Config(format!("{flag} must be between 0 and 1")));
+        }
     }
+    args.report.check_outputs()?;
     let reports = args
         .reports
         .iter()
@@ -216,7 +244,21 @@ fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let merged = Report::merge(&reports)?;
     present(&merged, &args.report)?;
-    Ok(merged.failed_checks(args.report.max_error_rate, &args.report.slo))
+    Ok(merged.failed_checks(
+        args.report.max_error_rate,
+        args.report.max_session_failures,
+        &args.report.slo,
+    ))
+}
+
+impl ReportArgs {
+    /// Fails before any work when `--json` or `--hgrm` could not be written afterwards.
+    fn check_outputs(&self) -> Result<(), Error> {
+        for path in [&self.json, &self.hgrm].into_iter().flatten() {
+            output::check_writable(path)?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes the exports, then the text (to stderr when the JSON goes to stdout).

@@ -80,8 +80,11 @@ pub struct Config {
     pub percentiles: Vec<f64>,
     /// Show a progress bar on stderr (only ever drawn when stderr is a terminal).
     pub progress: bool,
-    /// Fraction of failed connections + messages tolerated before the run counts as failed.
+    /// Fraction of failed messages (of those sent) tolerated before the run counts as failed.
     pub max_error_rate: f64,
+    /// Fraction of failed sessions (of the connections asked for: connect failed, session
+    /// failed, or never started) tolerated before the run counts as failed.
+    pub max_session_failures: f64,
     /// Percentile objectives on echo latency.
     pub slos: Vec<Slo>,
     /// Hard cap on the whole run; `None` = computed (connect phase + warmup + duration + margin).
@@ -109,6 +112,7 @@ impl Default for Config {
             percentiles: vec![50.0, 90.0, 99.0, 99.9, 99.99],
             progress: true,
             max_error_rate: 0.0,
+            max_session_failures: 0.0,
             slos: Vec::new(),
             deadline: None,
             threads: None,
@@ -174,6 +178,9 @@ impl Config {
         }
         if self.threads == Some(0) {
             return bad("--threads must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.max_session_failures) {
+            return bad("--max-session-failures must be between 0 and 1".into());
         }
         if self.deadline.is_some_and(|d| d.is_zero()) {
             return bad("--deadline must be above 0".into());

@@ -13,6 +13,7 @@ pub mod echo_server;
 mod engine;
 mod environment;
 mod error;
+pub mod interrupt;
 mod limits;
 mod merge;
 pub mod output;
@@ -30,7 +31,7 @@ pub use report::{
     ConnectErrors, Counters, Environment, Errors, HistogramReport, Latencies, Mismatch, Parameters,
     PercentileValue, Report, SessionErrors, TimelinePoint, SCHEMA_VERSION, SEND_LAG_WARN_FRACTION,
 };
-pub use runner::{run, run_async};
+pub use runner::{preflight, run, run_async};
 
 /// Histogram range shared by every histogram loadgen writes, in microseconds: 1 us .. 60 s with
 /// 3 significant digits. Using one range everywhere is what makes reports merge exactly.

@@ -114,6 +114,7 @@ impl Report {
             measured_secs: max_f(&|r| r.measured_secs),
             messages_per_sec: reports.iter().map(|r| r.messages_per_sec).sum(),
             run_deadline_hit: reports.iter().any(|r| r.run_deadline_hit),
+            interrupted: reports.iter().any(|r| r.interrupted),
             counters,
             latency,
             errors,

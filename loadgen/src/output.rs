@@ -34,20 +34,40 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         "loadgen {} -> {}: {} connections, {}-byte messages, pipeline {}, {mode}, {pacing}{processes}",
         report.environment.loadgen_version, p.target, p.conns, p.size, p.pipeline
     )?;
+    writeln!(out, "{}", connections_line(report))?;
+    let (failed_sessions, sessions) = report.session_failures();
     writeln!(
         out,
-        "connections  {} attempted, {} established, {} failed, peak {} open at once",
-        c.connections_attempted,
-        c.connections_established,
-        c.connections_failed,
-        c.peak_established
+        "sessions     {} of {} ended well, {} failed (connect, session or never started: {:.4}), \
+         {} interrupted",
+        c.sessions_completed,
+        sessions,
+        failed_sessions,
+        report.session_failure_rate(),
+        c.connections_interrupted
     )?;
+    if report.interrupted {
+        writeln!(
+            out,
+            "interrupted  by Ctrl-C after {:.3}s: these figures cover what ran until then",
+            report.elapsed_secs
+        )?;
+    }
+    if c.connections_established == 0 {
+        // Nothing below would mean anything: no latency, no echo, no rate.
+        writeln!(out, "no connection was established")?;
+        write_errors(report, out)?;
+        return Ok(());
+    }
     let first = match report.all_first_echo_secs {
         Some(s) if s > 0.0 => format!(
             "every connection echoed once {s:.3}s after the first connect ({:.1} connections/s)",
             c.connections_established as f64 / s
         ),
-        _ => "not every established connection echoed once".into(),
+        _ => format!(
+            "{} of {} established connections echoed once",
+            c.first_echoes, c.connections_established
+        ),
     };
     writeln!(
         out,
@@ -56,12 +76,17 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "messages     {} sent, {} verified, {} failed; {:.1} messages/s over {:.3}s",
+        "messages     {} sent, {} verified, {} failed ({:.6} of sent)",
         c.messages_sent,
         c.messages_verified,
         c.messages_failed,
-        report.messages_per_sec,
-        report.measured_secs
+        report.message_failure_rate()
+    )?;
+    writeln!(
+        out,
+        "rate         {:.1} messages/s = {} measured echoes / {:.3}s (first echoes and {} warmup \
+         echoes excluded)",
+        report.messages_per_sec, c.measured_messages, report.measured_secs, c.warmup_messages
     )?;
     writeln!(
         out,
@@ -100,6 +125,29 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{line}")?;
     }
     writeln!(out)?;
+    write_errors(report, out)
+}
+
+/// Where every asked-for connection ended: the parts add up to `--conns`.
+fn connections_line(report: &Report) -> String {
+    let c = &report.counters;
+    let asked = report.parameters.conns;
+    let mut line = format!(
+        "connections  {asked} asked: {} attempted, {} established, {} failed to connect",
+        c.connections_attempted, c.connections_established, c.connections_failed
+    );
+    if c.connections_not_started > 0 {
+        line.push_str(&format!(
+            ", {} never started (the run ended first)",
+            c.connections_not_started
+        ));
+    }
+    line.push_str(&format!("; peak {} open at once", c.peak_established));
+    line
+}
+
+/// The error counts by kind, the first mismatch and an example message of each kind.
+fn write_errors(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "errors       {}", report.errors.summary())?;
     if let Some(m) = &report.errors.first_mismatch {
         writeln!(out, "first mismatch: {m}")?;
@@ -125,14 +173,24 @@ pub fn write_quiet(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         .value_at_percentile_us(99.0)
         .map(format_us)
         .unwrap_or_else(|| "-".into());
+    let (failed_sessions, sessions) = report.session_failures();
+    let interrupted = if report.interrupted {
+        " (interrupted by Ctrl-C)"
+    } else {
+        ""
+    };
     writeln!(
         out,
-        "{}/{} connections, {} messages verified, {} failed, {:.1} messages/s, echo p99 {p99}, errors: {}",
+        "{}/{} connections established, {failed_sessions}/{sessions} sessions failed, \
+         {}/{} messages failed, {:.1} messages/s ({} measured echoes / {:.3}s), echo p99 {p99}, \
+         errors: {}{interrupted}",
         c.connections_established,
-        c.connections_attempted,
-        c.messages_verified,
+        report.parameters.conns,
         c.messages_failed,
+        c.messages_sent,
         report.messages_per_sec,
+        c.measured_messages,
+        report.measured_secs,
         report.errors.summary()
     )?;
     if let Some(warning) = report.send_lag_warning() {
@@ -216,6 +274,41 @@ pub fn hgrm_text(h: &Histogram<u64>) -> String {
         sub_buckets
     );
     s
+}
+
+/// Checks before any load starts that a report can later be written to `path` (`-` = stdout is
+/// always fine): its directory exists and takes a new file, and `path` is not a directory. A run
+/// whose report cannot be written would otherwise be lost after it ran.
+pub fn check_writable(path: &Path) -> Result<(), Error> {
+    if path == Path::new("-") {
+        return Ok(());
+    }
+    probe_writable(path).map_err(|reason| Error::File {
+        path: path.to_path_buf(),
+        reason: format!("cannot be written ({reason}); checked before the run"),
+    })
+}
+
+/// Creates and removes a temporary file beside `path` (where [`write_file_atomically`] would).
+pub fn probe_writable(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("it is a directory".into());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("no directory {}", dir.display()));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let probe = dir.join(format!(".{name}.probe.{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place, so readers

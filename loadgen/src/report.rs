@@ -13,8 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{new_histogram, Error, Slo};
 
-/// Version of the JSON format; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the JSON format; bumped on any change. Version 2 added `interrupted`,
+/// `counters.connections_not_started`, `connections_interrupted`, `sessions_completed` and
+/// `errors.connect.run_deadline`; version 1 reports are still read (those fields read as 0).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest `schema_version` [`Report::read_json`] still reads.
+pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;
 
 /// An open-loop run warns when its send-lag p99 is above this fraction of the uncorrected echo
 /// p99: the corrected latency is then loadgen's lateness as much as the server's latency.
@@ -44,8 +49,12 @@ pub struct Report {
     pub measured_secs: f64,
     /// Echoes verified in the measured window per second of it.
     pub messages_per_sec: f64,
-    /// The hard run deadline cut off outstanding work (counted as `errors.session.run_deadline`).
+    /// The hard run deadline cut off outstanding work (counted as `errors.session.run_deadline`,
+    /// `errors.connect.run_deadline` and `counters.connections_not_started`).
     pub run_deadline_hit: bool,
+    /// The run was stopped early by Ctrl-C: the figures cover what ran until then.
+    #[serde(default)]
+    pub interrupted: bool,
     pub counters: Counters,
     pub latency: Latencies,
     pub errors: Errors,
@@ -70,7 +79,11 @@ pub struct Parameters {
     pub warmup_secs: f64,
     pub source_ips: Vec<String>,
     pub percentiles: Vec<f64>,
+    /// Fraction of failed messages tolerated (`--max-error-rate`).
     pub max_error_rate: f64,
+    /// Fraction of failed sessions tolerated (`--max-session-failures`).
+    #[serde(default)]
+    pub max_session_failures: f64,
     pub slos: Vec<String>,
     /// Number of loadgen processes this report covers (1 unless merged).
     pub processes: u64,
@@ -87,11 +100,29 @@ pub struct Environment {
 }
 
 /// Exact counts. Messages and their counts exclude warmup; bytes cover the whole run.
+///
+/// Every asked-for connection ends in exactly one of five states, so
+/// `conns = connections_not_started + connections_failed + sessions_failed +
+/// connections_interrupted + sessions_completed`; and `connections_attempted =
+/// connections_established + connections_failed + (those interrupted while connecting)`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
+    /// Connections whose connect began (counted when it begins, not when it returns).
     pub connections_attempted: u64,
     pub connections_established: u64,
+    /// Connects that failed, including those still connecting at the hard run deadline.
     pub connections_failed: u64,
+    /// Asked for, but the run ended (deadline or Ctrl-C) while they waited for their
+    /// `--connect-rate` slot: never attempted.
+    #[serde(default)]
+    pub connections_not_started: u64,
+    /// Stopped by Ctrl-C while connecting or in their session; not failures. Their messages
+    /// still in flight are in no message count.
+    #[serde(default)]
+    pub connections_interrupted: u64,
+    /// Established connections whose session ended without error.
+    #[serde(default)]
+    pub sessions_completed: u64,
     /// Most connections established at the same time (summed over merged processes).
     pub peak_established: u64,
     /// Established connections whose first message came back verified.
@@ -115,6 +146,9 @@ impl Counters {
         self.connections_attempted += o.connections_attempted;
         self.connections_established += o.connections_established;
         self.connections_failed += o.connections_failed;
+        self.connections_not_started += o.connections_not_started;
+        self.connections_interrupted += o.connections_interrupted;
+        self.sessions_completed += o.sessions_completed;
         self.peak_established += o.peak_established;
         self.first_echoes += o.first_echoes;
         self.sessions_failed += o.sessions_failed;
@@ -192,6 +226,9 @@ pub struct ConnectErrors {
     /// EADDRNOTAVAIL / EADDRINUSE: out of local ports or addresses.
     pub address_not_available: u64,
     pub other: u64,
+    /// Still connecting when the hard run deadline passed.
+    #[serde(default)]
+    pub run_deadline: u64,
 }
 
 /// Established connections that ended with an error, by kind.
@@ -240,19 +277,21 @@ impl ConnectErrors {
         self.reset += o.reset;
         self.address_not_available += o.address_not_available;
         self.other += o.other;
+        self.run_deadline += o.run_deadline;
     }
 
     pub fn total(&self) -> u64 {
-        self.refused + self.timeout + self.reset + self.address_not_available + self.other
+        self.kinds().iter().map(|(_, n)| n).sum()
     }
 
-    fn kinds(&self) -> [(&'static str, u64); 5] {
+    fn kinds(&self) -> [(&'static str, u64); 6] {
         [
             ("refused", self.refused),
             ("timeout", self.timeout),
             ("reset", self.reset),
             ("address_not_available", self.address_not_available),
             ("other", self.other),
+            ("run_deadline", self.run_deadline),
         ]
     }
 }
@@ -441,24 +480,50 @@ impl HistogramReport {
 }
 
 impl Report {
-    /// Failed connections + failed messages over attempted connections + sent messages.
-    pub fn error_rate(&self) -> f64 {
+    /// Failed messages over sent messages (`--max-error-rate`): 0 when none was sent.
+    pub fn message_failure_rate(&self) -> f64 {
         let c = &self.counters;
-        let failures = c.connections_failed + c.messages_failed;
-        let attempts = c.connections_attempted + c.messages_sent;
-        if attempts == 0 {
-            0.0
-        } else {
-            failures as f64 / attempts as f64
-        }
+        ratio(c.messages_failed, c.messages_sent)
+    }
+
+    /// Asked-for connections that did not end well (connect failed, session failed, or never
+    /// started before the run ended) over those asked for, Ctrl-C's excepted
+    /// (`--max-session-failures`).
+    pub fn session_failure_rate(&self) -> f64 {
+        let (failed, sessions) = self.session_failures();
+        ratio(failed, sessions)
+    }
+
+    /// (failed sessions, sessions) behind [`Report::session_failure_rate`].
+    pub fn session_failures(&self) -> (u64, u64) {
+        let c = &self.counters;
+        let failed = c.connections_failed + c.sessions_failed + c.connections_not_started;
+        let sessions = self
+            .parameters
+            .conns
+            .saturating_sub(c.connections_interrupted)
+            .max(failed);
+        (failed, sessions)
     }
 
     /// Why this run failed its checks, one line each; empty when it passed. A run fails when no
-    /// connection could be made, when its error rate is above `max_error_rate`, or when an SLO
-    /// on echo latency was missed.
-    pub fn failed_checks(&self, max_error_rate: f64, slos: &[Slo]) -> Vec<String> {
+    /// connection was established (that line alone, the others would only repeat it), when it
+    /// was interrupted, when more sessions than `max_session_failures` or more messages than
+    /// `max_error_rate` (fractions) failed, or when an SLO on echo latency was missed.
+    pub fn failed_checks(
+        &self,
+        max_error_rate: f64,
+        max_session_failures: f64,
+        slos: &[Slo],
+    ) -> Vec<String> {
         let mut failed = Vec::new();
         let c = &self.counters;
+        if self.interrupted {
+            failed.push(format!(
+                "interrupted by Ctrl-C after {:.3}s: the figures cover only what ran",
+                self.elapsed_secs
+            ));
+        }
         if c.connections_established == 0 {
             let example = self
                 .errors
@@ -468,21 +533,33 @@ impl Report {
                 .map(|(k, v)| format!(" (first error: {k}: {v})"))
                 .unwrap_or_default();
             failed.push(format!(
-                "no connection could be made to {}: {} attempted, {}{example}",
+                "no connection was established to {}: {} attempted, {}{example}",
                 self.parameters.target,
                 c.connections_attempted,
                 self.errors.summary()
             ));
+            return failed;
         }
-        let rate = self.error_rate();
-        if rate > max_error_rate {
+        let (failed_sessions, sessions) = self.session_failures();
+        let session_rate = ratio(failed_sessions, sessions);
+        if session_rate > max_session_failures {
             failed.push(format!(
-                "error rate {:.6} is above --max-error-rate {max_error_rate}: {} failed connections, \
-                 {} failed messages ({})",
-                rate,
+                "{failed_sessions} of {sessions} sessions failed ({:.4}), above \
+                 --max-session-failures {max_session_failures}: {} connects failed, {} sessions \
+                 failed, {} never started ({})",
+                session_rate,
                 c.connections_failed,
-                c.messages_failed,
+                c.sessions_failed,
+                c.connections_not_started,
                 self.errors.summary()
+            ));
+        }
+        let message_rate = self.message_failure_rate();
+        if message_rate > max_error_rate {
+            failed.push(format!(
+                "{} of {} messages failed ({:.6}), above --max-error-rate {max_error_rate} \
+                 (a fraction of messages)",
+                c.messages_failed, c.messages_sent, message_rate,
             ));
         }
         for slo in slos {
@@ -510,7 +587,11 @@ impl Report {
 
     /// [`Report::failed_checks`] with the thresholds of `config`.
     pub fn failed_checks_for(&self, config: &crate::Config) -> Vec<String> {
-        self.failed_checks(config.max_error_rate, &config.slos)
+        self.failed_checks(
+            config.max_error_rate,
+            config.max_session_failures,
+            &config.slos,
+        )
     }
 
     /// Reads a report written with `--json`.
@@ -523,15 +604,31 @@ impl Report {
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| file_err(format!("not JSON: {e}")))?;
         match value.get("schema_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == SCHEMA_VERSION as u64 => {}
+            Some(v)
+                if (OLDEST_READABLE_SCHEMA_VERSION as u64..=SCHEMA_VERSION as u64).contains(&v) => {
+            }
             Some(v) => {
                 return Err(file_err(format!(
-                    "schema_version {v} is not supported (this loadgen reads {SCHEMA_VERSION})"
+                    "schema_version {v} is not supported (this loadgen reads \
+                     {OLDEST_READABLE_SCHEMA_VERSION} to {SCHEMA_VERSION})"
                 )))
             }
             None => return Err(file_err("not a loadgen report (no schema_version)".into())),
         }
-        serde_json::from_value(value).map_err(|e| file_err(format!("not a loadgen report: {e}")))
+        let mut report: Report = serde_json::from_value(value)
+            .map_err(|e| file_err(format!("not a loadgen report: {e}")))?;
+        // Older versions only lack fields that read as their defaults: the report is now a
+        // current one (which is what lets old and new reports merge).
+        report.schema_version = SCHEMA_VERSION;
+        Ok(report)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
     }
 }
 

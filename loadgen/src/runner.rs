@@ -15,9 +15,9 @@ use crate::engine::shards::Shards;
 use crate::pacer::Pacer;
 use crate::progress::Progress;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
-use crate::session::{self, RunShared, Steady};
+use crate::session::{self, RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
 use crate::stats::{seconds_to_points, Stats};
-use crate::{environment, limits, new_histogram, Config, Error, Report, SCHEMA_VERSION};
+use crate::{environment, interrupt, limits, new_histogram, Config, Error, Report, SCHEMA_VERSION};
 
 /// Runs `config` on runtimes of its own (one `current_thread` runtime per thread, connections
 /// sharded over them; see `engine::shards`) and returns the report. Blocks the calling thread;
@@ -43,6 +43,20 @@ fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
+/// Checks `config` and this process's limits (RLIMIT_NOFILE, raised to the hard limit first, and
+/// the ephemeral ports) as [`run`] will, without connecting: callers that do other work before a
+/// load (the harness's checks, a sweep's smaller steps) call it first to fail before that work.
+pub fn preflight(config: &Config) -> Result<(), Error> {
+    config.validate()?;
+    let (nofile, _) = limits::raise_nofile_limit();
+    limits::preflight(
+        config.conns as u64,
+        config.source_ips.len() as u64,
+        nofile,
+        limits::ephemeral_port_range(),
+    )
+}
+
 /// Runs `config` on the current tokio runtime (which must have the time and I/O drivers).
 pub async fn run_async(config: Config) -> Result<Report, Error> {
     run_on(config, &[]).await
@@ -51,14 +65,7 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
 /// Runs `config`, connection `i` on `shards[i % shards.len()]` (on the current runtime when
 /// `shards` is empty).
 async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
-    config.validate()?;
-    let (nofile, _) = limits::raise_nofile_limit();
-    limits::preflight(
-        config.conns as u64,
-        config.source_ips.len() as u64,
-        nofile,
-        limits::ephemeral_port_range(),
-    )?;
+    preflight(&config)?;
     let threads = shards.len().max(default_threads());
     let started_unix_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -88,6 +95,7 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         connect_phase_done: Notify::new(),
         steady: steady_rx,
         pacer,
+        stop: std::sync::atomic::AtomicU8::new(0),
         config,
     });
     let config = &shared.config;
@@ -103,11 +111,13 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     let (stop_tx, stop_rx) = oneshot::channel();
     let monitor = tokio::spawn(monitor(shared.clone(), stop_rx));
 
-    // The barrier: every connection has connected and echoed once, or failed, or time is up.
-    while shared.connecting.load(Ordering::Acquire) > 0 {
+    // The barrier: every connection has connected and echoed once, or failed, or time is up,
+    // or Ctrl-C.
+    while shared.connecting.load(Ordering::Acquire) > 0 && !interrupt::requested() {
         tokio::select! {
             _ = shared.connect_phase_done.notified() => {}
             _ = tokio::time::sleep_until(connect_deadline) => break,
+            _ = interrupted() => break,
         }
     }
     let barrier = Instant::now();
@@ -124,27 +134,38 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     }));
 
     // Wait for every session; past the deadline (plus a grace second for sessions to record
-    // their own cut-off) whatever is left is aborted and counted as cut off.
+    // their own cut-off), or at Ctrl-C, whatever is left is aborted. Each task counts its own end
+    // exactly once, aborted or not (`session::Ending`), so nothing is counted here.
     let mut last_completion: Option<Instant> = None;
-    let mut cut_off = 0u64;
-    let mut panicked = 0u64;
     let hard_stop = deadline + Duration::from_secs(1);
+    let mut stopped_by = None;
     loop {
         tokio::select! {
             joined = tasks.join_next() => match joined {
                 None => break,
                 Some(Ok(done)) => last_completion = last_completion.max(done),
-                Some(Err(e)) if e.is_panic() => panicked += 1,
-                Some(Err(_)) => cut_off += 1,
+                Some(Err(_)) => {}
             },
             _ = tokio::time::sleep_until(hard_stop) => {
-                cut_off += tasks.len() as u64;
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
+                stopped_by = Some(STOP_DEADLINE);
+                break;
+            }
+            _ = interrupted() => {
+                stopped_by = Some(STOP_INTERRUPT);
                 break;
             }
         }
     }
+    if let Some(cause) = stopped_by {
+        shared.stop.store(cause, Ordering::Release);
+        tasks.abort_all();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(done) = joined {
+                last_completion = last_completion.max(done);
+            }
+        }
+    }
+    let was_interrupted = stopped_by == Some(STOP_INTERRUPT) || interrupt::requested();
     let end = Instant::now();
     if let Some(driver) = pacer_driver {
         driver.abort();
@@ -155,10 +176,16 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     let mut all = shared.stats.take_merged();
     timeline.extend(seconds_to_points(std::mem::take(&mut all.timeline))?);
     let timeline = combine_points(timeline)?;
-    all.errors.session.run_deadline += cut_off;
-    all.errors.session.other += panicked;
-    all.counters.sessions_failed += cut_off + panicked;
     all.counters.peak_established = shared.stats.peak_established.load(Ordering::Relaxed) as u64;
+
+    // Tasks aborted before their first poll never counted themselves: they never started.
+    let c = &all.counters;
+    let ended = c.connections_not_started
+        + c.connections_failed
+        + c.sessions_failed
+        + c.connections_interrupted
+        + c.sessions_completed;
+    all.counters.connections_not_started += (config.conns as u64).saturating_sub(ended);
 
     let c = &all.counters;
     let all_first_echo_secs = (c.connections_established > 0
@@ -201,7 +228,12 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         all_first_echo_secs,
         measured_secs,
         messages_per_sec,
-        run_deadline_hit: all.errors.session.run_deadline > 0,
+        run_deadline_hit: all.errors.session.run_deadline
+            + all.errors.connect.run_deadline
+            + all.counters.connections_not_started
+            > 0
+            && !was_interrupted,
+        interrupted: was_interrupted,
         counters: all.counters,
         latency,
         errors: all.errors,
@@ -225,6 +257,7 @@ fn parameters(c: &Config) -> Parameters {
         source_ips: c.source_ips.iter().map(|ip| ip.to_string()).collect(),
         percentiles: c.percentiles.clone(),
         max_error_rate: c.max_error_rate,
+        max_session_failures: c.max_session_failures,
         slos: c.slos.iter().map(|s| s.to_string()).collect(),
         processes: 1,
     }
@@ -261,6 +294,13 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
         p.finish();
     }
     points
+}
+
+/// Resolves once Ctrl-C asked the load to stop (polled: the flag is set from a signal thread).
+async fn interrupted() {
+    while !interrupt::requested() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Sorts points by second and folds points of the same second into one.

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +55,67 @@ pub(crate) struct RunShared {
     pub steady: watch::Receiver<Option<Steady>>,
     /// Open loop: the run's microsecond send timer (closed loop: `None`).
     pub pacer: Option<Pacer>,
+    /// Why the runner is aborting the sessions still going ([`STOP_DEADLINE`] or
+    /// [`STOP_INTERRUPT`]); set before `abort_all`, so each aborted session's drop guard
+    /// ([`Ending`]) counts it under the right cause. 0 while nobody is stopping them.
+    pub stop: AtomicU8,
+}
+
+/// `RunShared::stop`: the hard run deadline passed.
+pub(crate) const STOP_DEADLINE: u8 = 1;
+/// `RunShared::stop`: Ctrl-C.
+pub(crate) const STOP_INTERRUPT: u8 = 2;
+
+/// Where a connection's task is, for counting it if it is aborted there.
+enum Stage {
+    /// Waiting for its `--connect-rate` slot.
+    Waiting,
+    /// `connect()` has begun.
+    Connecting,
+    /// Established; its session holds the local counters.
+    Session(Box<Session>),
+    /// Counted already.
+    Counted,
+}
+
+/// Counts how connection `conn` ended, exactly once: the task marks it [`Stage::Counted`]
+/// when it ends by itself; if the runner aborts it (deadline, Ctrl-C) or it panics, the drop
+/// counts it from the stage it was in, so no connection is in no counter or in two.
+struct Ending<'a> {
+    shared: &'a RunShared,
+    stage: Stage,
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        let stage = std::mem::replace(&mut self.stage, Stage::Counted);
+        let cause = self.shared.stop.load(Ordering::Acquire);
+        match stage {
+            Stage::Counted => {}
+            Stage::Waiting => self.shared.stats.local().counters.connections_not_started += 1,
+            Stage::Connecting => {
+                let mut shard = self.shared.stats.local();
+                if cause == STOP_INTERRUPT {
+                    shard.counters.connections_interrupted += 1;
+                } else {
+                    shard.counters.connections_failed += 1;
+                    if cause == STOP_DEADLINE {
+                        shard.errors.connect.run_deadline += 1;
+                    } else {
+                        shard.errors.connect.other += 1;
+                    }
+                }
+            }
+            Stage::Session(session) => match cause {
+                STOP_INTERRUPT => session.finish_interrupted(self.shared),
+                STOP_DEADLINE => session.finish(Some(&Failure::RunDeadline), self.shared),
+                _ => session.finish(
+                    Some(&Failure::Other("the session's task panicked".into())),
+                    self.shared,
+                ),
+            },
+        }
+    }
 }
 
 /// Decrements `connecting` once, when the connect phase of a session is over however it ended.
@@ -468,7 +529,20 @@ impl Session {
             shard.counters.sessions_failed += 1;
             let second = Instant::now().duration_since(shared.t0).as_secs();
             shard.second(second).errors += 1;
+        } else {
+            shard.counters.sessions_completed += 1;
         }
+    }
+
+    /// Counts a session Ctrl-C stopped: not a failure; its messages still in flight were never
+    /// answered or failed, so they leave the sent count instead of entering the failed one.
+    fn finish_interrupted(&self, shared: &RunShared) {
+        let in_flight = self.in_flight.iter().filter(|m| m.counted).count() as u64;
+        let mut shard = shared.stats.local();
+        shard.counters.messages_sent += self.sent.saturating_sub(in_flight);
+        shard.counters.bytes_sent += self.bytes_sent;
+        shard.counters.bytes_received += self.bytes_received;
+        shard.counters.connections_interrupted += 1;
     }
 }
 
@@ -481,9 +555,15 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
     let shared = &*shared;
     let config = &shared.config;
     let mut phase = PhaseGuard(Some(shared));
+    let mut ending = Ending {
+        shared,
+        stage: Stage::Waiting,
+    };
     if let Some(rate) = config.connect_rate {
         tokio::time::sleep_until(shared.t0 + Duration::from_secs_f64(conn as f64 / rate)).await;
     }
+    ending.stage = Stage::Connecting;
+    shared.stats.local().counters.connections_attempted += 1;
     let source = (!config.source_ips.is_empty())
         .then(|| config.source_ips[conn as usize % config.source_ips.len()]);
     let connect_start = Instant::now();
@@ -492,7 +572,6 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
     let second = now.duration_since(shared.t0).as_secs();
     let stream = {
         let mut shard = shared.stats.local();
-        shard.counters.connections_attempted += 1;
         match result {
             Err((kind, message)) => {
                 shard.counters.connections_failed += 1;
@@ -510,6 +589,7 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
                     .entry(format!("connect.{}", kind.name()))
                     .or_insert(message);
                 shard.second(second).errors += 1;
+                ending.stage = Stage::Counted;
                 return None;
             }
             Ok(stream) => {
@@ -524,7 +604,10 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
     };
     shared.stats.connection_opened();
     let _established = EstablishedGuard(&shared.stats);
-    let mut session = Session::new(stream, conn, config);
+    ending.stage = Stage::Session(Box::new(Session::new(stream, conn, config)));
+    let Stage::Session(session) = &mut ending.stage else {
+        unreachable!("the stage was set just above")
+    };
 
     let first = Plan {
         limit: Some(1),
@@ -537,7 +620,9 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
     };
     if let Err(f) = session.drive(&first, shared).await {
         session.finish(Some(&f), shared);
-        return session.last_completion;
+        let last = session.last_completion;
+        ending.stage = Stage::Counted;
+        return last;
     }
     phase.done();
 
@@ -552,7 +637,9 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
         // The barrier never opened (cannot happen unless the runner died): end cleanly.
         _ => {
             session.finish(None, shared);
-            return session.last_completion;
+            let last = session.last_completion;
+            ending.stage = Stage::Counted;
+            return last;
         }
     };
     let schedule = config.rate.map(|rate| {
@@ -576,7 +663,13 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
     };
     let result = session.drive(&plan, shared).await;
     session.finish(result.as_ref().err(), shared);
+    let last = session.last_completion;
+    // Counted now: being aborted during the close below must not count it again.
+    let Stage::Session(session) = std::mem::replace(&mut ending.stage, Stage::Counted) else {
+        return last;
+    };
     // Close our side first; the server then sees a clean EOF.
-    let _ = session.stream.shutdown().await;
-    session.last_completion
+    let mut stream = session.stream;
+    let _ = stream.shutdown().await;
+    last
 }

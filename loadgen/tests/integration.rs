@@ -42,7 +42,7 @@ fn thousand_connections_against_tokio_server_count_exactly() {
     assert!(report.messages_per_sec > 0.0);
     let timeline_messages: u64 = report.timeline.iter().map(|p| p.messages).sum();
     assert_eq!(timeline_messages, 20_000);
-    assert!(report.failed_checks(0.0, &[]).is_empty());
+    assert!(report.failed_checks(0.0, 0.0, &[]).is_empty());
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn flipped_byte_is_a_mismatch_and_exits_1() {
             .code(1),
     );
     assert!(
-        stderr.contains("error rate") && stderr.contains("mismatch=1"),
+        stderr.contains("1 of 4 sessions failed") && stderr.contains("mismatch=1"),
         "{stderr}"
     );
     let report = util::read_report(&json);
@@ -193,7 +193,7 @@ fn server_closing_early_is_counted_as_such() {
     assert_eq!(report.counters.messages_verified, 20 * 10);
     assert_eq!(report.counters.messages_failed, 20);
     assert_eq!(report.counters.sessions_failed, 20);
-    assert!(!report.failed_checks(0.0, &[]).is_empty());
+    assert!(!report.failed_checks(0.0, 0.0, &[]).is_empty());
 
     // Closing in the middle of a message is a short echo.
     let server = TestServer::start(Behaviour::CloseAfter {
@@ -217,16 +217,28 @@ fn server_reset_is_counted_as_a_reset() {
 #[test]
 fn refused_port_exits_1_with_a_clear_line() {
     let target = format!("127.0.0.1:{}", util::refused_port());
-    let stderr = util::stderr(&util::loadgen_for(&target, 3, "1s").assert().code(1));
+    let assert = util::loadgen_for(&target, 3, "1s").assert().code(1);
+    let (stdout, stderr) = (util::stdout(&assert), util::stderr(&assert));
     let line = stderr
         .lines()
-        .find(|l| l.contains("no connection could be made"))
+        .find(|l| l.contains("no connection was established"))
         .unwrap_or_else(|| panic!("no clear line in {stderr}"));
     assert!(
         line.contains(&target) && line.contains("refused=3"),
         "{line}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // Said once, without a table of zero latencies or a second FAILED line repeating it.
+    assert_eq!(stderr.matches("FAILED").count(), 1, "{stderr}");
+    assert_eq!(
+        stdout.matches("no connection was established").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("latency") && !stdout.contains("echoed once"),
+        "{stdout}"
+    );
 }
 
 fn schema_validator() -> jsonschema::Validator {
@@ -648,11 +660,31 @@ fn slo_miss_exits_1_and_names_the_objective() {
 
 #[test]
 fn max_error_rate_tolerates_counted_failures() {
+    // One flipped byte: 1 of ~200 messages and 1 of 10 sessions fail. Each threshold is about
+    // its own fraction, and the failure line names the one exceeded.
     let server = TestServer::start(Behaviour::FlipOnce { at: 64 * 5 });
     util::loadgen_messages(&server.target(), 10, 20)
-        .args(["--max-error-rate", "0.05", "-q"])
+        .args([
+            "--max-error-rate",
+            "0.05",
+            "--max-session-failures",
+            "0.1",
+            "-q",
+        ])
         .assert()
         .success();
+    let server = TestServer::start(Behaviour::FlipOnce { at: 64 * 5 });
+    let stderr = util::stderr(
+        &util::loadgen_messages(&server.target(), 10, 20)
+            .args(["--max-error-rate", "0.05", "-q"])
+            .assert()
+            .code(1),
+    );
+    assert!(
+        stderr.contains("1 of 10 sessions failed") && stderr.contains("--max-session-failures"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--max-error-rate"), "{stderr}");
 }
 
 #[test]
@@ -931,4 +963,256 @@ fn progress_line_is_drawn_on_a_terminal_only() {
         stderr_on_a_terminal(&["--addr", &target, "-c", "3", "-d", "800ms", "--no-progress"]);
     assert!(!seen.contains("connections open"), "{seen:?}");
     // A pipe never gets one either: see no_progress_bar_when_stderr_is_not_a_terminal.
+}
+
+#[test]
+fn unwritable_outputs_fail_before_the_run() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--json", "--hgrm"] {
+        let path = dir.path().join("no-such-dir").join("out");
+        let started = Instant::now();
+        let stderr = util::stderr(
+            &util::loadgen_for(&server.target(), 2, "3s")
+                .arg(flag)
+                .arg(&path)
+                .assert()
+                .code(2),
+        );
+        assert!(stderr.contains("checked before the run"), "{stderr}");
+        assert!(started.elapsed() < secs(2.5), "the 3s load ran first");
+        assert!(server.peers.lock().unwrap().is_empty(), "nothing connected");
+    }
+}
+
+/// Every asked-for connection ends in exactly one counted state.
+fn assert_counts_add_up(report: &loadgen::Report) {
+    let c = &report.counters;
+    assert_eq!(
+        c.connections_not_started
+            + c.connections_failed
+            + c.sessions_failed
+            + c.connections_interrupted
+            + c.sessions_completed,
+        report.parameters.conns,
+        "{c:?}"
+    );
+    assert!(c.connections_attempted >= c.connections_established + c.connections_failed);
+    assert_eq!(
+        c.connections_attempted + c.connections_not_started,
+        report.parameters.conns,
+        "{c:?}"
+    );
+}
+
+#[test]
+fn connections_waiting_for_their_slot_at_the_deadline_are_counted() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("paced.json");
+    let stderr = util::stderr(
+        &util::loadgen_for(&server.target(), 100, "10s")
+            .args([
+                "--connect-rate",
+                "10",
+                "--deadline",
+                "3s",
+                "--max-error-rate",
+                "0.5",
+            ])
+            .arg("--json")
+            .arg(&json)
+            .assert()
+            .code(1),
+    );
+    let report = util::read_report(&json);
+    assert_counts_add_up(&report);
+    let c = &report.counters;
+    assert!(c.connections_not_started >= 50, "{c:?}");
+    assert!(report.run_deadline_hit);
+    assert!(stderr.contains("--max-session-failures"), "{stderr}");
+}
+
+#[test]
+fn connections_still_connecting_at_the_deadline_are_counted() {
+    // A listener that never accepts, with the smallest backlog: one connection completes, the
+    // SYNs of the others are dropped, so they are still connecting when the deadline hits.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: listen() on a socket we own, to shrink its backlog.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    }
+    let target = listener.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stuck.json");
+    util::loadgen_for(&target, 50, "1s")
+        .args([
+            "--deadline",
+            "2s",
+            "--connect-timeout",
+            "60s",
+            "--max-error-rate",
+            "0.6",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .code(1);
+    let report = util::read_report(&json);
+    assert_counts_add_up(&report);
+    assert_eq!(report.counters.connections_attempted, 50);
+    assert!(
+        report.errors.connect.run_deadline >= 40,
+        "{:?}",
+        report.errors
+    );
+    drop(listener);
+}
+
+#[test]
+fn the_rate_line_holds_the_numbers_it_is_computed_from() {
+    let server = TestServer::start(Behaviour::Echo);
+    let stdout = util::stdout(
+        &util::loadgen_for(&server.target(), 4, "1s")
+            .assert()
+            .success(),
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("rate"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // `rate  R messages/s = N measured echoes / S s (...)`: R is N / S.
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let rate: f64 = words[1].parse().unwrap();
+    let echoes: f64 = words[4].parse().unwrap();
+    let secs: f64 = words[8].trim_end_matches('s').parse().unwrap();
+    assert!((rate - echoes / secs).abs() <= 0.1, "{line}");
+}
+
+#[test]
+fn percentiles_take_the_form_the_help_shows() {
+    let server = TestServer::start(Behaviour::Echo);
+    for args in [
+        &["--percentiles", "50", "90", "99.9"][..],
+        &["--percentiles", "50,90,99.9"],
+    ] {
+        let stdout = util::stdout(
+            &util::loadgen_messages(&server.target(), 2, 5)
+                .args(args)
+                .assert()
+                .success(),
+        );
+        assert!(
+            stdout.contains("p99.9") && !stdout.contains("p99.99"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn first_ctrl_c_stops_the_load_and_writes_the_report_marked_interrupted() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("interrupted.json");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
+        .args([
+            "--addr",
+            &server.target(),
+            "-c",
+            "5",
+            "-d",
+            "60s",
+            "--no-progress",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + secs(30.0);
+    while server.peers.lock().unwrap().len() < 5 {
+        assert!(Instant::now() < deadline, "never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    // SAFETY: kill() on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = {
+        let deadline = Instant::now() + secs(30.0);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break child.wait_with_output().unwrap();
+            }
+            assert!(Instant::now() < deadline, "Ctrl-C did not stop the load");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert!(started.elapsed() < secs(20.0));
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("interrupted  by Ctrl-C"), "{stdout}");
+    assert!(stdout.contains("rate "), "the summary is printed: {stdout}");
+    assert!(stderr.contains("FAILED: interrupted by Ctrl-C"), "{stderr}");
+    let report = util::read_report(&json);
+    assert!(report.interrupted && !report.run_deadline_hit);
+    assert_counts_add_up(&report);
+    assert_eq!(report.counters.connections_interrupted, 5);
+    assert_eq!(
+        report.counters.sessions_failed, 0,
+        "interruptions are not failures"
+    );
+    assert!(report.counters.measured_messages > 0);
+}
+
+#[test]
+fn version_1_reports_are_still_read_and_merged() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("new.json");
+    util::loadgen_messages(&server.target(), 2, 3)
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .success();
+    let mut old = util::read_json(&json);
+    old["schema_version"] = 1.into();
+    for (section, field) in [
+        ("counters", "connections_not_started"),
+        ("counters", "connections_interrupted"),
+        ("counters", "sessions_completed"),
+        ("parameters", "max_session_failures"),
+    ] {
+        old[section].as_object_mut().unwrap().remove(field);
+    }
+    old["errors"]["connect"]
+        .as_object_mut()
+        .unwrap()
+        .remove("run_deadline");
+    old.as_object_mut().unwrap().remove("interrupted");
+    let old_path = dir.path().join("old.json");
+    std::fs::write(&old_path, serde_json::to_string(&old).unwrap()).unwrap();
+    let report = util::read_report(&old_path);
+    assert_eq!(report.schema_version, loadgen::SCHEMA_VERSION);
+    assert!(!report.interrupted);
+    util::loadgen()
+        .arg("merge")
+        .arg(&old_path)
+        .arg(&json)
+        .arg("-q")
+        .assert()
+        .success();
+}
+
+#[test]
+fn help_lists_the_exit_codes() {
+    for args in [&["--help"][..], &["merge", "--help"]] {
+        let stdout = util::stdout(&util::loadgen().args(args).assert().success());
+        assert!(
+            stdout.contains("Exit codes:") && stdout.contains("2  usage or setup error"),
+            "{args:?}: {stdout}"
+        );
+    }
 }

@@ -35,7 +35,10 @@ impl Session {
         let listen_before = ListenCounters::read().unwrap_or_default();
         let server = ServerProcess::spawn(spec, READY_TIMEOUT)?;
         let info = ServerInfo {
-            description: spec.describe(),
+            // The command as it ran, `{port}` filled in.
+            description: spec
+                .describe()
+                .replace("{port}", &server.addr().port().to_string()),
             speaks_contract: spec.speaks_contract(),
             pid: server.pid(),
             addr: server.addr().to_string(),
@@ -94,5 +97,7 @@ pub fn execute(
         &report.started_at,
         &report.checks,
     )?;
-    Ok(Verdict::failed_if(report.counts.failed > 0))
+    Ok(Verdict::failed_if(
+        report.counts.failed > 0 || loadgen::interrupt::requested(),
+    ))
 }

@@ -2,6 +2,7 @@
 //! and the orphan check, then the report with its summary (and JUnit when asked). The CLI turns
 //! flags into [`RunOptions`]; nothing here parses flags.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::commands::check::Session;
@@ -13,7 +14,9 @@ use crate::probe::sampler;
 use crate::render::text;
 use crate::report::check::{CheckCounts, CheckOptions, CheckResult, CheckStatus};
 use crate::report::parts::{ReportKind, ServerEnd};
-use crate::report::run::{PhaseListenQueue, RunParameters, RunReport, RunSummary};
+use crate::report::run::{
+    FigureSpread, PhaseListenQueue, RunParameters, RunReport, RunSpread, RunSummary,
+};
 use crate::report::SCHEMA_VERSION;
 use crate::target::error::ServerError;
 use crate::target::process::STOP_GRACE;
@@ -26,6 +29,8 @@ pub struct RunOptions {
     pub load: loadgen::Config,
     pub checks: CheckOptions,
     pub sample_interval: Duration,
+    /// Whole runs (fresh server, checks, load) to take the median and spread of; at least 1.
+    pub runs: usize,
 }
 
 /// The result of stopping the server, as a check: no orphan, and exit code 0 for contract servers.
@@ -117,8 +122,69 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
             load: phase.listen_queue,
         },
         server_end,
+        spread: None,
         summary,
     })
+}
+
+/// Reads one key figure out of a run's summary.
+type FigureOf = fn(&RunSummary) -> Option<f64>;
+
+/// The key figures `--runs` takes the spread of, by `compare`'s names.
+const SPREAD_FIGURES: [(&str, FigureOf); 5] = [
+    ("echo p99", |s| s.echo_p99_us),
+    ("first echo p99", |s| s.first_echo_p99_us),
+    ("messages/s", |s| Some(s.messages_per_sec)),
+    ("echo p50", |s| s.echo_p50_us),
+    ("connect p99", |s| s.connect_p99_us),
+];
+
+/// One report of several runs: the run whose messages/s is the median, its key figures replaced
+/// by the medians, the spread of each attached; it failed if any run failed.
+pub fn combine_runs(mut runs: Vec<RunReport>) -> Option<RunReport> {
+    if runs.len() < 2 {
+        return runs.pop();
+    }
+    let figures: BTreeMap<String, FigureSpread> = SPREAD_FIGURES
+        .iter()
+        .filter_map(|(name, get)| {
+            let values: Vec<f64> = runs
+                .iter()
+                .map(|r| get(&r.summary).unwrap_or(f64::NAN))
+                .collect();
+            FigureSpread::of(&values).map(|s| (name.to_string(), s))
+        })
+        .collect();
+    let any_load_failed = runs.iter().any(|r| !r.summary.load_ok);
+    let most_failed_checks = runs
+        .iter()
+        .map(|r| r.summary.checks)
+        .max_by_key(|c| c.failed);
+    let n = runs.len();
+    let mut by_rate: Vec<usize> = (0..n).collect();
+    by_rate.sort_by(|&a, &b| {
+        runs[a]
+            .summary
+            .messages_per_sec
+            .total_cmp(&runs[b].summary.messages_per_sec)
+    });
+    let mut report = runs.swap_remove(by_rate[n / 2]);
+    let median = |name: &str| figures.get(name).map(|s| s.median);
+    let s = &mut report.summary;
+    s.echo_p99_us = median("echo p99");
+    s.first_echo_p99_us = median("first echo p99");
+    s.messages_per_sec = median("messages/s").unwrap_or(s.messages_per_sec);
+    s.echo_p50_us = median("echo p50");
+    s.connect_p99_us = median("connect p99");
+    if any_load_failed && s.load_ok {
+        s.load_ok = false;
+        s.load_failure = Some("another of the runs' loads failed".into());
+    }
+    if let Some(c) = most_failed_checks {
+        s.checks = c;
+    }
+    report.spread = Some(RunSpread { runs: n, figures });
+    Some(report)
 }
 
 /// The key figures of one load phase and the server's end.
@@ -174,7 +240,26 @@ pub fn execute(
     opts: &RunOptions,
     out: &ReportOutput,
 ) -> Result<Verdict, SetupError> {
-    let report = run(spec, opts)?;
+    let mut runs = Vec::with_capacity(opts.runs);
+    for i in 0..opts.runs.max(1) {
+        let report = run(spec, opts)?;
+        if opts.runs > 1 {
+            println!(
+                "run {}/{}: {:.0} messages/s, echo p99 {}",
+                i + 1,
+                opts.runs,
+                report.summary.messages_per_sec,
+                crate::render::units::micros(report.summary.echo_p99_us)
+            );
+        }
+        runs.push(report);
+        if loadgen::interrupt::requested() {
+            break;
+        }
+    }
+    let Some(report) = combine_runs(runs) else {
+        return Err(SetupError("no run was made".into()));
+    };
     print!("{}", text::run_report_text(&report));
     save_report(&out.results_dir, "run", &report.started_at, &report)?;
     save_junit(
@@ -184,6 +269,8 @@ pub fn execute(
         &report.checks,
     )?;
     Ok(Verdict::failed_if(
-        report.summary.checks.failed > 0 || !report.summary.load_ok,
+        report.summary.checks.failed > 0
+            || !report.summary.load_ok
+            || loadgen::interrupt::requested(),
     ))
 }

@@ -133,6 +133,10 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
         };
         progress.end_step(&step);
         steps.push(step);
+        // Ctrl-C stopped this step's load: the steps that ran are the report.
+        if loadgen::interrupt::requested() {
+            break;
+        }
     }
     progress.finish();
 
@@ -178,13 +182,23 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
 pub fn execute(spec: &ServerSpec, opts: &SweepOptions) -> Result<Verdict, SetupError> {
     let report = sweep(spec, opts)?;
     print!("{}", text::sweep_report_text(&report));
+    let interrupted = loadgen::interrupt::requested();
+    if interrupted {
+        println!(
+            "interrupted by Ctrl-C: {} of {} steps ran; the report covers those",
+            report.steps.len(),
+            opts.ladder.len()
+        );
+    }
     let path = save_report(&opts.results_dir, "sweep", &report.started_at, &report)?;
     // Drawn from the file just written, through the same code as `harness plot`, so a redraw
     // reproduces these files.
     for svg in plot_report(&path, None).map_err(SetupError)? {
         println!("plot: {}", svg.display());
     }
-    Ok(Verdict::failed_if(report.summary.steps_failed > 0))
+    Ok(Verdict::failed_if(
+        report.summary.steps_failed > 0 || interrupted,
+    ))
 }
 
 #[cfg(test)]

@@ -110,7 +110,9 @@ pub fn run_cases(
         .iter()
         .map(|&case| {
             let started = Instant::now();
-            let outcome = if case.own_server() {
+            let outcome = if loadgen::interrupt::requested() {
+                Outcome::Skip("not run: interrupted by Ctrl-C".into())
+            } else if case.own_server() {
                 run_own(case, spec)
             } else if let Some(exit) = shared.try_exit() {
                 Outcome::Fail(format!("the server is no longer running ({exit})"))

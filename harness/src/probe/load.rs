@@ -79,7 +79,10 @@ impl LatencyFigures {
     }
 }
 
-/// Why a finished load counts as failed (empty when it passed): no connection, or any error.
+/// Why a finished load counts as failed (empty when it passed): no connection, an interruption,
+/// or more failed sessions or messages than the thresholds the load ran with (recorded in its
+/// parameters; 0 unless `harness run --max-error-rate/--max-session-failures` raised them).
 pub fn failures(report: &loadgen::Report) -> Vec<String> {
-    report.failed_checks(0.0, &[])
+    let p = &report.parameters;
+    report.failed_checks(p.max_error_rate, p.max_session_failures, &[])
 }

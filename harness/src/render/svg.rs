@@ -175,6 +175,7 @@ pub fn write_sweep_svgs(
             y_scale: pss_y_scale,
             series: pss,
             legend: SeriesLabelPosition::UpperLeft,
+            whole: false,
         },
         Chart {
             caption: "Throughput by load".to_owned(),
@@ -184,6 +185,7 @@ pub fn write_sweep_svgs(
             y_scale: Scale::Linear,
             series: throughput.to_vec(),
             legend: SeriesLabelPosition::LowerRight,
+            whole: false,
         },
     ];
 
@@ -229,6 +231,7 @@ pub fn write_timeline_svg(
     let panel = |caption: &str, y_desc: String, series: Vec<Series>, legend| Chart {
         caption: caption.to_owned(),
         x_desc: time_desc.to_owned(),
+        whole: y_desc == "processes",
         y_desc,
         x_scale: Scale::Linear,
         y_scale: Scale::Linear,
@@ -254,7 +257,9 @@ pub fn write_timeline_svg(
             SeriesLabelPosition::UpperLeft,
         ),
         panel(
-            "Throughput",
+            // loadgen's per-second buckets start at its first connect: second 0 holds the
+            // connect phase (forks, first echoes), not steady echoing.
+            "Throughput (second 0 includes the connect phase)",
             "messages per second".to_owned(),
             vec![series("messages/s", RGBColor(0, 140, 70), &|p| {
                 p.messages_per_sec
@@ -383,6 +388,8 @@ struct Chart {
     y_scale: Scale,
     series: Vec<Series>,
     legend: SeriesLabelPosition,
+    /// The y values are counts (processes): ticks only at whole numbers.
+    whole: bool,
 }
 
 /// A latency chart in µs, or in ms when the slowest figure reaches 10 ms (ticks stay short).
@@ -416,6 +423,7 @@ fn latency_chart(caption: &str, x_desc: &str, x_scale: Scale, series: &[Series])
         y_scale: scale_for(&ys, LOG_Y_RATIO),
         series,
         legend: SeriesLabelPosition::UpperLeft,
+        whole: false,
     }
 }
 
@@ -531,6 +539,11 @@ fn draw_chart(area: &DrawingArea<SVGBackend, Shift>, chart: &Chart) -> Result<()
         })
         .collect();
     let all = || series.iter().flat_map(|s| s.points.iter().copied());
+    if all().next().is_none() {
+        // Nothing was measured (a load that never ran): an empty frame with made-up ticks
+        // would look like a reading.
+        return draw_no_data(area, chart);
+    }
     let x = axis_range(all().map(|p| p.0), chart.x_scale);
     let y = axis_range(all().map(|p| p.1), chart.y_scale);
     match (chart.x_scale, chart.y_scale) {
@@ -539,6 +552,22 @@ fn draw_chart(area: &DrawingArea<SVGBackend, Shift>, chart: &Chart) -> Result<()
         (Scale::Linear, Scale::Log) => draw_on(area, chart, &series, x, y.log_scale()),
         (Scale::Log, Scale::Log) => draw_on(area, chart, &series, x.log_scale(), y.log_scale()),
     }
+}
+
+/// The panel's caption and `no data` where its chart would be.
+fn draw_no_data(area: &DrawingArea<SVGBackend, Shift>, chart: &Chart) -> Result<(), DrawFailure> {
+    let (w, h) = area.dim_in_pixel();
+    area.draw(&Text::new(
+        chart.caption.clone(),
+        (14, 14),
+        (FONT, 22).into_font(),
+    ))?;
+    area.draw(&Text::new(
+        format!("no data ({})", chart.y_desc),
+        (w as i32 / 2 - 80, h as i32 / 2),
+        (FONT, 18).into_font().color(&RGBColor(120, 120, 120)),
+    ))?;
+    Ok(())
 }
 
 fn draw_on<X, Y>(
@@ -561,11 +590,19 @@ where
         .y_label_area_size(72)
         .build_cartesian_2d(x, y)?;
     let tick = |v: &f64| fmt_tick(*v);
+    // Counts get labels only at whole numbers: 0.2 processes is no reading.
+    let y_tick = |v: &f64| {
+        if chart.whole && v.fract() != 0.0 {
+            String::new()
+        } else {
+            fmt_tick(*v)
+        }
+    };
     ctx.configure_mesh()
         .x_desc(chart.x_desc.as_str())
         .y_desc(chart.y_desc.as_str())
         .x_label_formatter(&tick)
-        .y_label_formatter(&tick)
+        .y_label_formatter(&y_tick)
         .x_labels(10)
         .y_labels(8)
         .label_style((FONT, 14))
@@ -856,6 +893,48 @@ mod tests {
             ],
             &path,
         );
+    }
+
+    #[test]
+    fn a_failed_runs_timeline_says_no_data_and_counts_have_whole_ticks() {
+        let flat: Vec<TimelinePoint> = (0..20)
+            .map(|i| TimelinePoint {
+                t_secs: f64::from(i),
+                children: 0,
+                zombies: 0,
+                total_pss_bytes: f64::NAN,
+                messages_per_sec: f64::NAN,
+            })
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_timeline_svg(dir.path(), "failed", &flat).expect("plot");
+        let t = texts(&path);
+        // Memory and throughput were never measured; zero children is a reading, in whole ticks.
+        assert_eq!(
+            t.iter().filter(|s| s.starts_with("no data")).count(),
+            2,
+            "{t:?}"
+        );
+        assert!(!t.iter().any(|s| s == "0.2"), "{t:?}");
+
+        let few: Vec<TimelinePoint> = (0..20)
+            .map(|i| TimelinePoint {
+                // Whole seconds, so no time tick is a fraction either.
+                t_secs: f64::from(i),
+                children: (i % 2) as u64,
+                zombies: 0,
+                total_pss_bytes: MIB,
+                messages_per_sec: 10.0,
+            })
+            .collect();
+        let path = write_timeline_svg(dir.path(), "few", &few).expect("plot");
+        let t = texts(&path);
+        for fraction in ["0.2", "0.4", "0.5", "0.6", "0.8"] {
+            assert!(!t.iter().any(|s| s == fraction), "{fraction} in {t:?}");
+        }
+        assert!(t
+            .iter()
+            .any(|s| s.contains("second 0 includes the connect phase")));
     }
 
     #[test]

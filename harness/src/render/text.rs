@@ -8,6 +8,7 @@ use crate::report::check::{CheckReport, CheckResult, CheckStatus};
 use crate::report::compare::{CompareRow, Comparison, FigureUnit, Verdict};
 use crate::report::run::{RunReport, RunSummary};
 use crate::report::sweep::{SweepReport, SweepSummary};
+use crate::report::AnyReport;
 
 /// Left-aligned columns separated by two spaces.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -46,7 +47,14 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 pub fn checks_table(results: &[CheckResult]) -> String {
-    let rows: Vec<Vec<String>> = results
+    table(&CHECK_HEADER, &checks_rows(results))
+}
+
+const CHECK_HEADER: [&str; 4] = ["check", "status", "time", "detail"];
+
+/// One row per check; statuses in capitals alike (PASS, FAIL, SKIP) so none reads as a note.
+fn checks_rows(results: &[CheckResult]) -> Vec<Vec<String>> {
+    results
         .iter()
         .map(|r| {
             vec![
@@ -54,21 +62,21 @@ pub fn checks_table(results: &[CheckResult]) -> String {
                 match r.status {
                     CheckStatus::Pass => "PASS".into(),
                     CheckStatus::Fail => "FAIL".into(),
-                    CheckStatus::Skip => "skip".into(),
+                    CheckStatus::Skip => "SKIP".into(),
                 },
                 format!("{:.2}s", r.duration_secs),
                 r.detail.clone().unwrap_or_default(),
             ]
         })
-        .collect();
-    table(&["check", "status", "time", "detail"], &rows)
+        .collect()
 }
 
 pub fn check_report_text(report: &CheckReport) -> String {
     let mut out = format!("server: {}\n\n", report.server.description);
     out.push_str(&checks_table(&report.checks));
     out.push_str(&format!(
-        "\n{} passed, {} failed, {} skipped; listen queue overflows {}, drops {}\n",
+        "\n{} passed, {} failed, {} skipped; listen queue overflows {}, drops {} (namespace-wide: \
+         every listener in this network namespace, not only the server's)\n",
         report.counts.passed,
         report.counts.failed,
         report.counts.skipped,
@@ -103,7 +111,7 @@ pub fn summary_rows(s: &RunSummary) -> Vec<Vec<String>> {
         row("messages/s", format!("{:.0}", s.messages_per_sec)),
         row("load errors", s.load_errors.to_string()),
         row(
-            "listen overflows / drops",
+            "listen overflows / drops (namespace-wide)",
             format!("{} / {}", s.listen_overflows, s.listen_drops),
         ),
         row("orphans after SIGTERM", s.orphans_after_stop.to_string()),
@@ -136,6 +144,35 @@ pub fn run_report_text(report: &RunReport) -> String {
     out.push_str(&checks_table(&report.checks));
     out.push('\n');
     out.push_str(&table(&["figure", "value"], &summary_rows(&report.summary)));
+    if let Some(spread) = &report.spread {
+        out.push_str(&format!(
+            "\nover {} runs (the figures above are the medians)\n",
+            spread.runs
+        ));
+        let rows: Vec<Vec<String>> = spread
+            .figures
+            .iter()
+            .map(|(name, f)| {
+                let show = |v: f64| {
+                    if name == "messages/s" {
+                        format!("{v:.0}")
+                    } else {
+                        micros(Some(v))
+                    }
+                };
+                vec![
+                    name.clone(),
+                    show(f.median),
+                    format!("{} +- {}", show(f.mean), show(f.stddev)),
+                    format!("{} .. {}", show(f.min), show(f.max)),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["figure", "median", "mean +- sd", "min .. max"],
+            &rows,
+        ));
+    }
     if let Some(why) = &report.summary.load_failure {
         out.push_str(&format!("\nload failed: {why}\n"));
     }
@@ -207,7 +244,7 @@ fn comparison_cells(row: &CompareRow) -> Vec<String> {
         } => vec![
             format!("check {name}"),
             base.as_str().into(),
-            new.map_or("-", |s| s.as_str()).into(),
+            new.map_or("MISSING", |s| s.as_str()).into(),
             String::new(),
             verdict(*v),
         ],
@@ -231,6 +268,11 @@ fn regression_line(row: &CompareRow, max_regression_pct: f64) -> String {
             change_text(*change_pct)
         ),
         CompareRow::Check {
+            name, new: None, ..
+        } => {
+            format!("check {name} is missing from NEW (it ran in BASE)")
+        }
+        CompareRow::Check {
             name, new_detail, ..
         } => format!(
             "check {name} passed before and fails now: {}",
@@ -242,15 +284,64 @@ fn regression_line(row: &CompareRow, max_regression_pct: f64) -> String {
 /// The step table and the capacity model, as `sweep` and `report` print them.
 pub fn sweep_report_text(r: &SweepReport) -> String {
     let mut out = format!(
-        "sweep of {} ({}), ladder {:?}, {} s steady phase per step, {} B messages\n\n",
+        "sweep of {}\n  started {}, ladder {:?}, {} s steady phase per step, {} B messages\n\n",
         r.server.description,
         r.started_at,
         r.parameters.ladder,
         r.parameters.duration_secs,
         r.parameters.size
     );
-    let rows: Vec<Vec<String>> = r
-        .steps
+    // Two tables so each fits 120 columns: what the load saw, then what the server's tree cost.
+    let load_rows = sweep_load_rows(r);
+    out.push_str("load: the connect burst, then the steady closed loop\n");
+    out.push_str(&table(&SWEEP_LOAD_HEADER, &load_rows));
+    let tree_rows = sweep_tree_rows(r);
+    out.push_str("\nserver: its process tree at the step's peak\n");
+    out.push_str(&table(&SWEEP_TREE_HEADER, &tree_rows));
+    out.push_str(
+        "parent CPU: the server parent's user+system time in the step, in 10 ms ticks (0 = under \
+         one tick)\n* namespace-wide: every listener in this network \
+         namespace, not only the server's\n",
+    );
+    for s in r.steps.iter().filter(|s| !s.ok) {
+        out.push_str(&format!(
+            "step {} failed: {}\n",
+            s.conns,
+            s.failure.as_deref().unwrap_or("unknown")
+        ));
+    }
+    out.push('\n');
+    out.push_str(&capacity_text(&r.capacity, &r.summary));
+    out
+}
+
+const SWEEP_LOAD_HEADER: [&str; 10] = [
+    "conns",
+    "step",
+    "connect p99",
+    "1st echo p50",
+    "1st echo p99",
+    "accept+fork/s",
+    "msg/s",
+    "echo p50",
+    "echo p99",
+    "echo p99.9",
+];
+
+const SWEEP_TREE_HEADER: [&str; 8] = [
+    "conns",
+    "children",
+    "zombies",
+    "total PSS",
+    "PSS/child",
+    "private/child",
+    "parent CPU ms",
+    "listen overflows*",
+];
+
+/// The sweep's load figures, one row per step.
+fn sweep_load_rows(r: &SweepReport) -> Vec<Vec<String>> {
+    r.steps
         .iter()
         .map(|s| {
             let b = s.burst.as_ref();
@@ -266,7 +357,18 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
                 micros(st.and_then(|s| s.echo_p50_us)),
                 micros(st.and_then(|s| s.echo_p99_us)),
                 micros(st.and_then(|s| s.echo_p999_us)),
-                s.listen_queue.listen_overflows.to_string(),
+            ]
+        })
+        .collect()
+}
+
+/// The cost of the server's tree, one row per step.
+fn sweep_tree_rows(r: &SweepReport) -> Vec<Vec<String>> {
+    r.steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.conns.to_string(),
                 s.tree.peak_live_children.to_string(),
                 s.tree.max_zombies.to_string(),
                 s.tree
@@ -274,42 +376,105 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
                     .map_or("-".into(), |k| mib_or_kib(k as f64 * 1024.0)),
                 kib(s.tree.pss_per_child_kib),
                 kib(s.tree.private_per_child_kib),
-                micros(s.tree.parent_cpu_secs.map(|c| c * 1e6)),
+                parent_cpu_ms(s.tree.parent_cpu_secs),
+                s.listen_queue.listen_overflows.to_string(),
             ]
         })
-        .collect();
-    out.push_str(&table(
-        &[
-            "conns",
-            "step",
-            "connect p99",
-            "1st echo p50",
-            "1st echo p99",
-            "accept+fork/s",
-            "msg/s",
-            "echo p50",
-            "echo p99",
-            "echo p99.9",
-            "listen overflows",
-            "children",
-            "zombies",
-            "total PSS",
-            "PSS/child",
-            "private/child",
-            "parent CPU",
-        ],
-        &rows,
-    ));
-    for s in r.steps.iter().filter(|s| !s.ok) {
-        out.push_str(&format!(
-            "step {} failed: {}\n",
-            s.conns,
-            s.failure.as_deref().unwrap_or("unknown")
-        ));
+        .collect()
+}
+
+/// One table of a report, for the `markdown` and `csv` exports.
+pub struct TableData {
+    pub title: &'static str,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+fn table_data(title: &'static str, header: &[&str], rows: Vec<Vec<String>>) -> TableData {
+    TableData {
+        title,
+        header: header.iter().map(|h| h.to_string()).collect(),
+        rows,
     }
-    out.push('\n');
-    out.push_str(&capacity_text(&r.capacity, &r.summary));
+}
+
+/// The tables `harness report --format markdown|csv` exports: the same cells as the text.
+pub fn report_tables(report: &AnyReport) -> Vec<TableData> {
+    match report {
+        AnyReport::Check(r) => vec![table_data("checks", &CHECK_HEADER, checks_rows(&r.checks))],
+        AnyReport::Run(r) => vec![
+            table_data("checks", &CHECK_HEADER, checks_rows(&r.checks)),
+            table_data("summary", &["figure", "value"], summary_rows(&r.summary)),
+        ],
+        AnyReport::Sweep(r) => vec![
+            table_data("load", &SWEEP_LOAD_HEADER, sweep_load_rows(r)),
+            table_data("server", &SWEEP_TREE_HEADER, sweep_tree_rows(r)),
+        ],
+    }
+}
+
+/// GitHub-flavoured Markdown tables, each under a `### title` heading (`|` in cells escaped).
+pub fn markdown(tables: &[TableData]) -> String {
+    let cell = |c: &str| c.replace('|', "\\|");
+    let mut out = String::new();
+    for t in tables {
+        out.push_str(&format!("### {}\n\n", t.title));
+        let line = |cells: &[String]| {
+            format!(
+                "| {} |\n",
+                cells
+                    .iter()
+                    .map(|c| cell(c))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            )
+        };
+        out.push_str(&line(&t.header));
+        out.push_str(&format!("|{}\n", "---|".repeat(t.header.len())));
+        for row in &t.rows {
+            out.push_str(&line(row));
+        }
+        out.push('\n');
+    }
     out
+}
+
+/// CSV (RFC 4180 quoting), one table after another with a `table` column first naming it, so
+/// one file loads into a spreadsheet.
+pub fn csv(tables: &[TableData]) -> String {
+    let field = |c: &str| {
+        if c.contains([',', '"', '\n']) {
+            format!("\"{}\"", c.replace('"', "\"\""))
+        } else {
+            c.to_string()
+        }
+    };
+    let mut out = String::new();
+    for t in tables {
+        let mut header = vec!["table".to_string()];
+        header.extend(t.header.iter().cloned());
+        out.push_str(
+            &header
+                .iter()
+                .map(|c| field(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+        for row in &t.rows {
+            let mut cells = vec![t.title.to_string()];
+            cells.extend(row.iter().cloned());
+            out.push_str(&cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The parent's CPU time in whole milliseconds: /proc counts it in 10 ms ticks, so finer digits
+/// (and microseconds) would claim a precision it does not have.
+fn parent_cpu_ms(secs: Option<f64>) -> String {
+    secs.map_or("-".into(), |s| format!("{:.0}", s * 1000.0))
 }
 
 /// The capacity model in a few lines.
@@ -344,15 +509,16 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
                 "  predicted maximum       {} connections, bound by {} (raise with: {})\n",
                 p.max_connections, p.binding, p.knob
             ));
-            let next: Vec<String> = p
-                .candidates
-                .iter()
-                .skip(1)
-                .take(3)
-                .map(|c| format!("{} {}", c.kind, c.max_connections))
-                .collect();
-            if !next.is_empty() {
-                out.push_str(&format!("  then                    {}\n", next.join(", ")));
+            // Each limit as the connections it allows, with its arithmetic: `kernel.pid_max`
+            // is the sysctl's name, the number after it the connections it leaves room for.
+            if let Some(first) = p.candidates.first() {
+                out.push_str(&format!("                          = {}\n", first.detail));
+            }
+            for c in p.candidates.iter().skip(1).take(3) {
+                out.push_str(&format!(
+                    "  then                    {} by {} ({})\n",
+                    c.max_connections, c.kind, c.detail
+                ));
             }
         }
         None => out.push_str("  predicted maximum       - (no limit known)\n"),
@@ -373,6 +539,54 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_baseline_sweep_fits_120_columns_with_labelled_figures() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/baseline");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("results/baseline") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let Ok(crate::report::AnyReport::Sweep(r)) = crate::report::AnyReport::read(&path)
+            else {
+                continue;
+            };
+            seen += 1;
+            let text = sweep_report_text(&r);
+            for line in text.lines() {
+                assert!(line.chars().count() <= 120, "{} wide: {line}", line.len());
+            }
+            assert!(text.contains("10 ms ticks") && text.contains("namespace-wide"));
+            // Parent CPU in whole milliseconds (10 ms ticks), not `0 us` or `360.00 ms`.
+            assert!(text.contains("parent CPU ms"), "{text}");
+            let tree = text
+                .split("server: its process tree")
+                .nth(1)
+                .and_then(|t| t.split("parent CPU:").next())
+                .expect("tree table");
+            assert!(!tree.contains(" us") && !tree.contains(".00 ms"), "{tree}");
+        }
+        assert!(seen > 0, "no sweep in {}", dir.display());
+    }
+
+    #[test]
+    fn exports_quote_what_would_break_them() {
+        let t = [TableData {
+            title: "checks",
+            header: vec!["check".into(), "detail".into()],
+            rows: vec![vec!["a".into(), "x, \"y\" | z".into()]],
+        }];
+        assert_eq!(
+            csv(&t),
+            "table,check,detail\nchecks,a,\"x, \"\"y\"\" | z\"\n"
+        );
+        assert_eq!(
+            markdown(&t),
+            "### checks\n\n| check | detail |\n|---|---|\n| a | x, \"y\" \\| z |\n\n"
+        );
+    }
 
     #[test]
     fn tables_align() {

@@ -21,8 +21,13 @@ use parts::ReportKind;
 use run::{RunReport, RunSummary};
 use sweep::SweepReport;
 
-/// Bumped on any incompatible change of any report kind's format.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped on any change of any report kind's format. 2: a run report may carry `spread`
+/// (`harness run --runs N`); its embedded loadgen report is loadgen's version 2. Version 1
+/// reports (the committed baselines among them) are still read.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest `schema_version` [`AnyReport::read`] still reads.
+pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;
 
 /// Any report kind, as read back from a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,10 +45,13 @@ impl AnyReport {
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
         match value.get("schema_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v)
+                if (u64::from(OLDEST_READABLE_SCHEMA_VERSION)..=u64::from(SCHEMA_VERSION))
+                    .contains(&v) => {}
             Some(v) => {
                 return Err(format!(
-                    "{} has schema_version {v}; this harness reads {SCHEMA_VERSION}",
+                    "{} has schema_version {v}; this harness reads \
+                     {OLDEST_READABLE_SCHEMA_VERSION} to {SCHEMA_VERSION}",
                     path.display()
                 ))
             }
@@ -83,6 +91,34 @@ impl AnyReport {
             AnyReport::Check(r) => &r.checks,
             AnyReport::Run(r) => &r.checks,
             AnyReport::Sweep(_) => &[],
+        }
+    }
+
+    /// `check`, `run` or `sweep`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            AnyReport::Check(_) => "check",
+            AnyReport::Run(_) => "run",
+            AnyReport::Sweep(_) => "sweep",
+        }
+    }
+
+    /// What the run was asked to do, as JSON, for `compare` to name the fields that differ: a
+    /// check's options, a run's or a sweep's parameters.
+    pub fn parameters_json(&self) -> serde_json::Value {
+        let value = match self {
+            AnyReport::Check(r) => serde_json::to_value(r.options),
+            AnyReport::Run(r) => serde_json::to_value(&r.parameters),
+            AnyReport::Sweep(r) => serde_json::to_value(&r.parameters),
+        };
+        value.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// How a run's figures varied over `--runs N`; `None` for one run and other kinds.
+    pub fn spread(&self) -> Option<&run::RunSpread> {
+        match self {
+            AnyReport::Run(r) => r.spread.as_ref(),
+            AnyReport::Check(_) | AnyReport::Sweep(_) => None,
         }
     }
 

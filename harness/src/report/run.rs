@@ -76,7 +76,66 @@ pub struct RunReport {
     pub timeline: Vec<Sample>,
     pub listen_queue: PhaseListenQueue,
     pub server_end: ServerEnd,
+    /// With `harness run --runs N` (N > 1): the summary's figures are the medians over the runs
+    /// (the rest of the report is the run whose messages/s was the median), and this is the
+    /// spread of each. Absent for a single run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<RunSpread>,
     pub summary: RunSummary,
+}
+
+/// How the key figures varied over `harness run --runs N`, keyed by `compare`'s figure names
+/// (`echo p99`, `messages/s`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpread {
+    pub runs: usize,
+    pub figures: std::collections::BTreeMap<String, FigureSpread>,
+}
+
+/// One figure over repeated runs, like hyperfine's mean +- sigma and min..max.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FigureSpread {
+    pub median: f64,
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); 0 for one value.
+    pub stddev: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Every run's value, in run order.
+    pub values: Vec<f64>,
+}
+
+impl FigureSpread {
+    /// The spread of the finite `values`; `None` when there are none.
+    pub fn of(values: &[f64]) -> Option<FigureSpread> {
+        let values: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let stddev = if values.len() > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 1 {
+            sorted[mid]
+        } else {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        };
+        Some(FigureSpread {
+            median,
+            mean,
+            stddev,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+            values,
+        })
+    }
 }
 
 /// Writes the embedded loadgen report with its object keys in sorted order, as every run report
@@ -86,4 +145,20 @@ fn keys_sorted<S: Serializer>(load: &Option<loadgen::Report>, out: S) -> Result<
     serde_json::to_value(load)
         .map_err(serde::ser::Error::custom)?
         .serialize(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_median_mean_sd_and_range() {
+        let s = FigureSpread::of(&[3.0, 1.0, f64::NAN, 2.0, 10.0]).expect("spread");
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 10.0));
+        assert_eq!(s.mean, 4.0);
+        assert!((s.stddev - 4.0826).abs() < 1e-3, "{}", s.stddev);
+        assert_eq!(s.values, vec![3.0, 1.0, 2.0, 10.0]);
+        assert_eq!(FigureSpread::of(&[5.0]).expect("one").stddev, 0.0);
+        assert!(FigureSpread::of(&[f64::NAN]).is_none());
+    }
 }

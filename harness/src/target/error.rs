@@ -18,7 +18,7 @@ pub enum ServerError {
         program: String,
         source: std::io::Error,
     },
-    #[error("{program} exited ({status}) before it was ready{stderr}")]
+    #[error("the server ({program}) exited ({status}) before it was ready{stderr}")]
     ExitedEarly {
         program: String,
         status: String,

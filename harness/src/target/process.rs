@@ -236,16 +236,18 @@ impl ServerProcess {
         match self.peek_exit() {
             Ok(Some(exit)) => {
                 self.exit = Some(exit.clone());
-                // Give the stderr thread a moment to collect the reason the server printed.
+                // Give the stderr thread a moment to read everything the server printed (until
+                // it closes stderr), so the reason is its error line, not a trailing hint.
                 let deadline = Instant::now() + Duration::from_millis(500);
-                while Instant::now() < deadline && self.recent_stderr().is_empty() {
+                while Instant::now() < deadline && !self.stderr.closed() {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                let last = self.recent_stderr().last().cloned();
+                let lines = self.recent_stderr();
+                let reason = super::stderr::reason_line(&lines);
                 Ok(Some(ServerError::ExitedEarly {
                     program: self.program.clone(),
                     status: exit.to_string(),
-                    stderr: last.map_or(String::new(), |l| format!(": {l}")),
+                    stderr: reason.map_or(String::new(), |l| format!("; the server said: {l}")),
                 }))
             }
             Ok(None) => Ok(None),
@@ -469,7 +471,9 @@ mod tests {
         };
         let text = err.to_string();
         assert!(
-            text.starts_with("/bin/sh exited (exit code 2) before it was ready"),
+            text.starts_with(
+                "the server (/bin/sh) exited (exit code 2) before it was ready; the server said: "
+            ),
             "{text}"
         );
     }

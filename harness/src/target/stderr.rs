@@ -25,6 +25,8 @@ struct Lines {
     /// The last few human lines, for error messages.
     recent: VecDeque<String>,
     stats: Vec<ServerStats>,
+    /// The server closed its stderr (or it could not be read): no more lines will come.
+    closed: bool,
 }
 
 /// What the stderr reader thread has seen so far.
@@ -46,7 +48,7 @@ impl StderrLog {
                 .spawn(move || {
                     for line in BufReader::new(stderr).lines() {
                         let Ok(line) = line else { break };
-                        let Ok(mut log) = lines.lock() else { break };
+                        let Ok(mut log) = lines.lock() else { return };
                         if let Some(stats) = parse_stats_line(&line) {
                             log.stats.push(stats);
                         } else {
@@ -55,6 +57,9 @@ impl StderrLog {
                             }
                             log.recent.push_back(line);
                         }
+                    }
+                    if let Ok(mut log) = lines.lock() {
+                        log.closed = true;
                     }
                 });
         }
@@ -69,6 +74,11 @@ impl StderrLog {
             .unwrap_or_default()
     }
 
+    /// Whether the server closed its stderr, so [`StderrLog::recent`] is complete.
+    pub fn closed(&self) -> bool {
+        self.lines.lock().map(|l| l.closed).unwrap_or(true)
+    }
+
     /// The most recent stats line seen.
     pub fn last_stats(&self) -> Option<ServerStats> {
         self.lines.lock().ok().and_then(|l| l.stats.last().cloned())
@@ -80,9 +90,44 @@ impl StderrLog {
     }
 }
 
+/// The line that says why a server gave up: its first `error` line (clap and most tools print
+/// `error: ...` first and a `For more information, try '--help'.` hint last), else its last
+/// non-blank line.
+pub fn reason_line(lines: &[String]) -> Option<&str> {
+    let blank = |l: &&String| l.trim().is_empty();
+    lines
+        .iter()
+        .find(|l| {
+            let l = l.trim_start().to_ascii_lowercase();
+            l.starts_with("error") || l.contains(" error:") || l.contains(": error")
+        })
+        .or_else(|| lines.iter().rev().find(|l| !blank(l)))
+        .map(|l| l.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reason_is_the_error_line_not_the_help_hint() {
+        let clap: Vec<String> = [
+            "error: invalid value '99999' for '--port <PORT>': 99999 is not in 0..=65535",
+            "",
+            "For more information, try '--help'.",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            reason_line(&clap),
+            Some("error: invalid value '99999' for '--port <PORT>': 99999 is not in 0..=65535")
+        );
+        let plain: Vec<String> = ["starting", "cannot bind: in use", ""]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(reason_line(&plain), Some("cannot bind: in use"));
+        assert_eq!(reason_line(&[]), None);
+    }
 
     #[test]
     fn stats_lines_parse_and_log_lines_do_not() {
