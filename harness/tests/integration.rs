@@ -63,8 +63,13 @@ fn check_passes_on_the_fork_echo_server() {
             .expect("stats")
             > 200
     );
-    let xml = std::fs::read_to_string(junit).expect("junit");
-    assert!(xml.contains("tests=\"13\" failures=\"0\" errors=\"0\" skipped=\"0\""));
+    let junit = util::read_junit(&junit);
+    assert_eq!(junit.counts, [13, 0, 0, 0], "{junit:?}");
+    assert_eq!(junit.cases, ALL_CASES, "{junit:?}");
+    assert!(
+        junit.failures.is_empty() && junit.skipped.is_empty(),
+        "{junit:?}"
+    );
 }
 
 #[test]
@@ -144,9 +149,22 @@ fn check_fails_the_broken_server_on_exactly_zombies_fd_leak_and_orphans() {
         );
     }
     // The harness killed what the broken server left behind.
-    let xml = std::fs::read_to_string(junit).expect("junit");
-    assert!(xml.contains("tests=\"13\" failures=\"5\" errors=\"0\" skipped=\"2\""));
-    assert!(xml.contains("<failure message=\"the server&apos;s open fds went from"));
+    let junit = util::read_junit(&junit);
+    assert_eq!(junit.counts, [13, 5, 0, 2], "{junit:?}");
+    assert_eq!(junit.cases, ALL_CASES, "{junit:?}");
+    assert_eq!(
+        junit.failures.keys().cloned().collect::<BTreeSet<_>>(),
+        expected_failures
+    );
+    assert_eq!(junit.skipped, statuses(&report, "skip"));
+    assert_eq!(
+        junit.failures["parent_fds_stable"],
+        detail("parent_fds_stable")
+    );
+    assert!(
+        junit.failures["parent_fds_stable"].starts_with("the server's open fds went from"),
+        "{junit:?}"
+    );
 }
 
 #[test]

@@ -144,3 +144,50 @@ pub fn valid_report(dir: &Path, prefix: &str) -> (PathBuf, serde_json::Value) {
     assert_eq!(schema_errors(&report), Vec::<String>::new());
     (path, report)
 }
+
+/// What a CI system reads from a `--junit` file, after checking that it parses as XML.
+#[derive(Debug, PartialEq)]
+pub struct Junit {
+    /// The `<testsuite>`'s `tests`, `failures`, `errors` and `skipped`.
+    pub counts: [usize; 4],
+    /// Each `<testcase>`'s name in order.
+    pub cases: Vec<String>,
+    /// The failed cases by name, each with its `<failure>`'s message.
+    pub failures: std::collections::BTreeMap<String, String>,
+    /// The names of the cases with `<skipped>`.
+    pub skipped: std::collections::BTreeSet<String>,
+}
+
+pub fn read_junit(path: &Path) -> Junit {
+    let text = std::fs::read_to_string(path).expect("read junit");
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{} is not XML: {e}\n{text}", path.display()));
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap_or_else(|| panic!("no <testsuite> in {text}"));
+    let counts = ["tests", "failures", "errors", "skipped"].map(|attribute| {
+        suite
+            .attribute(attribute)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count {attribute} in {text}"))
+    });
+    let mut junit = Junit {
+        counts,
+        cases: Vec::new(),
+        failures: Default::default(),
+        skipped: Default::default(),
+    };
+    for case in suite.children().filter(|n| n.has_tag_name("testcase")) {
+        let name = case.attribute("name").expect("testcase name").to_string();
+        if let Some(failure) = case.children().find(|n| n.has_tag_name("failure")) {
+            let message = failure.attribute("message").unwrap_or_default();
+            junit.failures.insert(name.clone(), message.to_string());
+        }
+        if case.children().any(|n| n.has_tag_name("skipped")) {
+            junit.skipped.insert(name.clone());
+        }
+        junit.cases.push(name);
+    }
+    junit
+}
