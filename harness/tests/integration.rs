@@ -500,6 +500,22 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
     assert_eq!(fit["n"], 3);
     assert!(fit["slope"].as_f64().expect("slope") > 0.0, "{fit}");
     assert!(capacity["memory_check"]["error_percent"].is_number());
+    // Schema 2: the kernel's side of every step, and the total fitted over them.
+    assert_eq!(report["schema_version"], 2);
+    for step in steps {
+        let memory = &step["memory"];
+        assert!(memory["page_tables_bytes"].is_number(), "{memory}");
+        assert_eq!(memory["loadgen_sockets"], step["conns"]);
+    }
+    let total = &capacity["total_memory"];
+    assert_eq!(total["total_fit"]["n"], 3, "{total}");
+    assert_eq!(
+        total["drop_checks"].as_array().expect("drop checks").len(),
+        3
+    );
+    assert!(report["socket_slab_bytes"]
+        .as_f64()
+        .is_some_and(|b| b > 0.0));
     assert_eq!(report["summary"]["largest_burst_conns"], 50);
     // The built-in server's default --max-children is among the limits, and the prediction is
     // the smallest candidate.
@@ -521,7 +537,15 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
     let expected: [(&str, &[&str]); 4] = [
         ("echo-latency", &["echo p50", "echo p99", "echo p99.9"]),
         ("first-echo-latency", &["first-echo p50", "first-echo p99"]),
-        ("pss", &["measured total PSS", "fit: "]),
+        (
+            "memory",
+            &[
+                "total PSS (user space only)",
+                "page tables",
+                "kernel stacks",
+                "measured MemAvailable drop (server's share)",
+            ],
+        ),
         ("throughput", &["messages/s (steady phase)"]),
     ];
     let mut originals = Vec::new();
@@ -537,7 +561,7 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
         .arg(&path)
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("-pss.svg"));
+        .stdout(predicate::str::contains("-memory.svg"));
     for (svg, bytes) in &originals {
         assert_eq!(
             &std::fs::read(svg).expect("redrawn svg"),
@@ -553,6 +577,7 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("capacity model"))
+        .stdout(predicate::str::contains("MemAvailable drop per step"))
         .stdout(predicate::str::is_match(r"\n50 +ok ").expect("regex"));
 }
 
@@ -680,6 +705,20 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("is a sweep report"));
+    // The 16-core sweep predates the kernel counters (schema 1): it still reads, and what it
+    // lacks is printed as absent, not as zero.
+    let old = baseline.join("device-16core");
+    let old_report = reports
+        .iter()
+        .find(|r| r.starts_with(&old))
+        .expect("device-16core report");
+    harness()
+        .arg("report")
+        .arg(old_report)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("total                   absent"))
+        .stdout(predicate::str::contains("PSS per connection      39.6 KiB"));
     for report in reports {
         let value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&report).expect("read")).expect("json");

@@ -67,6 +67,13 @@ pub struct Limits {
     pub pss_slope_bytes_per_conn: Option<f64>,
     /// Fitted total PSS with no connection (the intercept of the memory model).
     pub pss_intercept_bytes: Option<f64>,
+    /// Fitted total memory (user space and kernel) per live connection; the memory limits use it
+    /// when known, else the PSS slope. Absent in reports of schema 1.
+    #[serde(default)]
+    pub total_slope_bytes_per_conn: Option<f64>,
+    /// Fitted total memory with no connection.
+    #[serde(default)]
+    pub total_intercept_bytes: Option<f64>,
     /// Soft `RLIMIT_NPROC`; `None` when unlimited.
     pub rlimit_nproc_soft: Option<u64>,
     /// Tasks (threads) the real uid already runs, counted from `/proc/*/status`.
@@ -146,15 +153,24 @@ pub fn predict_max(limits: &Limits) -> Option<Prediction> {
         })
     };
 
-    if let Some(slope) = limits.pss_slope_bytes_per_conn.filter(|s| *s > 0.0) {
-        let intercept = limits.pss_intercept_bytes.unwrap_or(0.0).max(0.0);
+    // The total (user space + kernel) when the sweep measured it; PSS alone undercounts a fork
+    // child about threefold, so a prediction from it says so in its detail.
+    let memory_model = match limits.total_slope_bytes_per_conn.filter(|s| *s > 0.0) {
+        Some(slope) => Some((slope, limits.total_intercept_bytes, "total memory")),
+        None => limits
+            .pss_slope_bytes_per_conn
+            .filter(|s| *s > 0.0)
+            .map(|slope| (slope, limits.pss_intercept_bytes, "PSS, user space only")),
+    };
+    if let Some((slope, intercept, what)) = memory_model {
+        let intercept = intercept.unwrap_or(0.0).max(0.0);
         if let Some(budget) = limits.memory_budget_bytes {
             add(
                 LimitKind::MemoryBudget,
                 memory_connections(budget, intercept, slope),
                 "--memory-budget / add RAM",
                 format!(
-                    "({budget} B budget - {intercept:.0} B base) / {slope:.0} B per connection"
+                    "({budget} B budget - {intercept:.0} B base) / {slope:.0} B per connection ({what})"
                 ),
             );
         }
@@ -164,7 +180,7 @@ pub fn predict_max(limits: &Limits) -> Option<Prediction> {
                 memory_connections(available, intercept, slope),
                 "add RAM / stop other processes",
                 format!(
-                    "({available} B MemAvailable - {intercept:.0} B base) / {slope:.0} B per connection"
+                    "({available} B MemAvailable - {intercept:.0} B base) / {slope:.0} B per connection ({what})"
                 ),
             );
         }

@@ -309,6 +309,7 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
     }
     out.push('\n');
     out.push_str(&capacity_text(&r.capacity, &r.summary));
+    out.push_str(&crate::render::memory::total_memory_text(r));
     out
 }
 
@@ -317,13 +318,13 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
     let mut out = String::from("capacity model\n");
     match &c.memory_fit {
         Some(f) => out.push_str(&format!(
-            "  memory per connection   {} base (R^2 {:.4}, {} steps)\n",
+            "  PSS per connection      {} base (R^2 {:.4}, {} steps; user space only)\n",
             f.per_connection_text(mib_or_kib),
             f.r_squared,
             f.n
         )),
         None => {
-            out.push_str("  memory per connection   - (fewer than two steps measured memory)\n")
+            out.push_str("  PSS per connection      - (fewer than two steps measured memory)\n")
         }
     }
     match (summary.accept_fork_per_sec, summary.largest_burst_conns) {
@@ -359,7 +360,7 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
     }
     match &c.memory_check {
         Some(h) => out.push_str(&format!(
-            "  hold-out check          fit without the {}-connection step predicts {}, measured {}: {:+.1}%\n",
+            "  hold-out check (PSS)    fit without the {}-connection step predicts {}, measured {}: {:+.1}%\n",
             h.held_out_x,
             mib_or_kib(h.predicted_y),
             mib_or_kib(h.measured_y),

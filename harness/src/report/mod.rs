@@ -21,8 +21,13 @@ use parts::ReportKind;
 use run::{RunReport, RunSummary};
 use sweep::SweepReport;
 
-/// Bumped on any incompatible change of any report kind's format.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The version every report is written with. Bumped on any change of any report kind's format:
+/// 2 added the kernel's side of memory (sweep steps' `memory`, `capacity.total_memory`, timeline
+/// samples' `memory`, `validation`).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest version still read: every field added since is optional and reads as absent.
+pub const OLDEST_READABLE_SCHEMA: u32 = 1;
 
 /// Any report kind, as read back from a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,10 +45,11 @@ impl AnyReport {
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
         match value.get("schema_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v)
+                if (u64::from(OLDEST_READABLE_SCHEMA)..=u64::from(SCHEMA_VERSION)).contains(&v) => {}
             Some(v) => {
                 return Err(format!(
-                    "{} has schema_version {v}; this harness reads {SCHEMA_VERSION}",
+                    "{} has schema_version {v}; this harness reads {OLDEST_READABLE_SCHEMA} to {SCHEMA_VERSION}",
                     path.display()
                 ))
             }
