@@ -242,7 +242,8 @@ pub fn summarize(timeline: &[Sample]) -> TimelineSummary {
 /// the server started) to the samples at the peak child count (those in which every child's memory
 /// was read, when there are any), as medians; the server's user space is the parent's PSS plus the
 /// children's private memory. The load generator's share is its RSS growth and `loadgen_sockets`
-/// x `socket_slab_bytes`. `None` when no sample at the peak read the counters.
+/// x `socket_slab_bytes`. `None` when no sample saw a child (nothing to attribute) or none at the
+/// peak read the counters.
 pub fn step_memory(
     baseline: &MemoryCounters,
     timeline: &[Sample],
@@ -250,6 +251,9 @@ pub fn step_memory(
     socket_slab_bytes: Option<f64>,
 ) -> Option<StepMemory> {
     let peak = timeline.iter().map(|s| s.live_children).max()?;
+    if peak == 0 {
+        return None;
+    }
     let at_peak: Vec<&Sample> = timeline
         .iter()
         .filter(|s| s.live_children == peak && s.memory.is_some())
@@ -395,6 +399,59 @@ mod tests {
             "new zombies are not lingering yet"
         );
         assert!(later.lingering_zombies >= 1, "{later:?}");
+    }
+
+    #[test]
+    fn step_memory_is_the_median_change_at_the_peak_less_the_load_generator() {
+        let counters = |avail: u64, stack: u64, rss: u64| MemoryCounters {
+            mem_available_kib: avail,
+            kernel_stack_kib: stack,
+            page_tables_kib: 1000 + stack * 3,
+            slab_kib: 5000 + stack * 2,
+            sunreclaim_kib: 4000 + stack * 2,
+            tcp_mem_kib: 8,
+            tcp_sockets: 10,
+            harness_rss_kib: Some(rss),
+            others_rss_kib: Some(777),
+        };
+        let sample = |live: usize, memory: MemoryCounters| Sample {
+            t_secs: 0.0,
+            live_children: live,
+            zombies: 0,
+            lingering_zombies: 0,
+            server_pss_kib: 1000,
+            children_pss_kib: 40 * live as u64,
+            children_private_kib: 30 * live as u64,
+            children_rss_kib: 90 * live as u64,
+            tree_pss_kib: 1000 + 40 * live as u64,
+            pss_per_child_kib: Some(40.0),
+            children_unmeasured: 0,
+            memory_reads: live + 1,
+            server_fds: Some(4),
+            server_cpu_secs: 0.0,
+            sample_ms: 1.0,
+            memory: Some(memory),
+        };
+        let baseline = counters(100_000, 100, 5000);
+        let timeline = [
+            sample(0, counters(99_000, 100, 5000)),
+            sample(10, counters(98_000, 260, 5100)),
+            sample(10, counters(97_000, 260, 5100)), // the median of three
+            sample(10, counters(90_000, 260, 5100)),
+        ];
+        let m = step_memory(&baseline, &timeline, 10, Some(2048.0)).expect("memory");
+        let kib = 1024.0;
+        assert_eq!(m.samples, 3);
+        assert_eq!(m.mem_available_drop_bytes, 3000.0 * kib);
+        assert_eq!(m.kernel_stack_bytes, 160.0 * kib);
+        assert_eq!(m.page_tables_bytes, 480.0 * kib);
+        assert_eq!(m.slab_bytes, 320.0 * kib);
+        assert_eq!(m.user_private_bytes, (1000.0 + 300.0) * kib);
+        assert_eq!(m.loadgen_rss_bytes, 100.0 * kib);
+        assert_eq!(m.loadgen_socket_slab_bytes, 20480.0);
+        assert_eq!(m.server_slab_bytes(), 320.0 * kib - 20480.0);
+        // No child ever seen: nothing to attribute.
+        assert_eq!(step_memory(&baseline, &timeline[..1], 0, None), None);
     }
 
     #[test]
