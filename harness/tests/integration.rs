@@ -179,7 +179,10 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
         .timeout(std::time::Duration::from_secs(120))
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("peak live children"));
+        .stdout(predicate::str::contains("peak live children"))
+        .stdout(predicate::str::contains(
+            "memory per child at the peak (20 children)",
+        ));
     let (path, report) = valid_report(dir.path(), "run-");
     assert_eq!(
         util::loadgen_schema_errors(&report["load"]),
@@ -198,6 +201,16 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
     // only asks that the sampler kept sampling through the load.
     assert!(timeline.len() >= 5, "2 s at 100 ms: {}", timeline.len());
     assert!(timeline.iter().any(|s| s["live_children"] == 20));
+    // Schema 2: the kernel's side of the load's memory, with its twenty children's page tables.
+    assert!(
+        report["memory"]["page_tables_bytes"].is_number(),
+        "{}",
+        report["memory"]
+    );
+    assert_eq!(report["memory"]["loadgen_sockets"], 20);
+    assert!(timeline
+        .iter()
+        .all(|s| s["memory"]["mem_available_kib"].is_u64()));
     assert_eq!(check(&report, "shutdown_no_orphans")["status"], "pass");
     assert_eq!(report["server_end"]["exit"]["code"], 0);
 
@@ -624,7 +637,7 @@ fn a_failing_sweep_step_is_recorded_and_the_sweep_goes_on() {
         .expect("entry")
         .file_name()
         .to_string_lossy()
-        .ends_with("-pss.svg")));
+        .ends_with("-memory.svg")));
 }
 
 /// The embedded loadgen report keeps the byte layout run reports have always had: its object keys

@@ -6,6 +6,7 @@
 use crate::capacity::memory::{DropCheck, TotalMemoryModel};
 use crate::render::text::table;
 use crate::render::units::mib_or_kib;
+use crate::report::run::RunReport;
 use crate::report::sweep::{SweepReport, Validation};
 
 /// The lines `harness sweep` and `harness report` print after the capacity model.
@@ -47,6 +48,32 @@ pub fn total_memory_text(r: &SweepReport) -> String {
         out.push_str(&validation_line(v));
     }
     out
+}
+
+/// One line of a run's memory per connection at its peak, user space and kernel.
+pub fn run_memory_text(r: &RunReport) -> String {
+    let children = r.summary.peak_children;
+    match (&r.memory, children) {
+        (Some(m), n) if n > 0 => {
+            let per = |b: f64| mib_or_kib(b / n as f64);
+            format!(
+                "\nmemory per child at the peak ({n} children): {} total = {} user space (private) + \
+                 {} page tables + {} kernel stack + {} slab + {} socket buffers; MemAvailable fell \
+                 {} per child (load generator's RSS out, its sockets' slab not)\n",
+                per(m.server_total_bytes()),
+                per(m.user_private_bytes),
+                per(m.page_tables_bytes),
+                per(m.kernel_stack_bytes),
+                per(m.server_slab_bytes()),
+                per(m.tcp_mem_bytes),
+                per(m.server_drop_bytes())
+            )
+        }
+        (None, _) => {
+            "\nmemory per child: absent (not measured: schema 1, or no child seen)\n".into()
+        }
+        _ => String::new(),
+    }
 }
 
 fn model_lines(m: &TotalMemoryModel) -> String {

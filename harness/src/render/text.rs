@@ -139,6 +139,7 @@ pub fn run_report_text(report: &RunReport) -> String {
     if let Some(why) = &report.summary.load_failure {
         out.push_str(&format!("\nload failed: {why}\n"));
     }
+    out.push_str(&crate::render::memory::run_memory_text(report));
     out
 }
 

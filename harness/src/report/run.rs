@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::capacity::StepMemory;
 use crate::report::check::{CheckCounts, CheckOptions, CheckResult};
 use crate::report::parts::{
     Environment, ListenCounters, ReportKind, Sample, ServerEnd, ServerInfo,
@@ -77,6 +78,11 @@ pub struct RunReport {
     pub listen_queue: PhaseListenQueue,
     pub server_end: ServerEnd,
     pub summary: RunSummary,
+    /// The kernel's side of the load's memory at its peak, as a sweep step records it (the load
+    /// generator's sockets are not subtracted: `run` does not measure a socket's slab); absent in
+    /// reports of schema 1.
+    #[serde(default)]
+    pub memory: Option<StepMemory>,
 }
 
 /// Writes the embedded loadgen report with its object keys in sorted order, as every run report
