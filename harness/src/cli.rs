@@ -199,6 +199,10 @@ struct SweepArgs {
     /// How often the server's process tree is sampled.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, value_name = "D")]
     sample_interval: Duration,
+    /// After the ladder, run one more step at N connections (not fitted) and compare its memory
+    /// with the model's prediction; without N, 2.5x the largest step, within the machine's limits.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "auto", value_parser = sweep::parse_validate)]
+    validate: Option<sweep::ValidateAt>,
     /// Directory the JSON report and SVGs are written into [default: results/ at the workspace
     /// root when run inside the repository, else ./results].
     #[arg(long, value_name = "DIR")]
@@ -382,6 +386,7 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
         memory_budget_bytes: a.memory_budget,
         sample_interval: a.sample_interval,
         progress: true,
+        validate: a.validate,
         results_dir,
     };
     sweep::execute(&spec, &opts)

@@ -204,7 +204,10 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
         .timeout(std::time::Duration::from_secs(120))
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("peak live children"));
+        .stdout(predicate::str::contains("peak live children"))
+        .stdout(predicate::str::contains(
+            "memory per child at the peak (20 children)",
+        ));
     let (path, report) = valid_report(dir.path(), "run-");
     assert_eq!(
         util::loadgen_schema_errors(&report["load"]),
@@ -223,6 +226,16 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
     // only asks that the sampler kept sampling through the load.
     assert!(timeline.len() >= 5, "2 s at 100 ms: {}", timeline.len());
     assert!(timeline.iter().any(|s| s["live_children"] == 20));
+    // Schema 2: the kernel's side of the load's memory, with its twenty children's page tables.
+    assert!(
+        report["memory"]["page_tables_bytes"].is_number(),
+        "{}",
+        report["memory"]
+    );
+    assert_eq!(report["memory"]["loadgen_sockets"], 20);
+    assert!(timeline
+        .iter()
+        .all(|s| s["memory"]["mem_available_kib"].is_u64()));
     assert_eq!(check(&report, "shutdown_no_orphans")["status"], "pass");
     assert_eq!(report["server_end"]["exit"]["code"], 0);
 
@@ -640,6 +653,22 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
     assert_eq!(fit["n"], 3);
     assert!(fit["slope"].as_f64().expect("slope") > 0.0, "{fit}");
     assert!(capacity["memory_check"]["error_percent"].is_number());
+    // Schema 2: the kernel's side of every step, and the total fitted over them.
+    assert_eq!(report["schema_version"], 2);
+    for step in steps {
+        let memory = &step["memory"];
+        assert!(memory["page_tables_bytes"].is_number(), "{memory}");
+        assert_eq!(memory["loadgen_sockets"], step["conns"]);
+    }
+    let total = &capacity["total_memory"];
+    assert_eq!(total["total_fit"]["n"], 3, "{total}");
+    assert_eq!(
+        total["drop_checks"].as_array().expect("drop checks").len(),
+        3
+    );
+    assert!(report["socket_slab_bytes"]
+        .as_f64()
+        .is_some_and(|b| b > 0.0));
     assert_eq!(report["summary"]["largest_burst_conns"], 50);
     // The built-in server's default --max-children is among the limits, and the prediction is
     // the smallest candidate.
@@ -661,7 +690,15 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
     let expected: [(&str, &[&str]); 4] = [
         ("echo-latency", &["echo p50", "echo p99", "echo p99.9"]),
         ("first-echo-latency", &["first-echo p50", "first-echo p99"]),
-        ("pss", &["measured total PSS", "fit: "]),
+        (
+            "memory",
+            &[
+                "total PSS (user space only)",
+                "page tables",
+                "kernel stacks",
+                "measured MemAvailable drop (server's share)",
+            ],
+        ),
         ("throughput", &["messages/s (steady phase)"]),
     ];
     let mut originals = Vec::new();
@@ -677,7 +714,7 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
         .arg(&path)
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("-pss.svg"));
+        .stdout(predicate::str::contains("-memory.svg"));
     for (svg, bytes) in &originals {
         assert_eq!(
             &std::fs::read(svg).expect("redrawn svg"),
@@ -693,6 +730,7 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("capacity model"))
+        .stdout(predicate::str::contains("MemAvailable drop per step"))
         .stdout(predicate::str::is_match(r"\n50 +ok ").expect("regex"));
 }
 
@@ -739,7 +777,7 @@ fn a_failing_sweep_step_is_recorded_and_the_sweep_goes_on() {
         .expect("entry")
         .file_name()
         .to_string_lossy()
-        .ends_with("-pss.svg")));
+        .ends_with("-memory.svg")));
 }
 
 /// The embedded loadgen report keeps the byte layout run reports have always had: its object keys
@@ -824,6 +862,20 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
         .stdout(predicate::str::contains("step 4000 conns: echo p99"))
         .stdout(predicate::str::contains("model: memory per connection"))
         .stdout(predicate::str::contains("no regression"));
+    // The 16-core sweep predates the kernel counters (schema 1): it still reads, and what it
+    // lacks is printed as absent, not as zero.
+    let old = baseline.join("device-16core");
+    let old_report = reports
+        .iter()
+        .find(|r| r.starts_with(&old))
+        .expect("device-16core report");
+    harness()
+        .arg("report")
+        .arg(old_report)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("total                   absent"))
+        .stdout(predicate::str::contains("PSS per connection      39.6 KiB"));
     for report in reports {
         let value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&report).expect("read")).expect("json");

@@ -4,6 +4,10 @@
 
 use std::fmt;
 
+/// Bytes in the units the limit details are written in, short enough for a 120-column line.
+const KIB: f64 = 1024.0;
+const MIB: f64 = 1024.0 * 1024.0;
+
 use serde::{Deserialize, Serialize};
 
 use super::fit::LinearFit;
@@ -67,6 +71,13 @@ pub struct Limits {
     pub pss_slope_bytes_per_conn: Option<f64>,
     /// Fitted total PSS with no connection (the intercept of the memory model).
     pub pss_intercept_bytes: Option<f64>,
+    /// Fitted total memory (user space and kernel) per live connection; the memory limits use it
+    /// when known, else the PSS slope. Absent in reports of schema 1.
+    #[serde(default)]
+    pub total_slope_bytes_per_conn: Option<f64>,
+    /// Fitted total memory with no connection.
+    #[serde(default)]
+    pub total_intercept_bytes: Option<f64>,
     /// Soft `RLIMIT_NPROC`; `None` when unlimited.
     pub rlimit_nproc_soft: Option<u64>,
     /// Tasks (threads) the real uid already runs, counted from `/proc/*/status`.
@@ -146,15 +157,27 @@ pub fn predict_max(limits: &Limits) -> Option<Prediction> {
         })
     };
 
-    if let Some(slope) = limits.pss_slope_bytes_per_conn.filter(|s| *s > 0.0) {
-        let intercept = limits.pss_intercept_bytes.unwrap_or(0.0).max(0.0);
+    // The total (user space + kernel) when the sweep measured it; PSS alone undercounts a fork
+    // child about threefold, so a prediction from it says so in its detail.
+    let memory_model = match limits.total_slope_bytes_per_conn.filter(|s| *s > 0.0) {
+        Some(slope) => Some((slope, limits.total_intercept_bytes, "total memory")),
+        None => limits
+            .pss_slope_bytes_per_conn
+            .filter(|s| *s > 0.0)
+            .map(|slope| (slope, limits.pss_intercept_bytes, "PSS, user space only")),
+    };
+    if let Some((slope, intercept, what)) = memory_model {
+        let intercept = intercept.unwrap_or(0.0).max(0.0);
         if let Some(budget) = limits.memory_budget_bytes {
             add(
                 LimitKind::MemoryBudget,
                 memory_connections(budget, intercept, slope),
                 "--memory-budget / add RAM",
                 format!(
-                    "({budget} B budget - {intercept:.0} B base) / {slope:.0} B per connection"
+                    "({:.0} MiB budget - {:.1} MiB base) / {:.1} KiB per connection ({what})",
+                    budget as f64 / MIB,
+                    intercept / MIB,
+                    slope / KIB
                 ),
             );
         }
@@ -164,7 +187,10 @@ pub fn predict_max(limits: &Limits) -> Option<Prediction> {
                 memory_connections(available, intercept, slope),
                 "add RAM / stop other processes",
                 format!(
-                    "({available} B MemAvailable - {intercept:.0} B base) / {slope:.0} B per connection"
+                    "({:.0} MiB MemAvailable - {:.1} MiB base) / {:.1} KiB per connection ({what})",
+                    available as f64 / MIB,
+                    intercept / MIB,
+                    slope / KIB
                 ),
             );
         }

@@ -1,5 +1,6 @@
-//! The capacity model of a sweep: what one connection costs in memory (a least-squares fit of total
-//! PSS against live connections), where echo latency turns (the knee), and how many concurrent
+//! The capacity model of a sweep: what one connection costs in memory (least-squares fits of the
+//! server's share of the `MemAvailable` drop and of each component of it, and of total PSS, the user
+//! space alone, against live connections), where echo latency turns (the knee), and how many concurrent
 //! connections this machine can hold, naming the limit that binds first and the knob that raises it.
 //!
 //! Everything here except [`Limits::read_from_system`] (in `system.rs`) is a pure function of its
@@ -7,13 +8,15 @@
 //! parsers over file contents so that each `/proc` format is tested too.
 //!
 //! [`fit`] (least squares, hold-out check, knee), [`limits`] (each limit as a connection count),
-//! [`model`] (what a sweep report stores) and `system` (reads the limits of this machine).
+//! [`memory`] (the total per connection, its breakdown and checks), [`model`] (what a sweep report
+//! stores) and `system` (reads the limits of this machine).
 //!
-//! May import: `sys` (from `system.rs` only). `fit`, `limits` and `model` import nothing of the
+//! May import: `sys` (from `system.rs` only). `fit`, `limits`, `memory` and `model` import nothing of the
 //! harness, which is why `report` may embed them.
 
 pub mod fit;
 pub mod limits;
+pub mod memory;
 pub mod model;
 mod system;
 
@@ -21,6 +24,7 @@ pub use fit::{check_prediction, fit_line, latency_knee, HoldOutCheck, LinearFit}
 pub use limits::{
     memory_connections, predict_max, LimitCandidate, LimitInputs, LimitKind, Limits, Prediction,
 };
+pub use memory::{StepMemory, TotalMemoryModel, ValidationFigures};
 pub use model::{CapacityModel, ModelStep};
 
 #[cfg(test)]
@@ -127,6 +131,8 @@ mod tests {
             mem_available_bytes: Some(1 << 50),
             pss_slope_bytes_per_conn: Some(100_000.0),
             pss_intercept_bytes: Some(1_000_000.0),
+            total_slope_bytes_per_conn: None,
+            total_intercept_bytes: None,
             rlimit_nproc_soft: Some(10_000_000),
             nproc_used: Some(10),
             nproc_enforced: true,
@@ -265,6 +271,7 @@ mod tests {
             live_children: live,
             total_pss_bytes: 1_000_000.0 + 100_000.0 * live as f64,
             echo_p99_us: p99,
+            memory: None,
         };
         let mut failed = step(8000, 0, f64::NAN);
         failed.total_pss_bytes = f64::NAN;

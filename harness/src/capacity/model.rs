@@ -1,10 +1,12 @@
-//! The capacity model as it goes into a sweep report: the memory fit, its hold-out check, the
-//! latency knee and the predicted maximum, made from the sweep's steps and the machine's limits.
+//! The capacity model as it goes into a sweep report: the memory fits (user-space PSS, and the total
+//! with its breakdown and checks), the latency knee and the predicted maximum, made from the sweep's
+//! steps and the machine's limits.
 
 use serde::{Deserialize, Serialize};
 
 use super::fit::{check_prediction, fit_line, latency_knee, HoldOutCheck, LinearFit};
 use super::limits::{predict_max, Limits, Prediction};
+use super::memory::{MemoryStep, StepMemory, TotalMemoryModel};
 
 /// What the capacity model needs from one sweep step. A figure the step did not measure is NaN.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -15,15 +17,22 @@ pub struct ModelStep {
     pub live_children: u64,
     pub total_pss_bytes: f64,
     pub echo_p99_us: f64,
+    /// The kernel's side of the step's memory; `None` when it was not measured.
+    pub memory: Option<StepMemory>,
 }
 
 /// The capacity model of a sweep, as it goes into the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapacityModel {
-    /// Total PSS (bytes) against live children: slope is bytes per connection.
+    /// Total PSS (bytes) against live children: slope is bytes per connection of **user space
+    /// only** (the model of schema 1; kept beside the total for comparison).
     pub memory_fit: Option<LinearFit>,
-    /// The memory fit without the largest step, checked against it.
+    /// The PSS fit without the largest step, checked against it.
     pub memory_check: Option<HoldOutCheck>,
+    /// Every byte a connection costs (user space and kernel), its breakdown and its checks against
+    /// the measured `MemAvailable` drop. Absent in reports of schema 1 (not zero: not measured).
+    #[serde(default)]
+    pub total_memory: Option<TotalMemoryModel>,
     pub latency_knee_conns: Option<u64>,
     /// The limits the prediction used, with the fitted slope and intercept filled in.
     pub limits: Limits,
@@ -42,10 +51,24 @@ impl CapacityModel {
         let memory_fit = fit_line(&memory_points);
         limits.pss_slope_bytes_per_conn = memory_fit.map(|f| f.slope);
         limits.pss_intercept_bytes = memory_fit.map(|f| f.intercept);
+        let memory_steps: Vec<MemoryStep> = steps
+            .iter()
+            .filter_map(|s| {
+                Some(MemoryStep {
+                    conns: s.conns,
+                    live_children: s.live_children,
+                    memory: s.memory?,
+                })
+            })
+            .collect();
+        let total_memory = TotalMemoryModel::fit(&memory_steps);
+        limits.total_slope_bytes_per_conn = total_memory.as_ref().map(|m| m.total_fit.slope);
+        limits.total_intercept_bytes = total_memory.as_ref().map(|m| m.total_fit.intercept);
         let knee_steps: Vec<(u64, f64)> = steps.iter().map(|s| (s.conns, s.echo_p99_us)).collect();
         CapacityModel {
             memory_fit,
             memory_check: check_prediction(&memory_points),
+            total_memory,
             latency_knee_conns: latency_knee(&knee_steps),
             prediction: predict_max(&limits),
             limits,

@@ -1,7 +1,8 @@
 //! Reads [`Limits`] from a `/proc` tree, a cgroup mount and the process's rlimits.
 //!
 //! The roots are parameters so tests can point them at a fake tree; each file format has a small
-//! parser of its own, tested on the text the kernel writes.
+//! parser of its own, tested on the text the kernel writes (`/proc/meminfo`'s is the `procfs-core`
+//! crate's, through `sys::memory`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
 
 use super::limits::{LimitInputs, Limits};
 use crate::sys::environment::{read_u64, sysctl, sysctl_u64};
+use crate::sys::memory;
 
 /// `CAP_SYS_ADMIN` and `CAP_SYS_RESOURCE`: either exempts a process from `RLIMIT_NPROC`.
 const NPROC_EXEMPT_CAPS: u64 = (1 << 21) | (1 << 24);
@@ -53,9 +55,12 @@ pub(super) fn read(
         memory_budget_bytes: inputs.memory_budget_bytes,
         mem_available_bytes: read_text("meminfo")
             .as_deref()
-            .and_then(parse_mem_available),
+            .and_then(memory::parse_meminfo)
+            .map(|m| m.mem_available_kib * 1024),
         pss_slope_bytes_per_conn: inputs.pss_fit.map(|f| f.slope),
         pss_intercept_bytes: inputs.pss_fit.map(|f| f.intercept),
+        total_slope_bytes_per_conn: None,
+        total_intercept_bytes: None,
         rlimit_nproc_soft: rlimits.nproc_soft,
         nproc_used: count_user_tasks(proc_root, rlimits.uid),
         nproc_enforced,
@@ -145,15 +150,6 @@ fn count_user_tasks(proc_root: &Path, uid: u32) -> Option<u64> {
         }
     }
     Some(tasks)
-}
-
-/// `MemAvailable:` of `/proc/meminfo`, in bytes.
-fn parse_mem_available(meminfo: &str) -> Option<u64> {
-    let rest = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?;
-    let kib: u64 = rest.split_whitespace().next()?.parse().ok()?;
-    kib.checked_mul(1024)
 }
 
 /// Total tasks from `/proc/loadavg` (`0.06 0.05 0.01 1/86 3607`: the 86).
@@ -264,10 +260,6 @@ mod tests {
         );
         assert_eq!(parse_uid_threads(&status(1000, 7)), Some((1000, 7)));
         assert_eq!(parse_uid_threads("Name:\tx\n"), None);
-        assert_eq!(
-            parse_mem_available("MemTotal:  100 kB\nMemAvailable:   24395680 kB\n"),
-            Some(24_395_680 * 1024)
-        );
         assert_eq!(parse_loadavg_tasks("0.06 0.05 0.01 1/86 3607\n"), Some(86));
         assert_eq!(parse_port_range("32768\t60999\n"), Some((32768, 60999)));
         assert_eq!(parse_port_range("60999 32768"), None);
@@ -295,7 +287,11 @@ mod tests {
         write(p, "1/status", &status(0, 1));
         write(p, "200/status", &status(1000, 4));
         write(p, "201/status", &status(1000, 2));
-        write(p, "meminfo", "MemAvailable:   2048 kB\n");
+        write(
+            p,
+            "meminfo",
+            &crate::sys::memory::tests::MEMINFO.replace("22000000 kB", "2048 kB"),
+        );
         write(p, "loadavg", "0.00 0.00 0.00 2/150 999\n");
         write(p, "sys/kernel/pid_max", "32768\n");
         write(p, "sys/kernel/threads-max", "192730\n");

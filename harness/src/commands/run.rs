@@ -13,7 +13,7 @@ use crate::probe::load::{self, LatencyFigures};
 use crate::probe::sampler;
 use crate::render::text;
 use crate::report::check::{CheckCounts, CheckOptions, CheckResult, CheckStatus};
-use crate::report::parts::{ReportKind, ServerEnd};
+use crate::report::parts::{MemoryCounters, ReportKind, ServerEnd};
 use crate::report::run::{
     FigureSpread, PhaseListenQueue, RunParameters, RunReport, RunSpread, RunSummary,
 };
@@ -72,6 +72,8 @@ fn shutdown_check(spec: &ServerSpec, end: &ServerEnd, secs: f64) -> CheckResult 
 
 /// `harness run`: quick checks, the load phase under the sampler, SIGTERM and the orphan check.
 pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerError> {
+    // Before the server exists and after it is gone: the load's memory is measured against both.
+    let memory_before = crate::sys::memory::read_baseline();
     let mut session = Session::start(spec)?;
     let mut results = checks::run_cases(&Case::QUICK, spec, &mut session.server, &opts.checks);
     let listen_checks = session.listen_queue_so_far();
@@ -88,6 +90,7 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
 
     let stopping = Instant::now();
     let server_end = server.shut_down(STOP_GRACE);
+    let memory_after = crate::sys::memory::read_baseline();
     results.push(shutdown_check(
         spec,
         &server_end,
@@ -96,6 +99,18 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
 
     let counts = CheckCounts::of(&results);
     let summary = summarize(&phase, &server_end, counts);
+    let memory = memory_before.zip(memory_after).and_then(|(before, after)| {
+        let established = phase
+            .report
+            .as_ref()
+            .map_or(0, |r| r.counters.connections_established);
+        sampler::step_memory(
+            &MemoryCounters::midpoint(&before, &after),
+            &phase.timeline,
+            established,
+            None,
+        )
+    });
     let p = &opts.load;
     Ok(RunReport {
         schema_version: SCHEMA_VERSION,
@@ -121,6 +136,7 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
             checks: listen_checks,
             load: phase.listen_queue,
         },
+        memory,
         server_end,
         spread: None,
         summary,

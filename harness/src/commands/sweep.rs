@@ -12,20 +12,29 @@
 //! A long-lived server sees the same per-child cost: children are fresh forks either way.
 //!
 //! A step that fails is recorded with why, and the sweep goes on to the next.
+//!
+//! Before the ladder the sweep measures the slab of one loopback socket (the load generator's
+//! share of each step's kernel memory); with `--validate` it runs one more step beyond the ladder,
+//! after the fit, and compares its memory with the prediction.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::capacity::{CapacityModel, LimitInputs, Limits, ModelStep};
+use crate::capacity::{
+    CapacityModel, LimitInputs, Limits, ModelStep, Prediction, ValidationFigures,
+};
 use crate::commands::outcome::{SetupError, Verdict};
 use crate::commands::plot::plot_report;
 use crate::commands::progress::SweepProgress;
 use crate::commands::save::save_report;
 use crate::commands::sweep_step::{failed_to_start, run_step, StepLoad};
+use crate::probe::socket_cost;
 use crate::render::text;
 use crate::report::parts::{Environment, ReportKind};
-use crate::report::sweep::{SweepParameters, SweepReport, SweepServer, SweepSummary};
+use crate::report::sweep::{
+    SweepParameters, SweepReport, SweepServer, SweepStep, SweepSummary, Validation,
+};
 use crate::report::write::now_rfc3339;
 use crate::report::SCHEMA_VERSION;
 use crate::target::error::ServerError;
@@ -44,8 +53,70 @@ pub struct SweepOptions {
     pub sample_interval: Duration,
     /// Draw a progress bar (only ever drawn when stderr is a terminal).
     pub progress: bool,
+    /// `--validate`: one more step after the fit, not fitted.
+    pub validate: Option<ValidateAt>,
     /// Directory the JSON report and SVGs are written into.
     pub results_dir: PathBuf,
+}
+
+/// Where `--validate` checks the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidateAt {
+    /// [`AUTO_VALIDATE_FACTOR`] x the largest ladder step, cut to what the machine's limits allow.
+    Auto,
+    Conns(u64),
+}
+
+/// How far beyond the ladder `--validate` without a number goes.
+pub const AUTO_VALIDATE_FACTOR: f64 = 2.5;
+
+/// `--validate`'s value: a connection count, or `auto` (the flag without a number).
+pub fn parse_validate(s: &str) -> Result<ValidateAt, String> {
+    if s == "auto" {
+        return Ok(ValidateAt::Auto);
+    }
+    match s.trim().parse::<u64>() {
+        Ok(0) | Err(_) => Err(format!("'{s}' is not a connection count (e.g. 10000)")),
+        Ok(n) => Ok(ValidateAt::Conns(n)),
+    }
+}
+
+/// The validation step's connection count, or why it cannot run: the first limit below it (name
+/// and knob). `Auto` stays under the binding limit (90% of it, so the step does not sit on it).
+pub fn validation_conns(
+    at: ValidateAt,
+    largest_step: u64,
+    prediction: Option<&Prediction>,
+) -> Result<u64, String> {
+    let wanted = match at {
+        ValidateAt::Conns(n) => n,
+        ValidateAt::Auto => {
+            let far = (largest_step as f64 * AUTO_VALIDATE_FACTOR).round() as u64;
+            let allowed = prediction.map_or(far, |p| p.max_connections / 10 * 9);
+            let n = far.min(allowed);
+            if n <= largest_step {
+                let limit = prediction.map_or("?".to_string(), |p| {
+                    format!(
+                        "{} allows {} (raise with: {})",
+                        p.binding, p.max_connections, p.knob
+                    )
+                });
+                return Err(format!(
+                    "no room beyond the ladder's {largest_step} connections: {limit}"
+                ));
+            }
+            return Ok(n);
+        }
+    };
+    if let Some(c) =
+        prediction.and_then(|p| p.candidates.iter().find(|c| c.max_connections < wanted))
+    {
+        return Err(format!(
+            "{wanted} connections exceed {} ({} allowed: {}); raise with: {}",
+            c.kind, c.max_connections, c.detail, c.knob
+        ));
+    }
+    Ok(wanted)
 }
 
 /// Parses `1,10,100` into an ascending ladder without duplicates.
@@ -115,10 +186,13 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
         opts.progress && std::io::stderr().is_terminal(),
         opts.ladder.len(),
     );
+    // Before any server: the load generator's share of each step's slab is its sockets x this.
+    let socket_slab_bytes = socket_cost::socket_slab_bytes(socket_cost::PAIRS);
     let step_load = StepLoad {
         duration: opts.duration,
         size: opts.size,
         sample_interval: opts.sample_interval,
+        socket_slab_bytes,
     };
     let mut steps = Vec::with_capacity(opts.ladder.len());
     for (i, &conns) in opts.ladder.iter().enumerate() {
@@ -138,22 +212,13 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
             break;
         }
     }
-    progress.finish();
 
-    let model_steps: Vec<ModelStep> = steps
-        .iter()
-        .map(|s| ModelStep {
-            conns: s.conns,
-            live_children: s.tree.peak_live_children,
-            total_pss_bytes: s.tree.total_pss_kib.map_or(f64::NAN, |k| k as f64 * 1024.0),
-            echo_p99_us: s
-                .steady
-                .as_ref()
-                .and_then(|st| st.echo_p99_us)
-                .unwrap_or(f64::NAN),
-        })
-        .collect();
+    let model_steps: Vec<ModelStep> = steps.iter().map(model_step).collect();
     let capacity = CapacityModel::from_steps(&model_steps, limits);
+    let validation = opts
+        .validate
+        .map(|at| validate(spec, &step_load, opts, at, &capacity, &progress));
+    progress.finish();
     Ok(SweepReport {
         schema_version: SCHEMA_VERSION,
         kind: ReportKind::Sweep,
@@ -166,6 +231,7 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
             memory_budget_bytes: opts.memory_budget_bytes,
             sample_interval_ms: opts.sample_interval.as_millis() as u64,
             fresh_server_per_step: true,
+            validate_conns: validation.as_ref().map(|v| v.conns),
         },
         environment,
         server: SweepServer {
@@ -175,7 +241,88 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
         summary: SweepSummary::of(&steps),
         steps,
         capacity,
+        socket_slab_bytes,
+        validation,
     })
+}
+
+fn model_step(s: &SweepStep) -> ModelStep {
+    ModelStep {
+        conns: s.conns,
+        live_children: s.tree.peak_live_children,
+        total_pss_bytes: s.tree.total_pss_kib.map_or(f64::NAN, |k| k as f64 * 1024.0),
+        echo_p99_us: s
+            .steady
+            .as_ref()
+            .and_then(|st| st.echo_p99_us)
+            .unwrap_or(f64::NAN),
+        memory: s.memory,
+    }
+}
+
+/// The `--validate` step: refused (with the limit and knob) when the machine's limits do not allow
+/// it, else run like a ladder step and compared with the model fitted without it.
+fn validate(
+    spec: &ServerSpec,
+    step_load: &StepLoad,
+    opts: &SweepOptions,
+    at: ValidateAt,
+    capacity: &CapacityModel,
+    progress: &SweepProgress,
+) -> Validation {
+    let largest = opts.ladder.last().copied().unwrap_or(0);
+    let refused = |conns, why: String| Validation {
+        conns,
+        refused: Some(why),
+        figures: None,
+        step: None,
+    };
+    let conns = match validation_conns(at, largest, capacity.prediction.as_ref()) {
+        Ok(n) => n,
+        Err(why) => {
+            let conns = match at {
+                ValidateAt::Conns(n) => n,
+                ValidateAt::Auto => 0,
+            };
+            return refused(conns, why);
+        }
+    };
+    let index = opts.ladder.len();
+    progress.start_step(index, conns);
+    let step = match run_step(spec, step_load, index, conns, progress) {
+        Ok(step) => step,
+        Err(e) => failed_to_start(conns, &e),
+    };
+    progress.end_step(&step);
+    let measured = model_step(&step);
+    let figures = match (&capacity.total_memory, &measured.memory) {
+        (Some(model), Some(memory)) => Some(ValidationFigures::of(
+            model,
+            capacity.memory_fit.as_ref(),
+            conns,
+            measured.live_children,
+            memory,
+            measured
+                .total_pss_bytes
+                .is_finite()
+                .then_some(measured.total_pss_bytes),
+        )),
+        _ => None,
+    };
+    let why_missing = match (&capacity.total_memory, &measured.memory) {
+        (None, _) => Some("the ladder fitted no total memory model".to_string()),
+        (_, None) => Some(format!(
+            "the step measured no memory ({})",
+            step.failure.as_deref().unwrap_or("no sample at its peak")
+        )),
+        _ => None,
+    };
+    Validation {
+        conns,
+        refused: why_missing,
+        figures,
+        step: Some(step),
+    }
 }
 
 /// Runs the sweep, prints its table and model, writes the report and draws its charts.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::commands::progress::SweepProgress;
 use crate::probe::load::{self, LatencyFigures};
 use crate::probe::sampler;
-use crate::report::parts::Sample;
+use crate::report::parts::{MemoryCounters, Sample};
 use crate::report::sweep::{BurstFigures, SteadyFigures, SweepStep, TreeFigures};
 use crate::target::error::ServerError;
 use crate::target::process::{ServerProcess, READY_TIMEOUT, STOP_GRACE};
@@ -23,6 +23,8 @@ pub struct StepLoad {
     /// Message size in bytes.
     pub size: usize,
     pub sample_interval: Duration,
+    /// Slab bytes of one loopback socket (the load generator's share per connection), if measured.
+    pub socket_slab_bytes: Option<f64>,
 }
 
 /// The record of a step whose server did not start.
@@ -34,6 +36,7 @@ pub fn failed_to_start(conns: u64, e: &ServerError) -> SweepStep {
         burst: None,
         steady: None,
         tree: tree_figures(&[], None),
+        memory: None,
         listen_queue: Default::default(),
         server_end: None,
         wall_secs: 0.0,
@@ -50,6 +53,9 @@ pub fn run_step(
     progress: &SweepProgress,
 ) -> Result<SweepStep, ServerError> {
     let started = Instant::now();
+    // Read before the server exists and again after it is gone: the step's memory is every
+    // counter's change from the mean of the two (see `MemoryCounters::midpoint`).
+    let memory_baseline = crate::sys::memory::read_baseline();
     let mut server = ServerProcess::spawn(spec, READY_TIMEOUT)?;
     let config = loadgen::Config {
         addr: server.addr(),
@@ -72,6 +78,8 @@ pub fn run_step(
     // Whether the server survived the load, before it is asked to stop.
     let died_during_load = server.try_exit();
     let server_end = server.shut_down(STOP_GRACE);
+    // Once the server's session is empty: the second half of the step's memory baseline.
+    let memory_after = crate::sys::memory::read_baseline();
 
     let mut problems = Vec::new();
     if let Some(exit) = &died_during_load {
@@ -142,6 +150,16 @@ pub fn run_step(
         burst,
         steady,
         tree: tree_figures(&phase.timeline, established),
+        memory: memory_baseline
+            .zip(memory_after)
+            .and_then(|(before, after)| {
+                sampler::step_memory(
+                    &MemoryCounters::midpoint(&before, &after),
+                    &phase.timeline,
+                    established.unwrap_or(0),
+                    step_load.socket_slab_bytes,
+                )
+            }),
         listen_queue: phase.listen_queue,
         server_end: Some(server_end),
         wall_secs: started.elapsed().as_secs_f64(),
@@ -208,6 +226,7 @@ mod tests {
             server_fds: Some(5),
             server_cpu_secs: cpu,
             sample_ms: 1.0,
+            memory: None,
         }
     }
 

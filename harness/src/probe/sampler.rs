@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::parts::Sample;
+use crate::capacity::StepMemory;
+use crate::report::parts::{MemoryCounters, Sample};
 use crate::sys::procfs::{self, MemoryRollup};
 
 /// Samples one server's tree, keeping the last memory reading of each child between samples.
@@ -69,7 +70,15 @@ impl TreeSampler {
             server_fds: procfs::open_fd_count(pid).ok(),
             server_cpu_secs: 0.0,
             sample_ms: 0.0,
+            memory: crate::sys::memory::read(),
         };
+        if let Some(m) = sample.memory.as_mut() {
+            m.others_rss_kib = Some(crate::sys::memory::others_rss_kib(
+                &processes,
+                Some(pid),
+                crate::sys::memory::page_size(),
+            ));
+        }
         let mut live = Vec::new();
         let mut zombies = HashSet::new();
         for p in &processes {
@@ -233,6 +242,76 @@ pub fn summarize(timeline: &[Sample]) -> TimelineSummary {
     }
 }
 
+/// The kernel's side of a load's memory: the change of each counter from `baseline` (read before
+/// the server started) to the samples at the peak child count (those in which every child's memory
+/// was read, when there are any), as medians; the server's user space is the parent's PSS plus the
+/// children's private memory. The load generator's share is its RSS growth and `loadgen_sockets`
+/// x `socket_slab_bytes`. `None` when no sample saw a child (nothing to attribute) or none at the
+/// peak read the counters.
+pub fn step_memory(
+    baseline: &MemoryCounters,
+    timeline: &[Sample],
+    loadgen_sockets: u64,
+    socket_slab_bytes: Option<f64>,
+) -> Option<StepMemory> {
+    let peak = timeline.iter().map(|s| s.live_children).max()?;
+    if peak == 0 {
+        return None;
+    }
+    let at_peak: Vec<&Sample> = timeline
+        .iter()
+        .filter(|s| s.live_children == peak && s.memory.is_some())
+        .collect();
+    let complete: Vec<&Sample> = at_peak
+        .iter()
+        .copied()
+        .filter(|s| s.children_unmeasured == 0)
+        .collect();
+    let basis = if complete.is_empty() {
+        at_peak
+    } else {
+        complete
+    };
+    if basis.is_empty() {
+        return None;
+    }
+    let median = |f: &dyn Fn(&Sample, &MemoryCounters) -> f64| -> f64 {
+        let mut v: Vec<f64> = basis
+            .iter()
+            .filter_map(|s| s.memory.as_ref().map(|m| f(s, m)))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let kib = |v: u64| v as f64 * 1024.0;
+    let rise =
+        |pick: fn(&MemoryCounters) -> u64| median(&|_, m| kib(pick(m)) - kib(pick(baseline)));
+    let others_rss_bytes = match baseline.others_rss_kib {
+        Some(before) => median(&|_, m| m.others_rss_kib.map_or(0.0, |now| kib(now) - kib(before))),
+        None => 0.0,
+    };
+    let loadgen_rss_bytes = match baseline.harness_rss_kib {
+        Some(before) => median(&|_, m| m.harness_rss_kib.map_or(0.0, |now| kib(now) - kib(before))),
+        None => 0.0,
+    };
+    Some(StepMemory {
+        mem_available_drop_bytes: median(&|_, m| {
+            kib(baseline.mem_available_kib) - kib(m.mem_available_kib)
+        }),
+        kernel_stack_bytes: rise(|m| m.kernel_stack_kib),
+        page_tables_bytes: rise(|m| m.page_tables_kib),
+        slab_bytes: rise(|m| m.slab_kib),
+        sunreclaim_bytes: rise(|m| m.sunreclaim_kib),
+        tcp_mem_bytes: rise(|m| m.tcp_mem_kib),
+        user_private_bytes: median(&|s, _| kib(s.server_pss_kib + s.children_private_kib)),
+        loadgen_rss_bytes,
+        others_rss_bytes,
+        loadgen_sockets,
+        loadgen_socket_slab_bytes: socket_slab_bytes.unwrap_or(0.0) * loadgen_sockets as f64,
+        samples: basis.len(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +430,59 @@ mod tests {
     }
 
     #[test]
+    fn step_memory_is_the_median_change_at_the_peak_less_the_load_generator() {
+        let counters = |avail: u64, stack: u64, rss: u64| MemoryCounters {
+            mem_available_kib: avail,
+            kernel_stack_kib: stack,
+            page_tables_kib: 1000 + stack * 3,
+            slab_kib: 5000 + stack * 2,
+            sunreclaim_kib: 4000 + stack * 2,
+            tcp_mem_kib: 8,
+            tcp_sockets: 10,
+            harness_rss_kib: Some(rss),
+            others_rss_kib: Some(777),
+        };
+        let sample = |live: usize, memory: MemoryCounters| Sample {
+            t_secs: 0.0,
+            live_children: live,
+            zombies: 0,
+            lingering_zombies: 0,
+            server_pss_kib: 1000,
+            children_pss_kib: 40 * live as u64,
+            children_private_kib: 30 * live as u64,
+            children_rss_kib: 90 * live as u64,
+            tree_pss_kib: 1000 + 40 * live as u64,
+            pss_per_child_kib: Some(40.0),
+            children_unmeasured: 0,
+            memory_reads: live + 1,
+            server_fds: Some(4),
+            server_cpu_secs: 0.0,
+            sample_ms: 1.0,
+            memory: Some(memory),
+        };
+        let baseline = counters(100_000, 100, 5000);
+        let timeline = [
+            sample(0, counters(99_000, 100, 5000)),
+            sample(10, counters(98_000, 260, 5100)),
+            sample(10, counters(97_000, 260, 5100)), // the median of three
+            sample(10, counters(90_000, 260, 5100)),
+        ];
+        let m = step_memory(&baseline, &timeline, 10, Some(2048.0)).expect("memory");
+        let kib = 1024.0;
+        assert_eq!(m.samples, 3);
+        assert_eq!(m.mem_available_drop_bytes, 3000.0 * kib);
+        assert_eq!(m.kernel_stack_bytes, 160.0 * kib);
+        assert_eq!(m.page_tables_bytes, 480.0 * kib);
+        assert_eq!(m.slab_bytes, 320.0 * kib);
+        assert_eq!(m.user_private_bytes, (1000.0 + 300.0) * kib);
+        assert_eq!(m.loadgen_rss_bytes, 100.0 * kib);
+        assert_eq!(m.loadgen_socket_slab_bytes, 20480.0);
+        assert_eq!(m.server_slab_bytes(), 320.0 * kib - 20480.0);
+        // No child ever seen: nothing to attribute.
+        assert_eq!(step_memory(&baseline, &timeline[..1], 0, None), None);
+    }
+
+    #[test]
     fn summary_takes_the_peak() {
         let s = |live, zombies, pss: u64| Sample {
             t_secs: 0.0,
@@ -368,6 +500,7 @@ mod tests {
             server_fds: Some(5),
             server_cpu_secs: 0.0,
             sample_ms: 1.0,
+            memory: None,
         };
         let summary = summarize(&[s(0, 0, 0), s(10, 2, 500), s(10, 0, 600), s(4, 1, 200)]);
         assert_eq!(summary.peak_live_children, 10);

@@ -1,5 +1,5 @@
-//! SVG charts of a sweep (latency, first-echo latency, memory with its fitted line, throughput
-//! against connections) and of a run's timeline (children, memory, throughput over time), and the
+//! SVG charts of a sweep (latency, first-echo latency, memory stacked by component with the fitted
+//! total, throughput against connections; every title names the server) and of a run's timeline (children, memory, throughput over time), and the
 //! conversion of each report kind into the points they are drawn from.
 //!
 //! Drawn with plotters' SVG backend only: text goes into the file as `<text>` elements for the
@@ -14,6 +14,7 @@ use plotters::coord::Shift;
 use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
 
+use crate::capacity::memory::Component;
 use crate::capacity::LinearFit;
 use crate::render::units::{bytes_unit, fmt_bytes};
 use crate::report::run::RunReport;
@@ -34,6 +35,25 @@ pub struct SweepPoint {
     /// Children alive when PSS was measured: the `x` of the memory fit.
     pub live_children: u64,
     pub messages_per_sec: f64,
+    /// The server's named counters, user space and kernel (the total the model fits); NaN when
+    /// the step did not measure the kernel's counters.
+    pub total_bytes: f64,
+    /// The total's components in [`Component::ALL`] order; `None` when not measured.
+    pub components: Option<[f64; 6]>,
+    /// The server's share of the `MemAvailable` drop (the cross-check); NaN when not measured.
+    pub drop_bytes: f64,
+}
+
+/// What the memory chart draws beside the steps: the server's name for every title, the fits, and
+/// the `--validate` step (drawn apart: it was not fitted).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SweepModels<'a> {
+    pub server: &'a str,
+    /// Total PSS against live children (user space only).
+    pub pss_fit: Option<&'a LinearFit>,
+    /// The total (user space + kernel) against live children.
+    pub total_fit: Option<&'a LinearFit>,
+    pub validation: Option<SweepPoint>,
 }
 
 /// One sample of a run's process-tree timeline. NaN figures are left out, as in [`SweepPoint`].
@@ -70,7 +90,7 @@ impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for DrawF
 }
 
 /// Suffixes of the four files [`write_sweep_svgs`] writes, in the order it returns them.
-pub const SWEEP_CHARTS: [&str; 4] = ["echo-latency", "first-echo-latency", "pss", "throughput"];
+pub const SWEEP_CHARTS: [&str; 4] = ["echo-latency", "first-echo-latency", "memory", "throughput"];
 
 /// Suffix of the file [`write_timeline_svg`] writes.
 pub const TIMELINE_CHART: &str = "timeline";
@@ -84,14 +104,13 @@ const LOG_X_RATIO: f64 = 100.0;
 /// Latencies spanning one decade or more get a log axis: a p99.9 tail must not flatten the p50.
 const LOG_Y_RATIO: f64 = 10.0;
 
-/// Writes `{stem}-echo-latency.svg`, `{stem}-first-echo-latency.svg`, `{stem}-pss.svg` (with `fit`
-/// drawn as a line when given) and `{stem}-throughput.svg` into `dir`, and returns their paths in
-/// that order.
+/// Writes `{stem}-echo-latency.svg`, `{stem}-first-echo-latency.svg`, `{stem}-memory.svg` and
+/// `{stem}-throughput.svg` into `dir`, and returns their paths in that order.
 pub fn write_sweep_svgs(
     dir: &Path,
     stem: &str,
     points: &[SweepPoint],
-    fit: Option<&LinearFit>,
+    models: &SweepModels,
 ) -> Result<Vec<PathBuf>, PlotError> {
     if points.is_empty() {
         return Err(PlotError::NoData("the sweep has no steps"));
@@ -116,38 +135,7 @@ pub fn write_sweep_svgs(
         latency_series("first-echo p99", RED, |p| p.first_echo_p99_us),
     ];
 
-    let pss_unit = bytes_unit(points.iter().map(|p| p.total_pss_bytes));
-    let live: Vec<f64> = points.iter().map(|p| p.live_children as f64).collect();
-    let live_scale = scale_for(&live, LOG_X_RATIO);
-    // On a log ladder PSS spans decades too; log-log keeps the small steps off the floor.
-    let pss_y_scale = match live_scale {
-        Scale::Log => scale_for(
-            &points.iter().map(|p| p.total_pss_bytes).collect::<Vec<_>>(),
-            LOG_Y_RATIO,
-        ),
-        Scale::Linear => Scale::Linear,
-    };
-    let mut pss = vec![Series {
-        name: "measured total PSS".to_owned(),
-        color: BLUE,
-        mark: Mark::Dots,
-        points: points
-            .iter()
-            .map(|p| (p.live_children as f64, p.total_pss_bytes / pss_unit.1))
-            .collect(),
-    }];
-    if let Some(fit) = fit {
-        pss.push(Series {
-            name: format!(
-                "fit: {}, R² = {:.3}",
-                fit.per_connection_text(fmt_bytes),
-                fit.r_squared
-            ),
-            color: RED,
-            mark: Mark::Line,
-            points: fit_curve(fit, &live, live_scale, pss_unit.1),
-        });
-    }
+    let memory = memory_chart(points, models);
 
     let throughput = [Series {
         name: "messages/s (steady phase)".to_owned(),
@@ -160,25 +148,21 @@ pub fn write_sweep_svgs(
     }];
 
     let charts = [
-        latency_chart("Echo latency by load", conns_desc, x_scale, &echo),
         latency_chart(
-            "First echo after connect (accept + fork)",
+            &titled("Echo latency by load", models.server),
+            conns_desc,
+            x_scale,
+            &echo,
+        ),
+        latency_chart(
+            &titled("First echo after connect (accept + fork)", models.server),
             conns_desc,
             x_scale,
             &first_echo,
         ),
+        memory,
         Chart {
-            caption: "Server memory (parent + children)".to_owned(),
-            x_desc: "live connections (server children)".to_owned(),
-            y_desc: format!("total PSS ({})", pss_unit.0),
-            x_scale: live_scale,
-            y_scale: pss_y_scale,
-            series: pss,
-            legend: SeriesLabelPosition::UpperLeft,
-            whole: false,
-        },
-        Chart {
-            caption: "Throughput by load".to_owned(),
+            caption: titled("Throughput by load", models.server),
             x_desc: conns_desc.to_owned(),
             y_desc: "messages per second".to_owned(),
             x_scale,
@@ -285,7 +269,187 @@ pub fn write_timeline_svg(
 /// Writes the sweep charts of `report` into `dir` as `{stem}-*.svg`.
 pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, PlotError> {
     let points: Vec<_> = report.steps.iter().map(|s| s.plot_point()).collect();
-    write_sweep_svgs(dir, stem, &points, report.capacity.memory_fit.as_ref())
+    let server = short_server_name(&report.server.description);
+    let models = SweepModels {
+        server: &server,
+        pss_fit: report.capacity.memory_fit.as_ref(),
+        total_fit: report.capacity.total_memory.as_ref().map(|m| &m.total_fit),
+        validation: report
+            .validation
+            .as_ref()
+            .and_then(|v| v.step.as_ref())
+            .map(|s| s.plot_point()),
+    };
+    write_sweep_svgs(dir, stem, &points, &models)
+}
+
+/// The server as chart titles name it: `fork-echo-server --backlog 4096`, `socat TCP-LISTEN:...`,
+/// without the harness's own `--port 0` and cut to a title's length.
+pub fn short_server_name(description: &str) -> String {
+    let name = description
+        .replace(" (built in)", "")
+        .replace(" --port 0", "");
+    const MAX: usize = 60;
+    if name.chars().count() > MAX {
+        let cut: String = name.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    } else {
+        name
+    }
+}
+
+fn titled(what: &str, server: &str) -> String {
+    if server.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {server}")
+    }
+}
+
+/// Colours of the stacked components, in [`Component::ALL`] order.
+const COMPONENT_COLORS: [RGBColor; 6] = [
+    RGBColor(110, 150, 220),
+    RGBColor(240, 170, 80),
+    RGBColor(200, 110, 110),
+    RGBColor(120, 190, 120),
+    RGBColor(170, 130, 200),
+    RGBColor(190, 190, 190),
+];
+
+/// The memory chart, on linear axes so a straight fit is drawn straight. With the kernel's counters
+/// (schema 2): the components stacked per step, the measured total as dots, the total's fit as a
+/// line clipped to the fitted steps' range (a negative intercept stays in the legend instead of
+/// pulling the line off the chart), PSS as dots for comparison, and the `--validate` step apart.
+/// Without them (schema 1): total PSS and its fit.
+fn memory_chart(points: &[SweepPoint], models: &SweepModels) -> Chart {
+    let mut all_bytes: Vec<f64> = points
+        .iter()
+        .flat_map(|p| [p.total_pss_bytes, p.total_bytes])
+        .collect();
+    if let Some(v) = &models.validation {
+        all_bytes.extend([v.total_pss_bytes, v.total_bytes]);
+    }
+    for p in points {
+        if let Some(c) = p.components {
+            all_bytes.push(c.iter().map(|v| v.max(0.0)).sum());
+            all_bytes.push(p.drop_bytes);
+        }
+    }
+    let unit = bytes_unit(all_bytes.into_iter());
+    let live: Vec<f64> = points
+        .iter()
+        .filter(|p| p.total_bytes.is_finite() || p.total_pss_bytes.is_finite())
+        .map(|p| p.live_children as f64)
+        .collect();
+    let at = |p: &SweepPoint, bytes: f64| (p.live_children as f64, bytes / unit.1);
+    let mut series = Vec::new();
+    let stacked: Vec<(&SweepPoint, [f64; 6])> = points
+        .iter()
+        .filter_map(|p| p.components.map(|c| (p, c)))
+        .collect();
+    let has_total = models.total_fit.is_some() || !stacked.is_empty();
+    if !stacked.is_empty() {
+        // Drawn top band first, so each lower band paints over the part of the one above it; the
+        // rest is not part of the total and not stacked.
+        for k in (0..Component::ALL.len()).rev() {
+            if !Component::ALL[k].in_total() {
+                continue;
+            }
+            series.push(Series {
+                name: Component::ALL[k].label().to_owned(),
+                color: COMPONENT_COLORS[k],
+                mark: Mark::Area,
+                points: stacked
+                    .iter()
+                    .map(|(p, c)| at(p, c[..=k].iter().map(|v| v.max(0.0)).sum()))
+                    .collect(),
+            });
+        }
+        series.push(Series {
+            name: "measured total (sum of the bands)".to_owned(),
+            color: BLACK,
+            mark: Mark::Dots,
+            points: points.iter().map(|p| at(p, p.total_bytes)).collect(),
+        });
+        series.push(Series {
+            name: "measured MemAvailable drop (server's share)".to_owned(),
+            color: RGBColor(140, 0, 140),
+            mark: Mark::Dots,
+            points: points.iter().map(|p| at(p, p.drop_bytes)).collect(),
+        });
+    }
+    series.push(Series {
+        name: "total PSS (user space only)".to_owned(),
+        color: BLUE,
+        mark: Mark::Dots,
+        points: points.iter().map(|p| at(p, p.total_pss_bytes)).collect(),
+    });
+    let (fit, fit_name) = match (models.total_fit, models.pss_fit) {
+        (Some(f), _) => (Some(f), "total fit"),
+        (None, Some(f)) => (Some(f), "PSS fit"),
+        (None, None) => (None, ""),
+    };
+    if let Some(fit) = fit {
+        series.push(Series {
+            name: fit_legend(fit_name, fit),
+            color: RED,
+            mark: Mark::Line,
+            points: clipped_fit_line(fit, &live, unit.1),
+        });
+    }
+    if let Some(v) = &models.validation {
+        let y = if has_total {
+            v.total_bytes
+        } else {
+            v.total_pss_bytes
+        };
+        series.push(Series {
+            name: format!("validation step, not fitted ({} children)", v.live_children),
+            color: RGBColor(230, 120, 0),
+            mark: Mark::Dots,
+            points: vec![at(v, y)],
+        });
+    }
+    let caption = if has_total {
+        "Memory by component (user space + kernel)"
+    } else {
+        "Server memory, PSS only (user space)"
+    };
+    Chart {
+        caption: titled(caption, models.server),
+        x_desc: "live connections (server children)".to_owned(),
+        y_desc: format!("memory ({})", unit.0),
+        x_scale: Scale::Linear,
+        y_scale: Scale::Linear,
+        series,
+        legend: SeriesLabelPosition::UpperLeft,
+        whole: false,
+    }
+}
+
+/// `total fit: 118.0 KiB per connection, intercept -7.8 MiB, R² = 0.997`.
+fn fit_legend(name: &str, fit: &LinearFit) -> String {
+    format!(
+        "{name}: {} per connection, intercept {}, R² = {:.3}",
+        fmt_bytes(fit.slope),
+        fmt_bytes(fit.intercept),
+        fit.r_squared
+    )
+}
+
+/// The fitted line from the smallest to the largest fitted `x` only: beyond them it is not a
+/// measurement, and below the smallest a negative intercept would pull it under the chart.
+fn clipped_fit_line(fit: &LinearFit, xs: &[f64], y_divisor: f64) -> Vec<(f64, f64)> {
+    let finite = xs.iter().copied().filter(|x| x.is_finite());
+    let lo = finite.clone().fold(f64::INFINITY, f64::min);
+    let hi = finite.fold(f64::NEG_INFINITY, f64::max);
+    if lo > hi {
+        return Vec::new();
+    }
+    [lo, hi]
+        .iter()
+        .map(|&x| (x, fit.predict(x) / y_divisor))
+        .collect()
 }
 
 // Defined with the charts, not in `report::sweep`: the format knows nothing of how it is drawn.
@@ -305,6 +469,9 @@ impl SweepStep {
             total_pss_bytes: f(self.tree.total_pss_kib.map(|k| k as f64 * 1024.0)),
             live_children: self.tree.peak_live_children,
             messages_per_sec: f(steady.map(|s| s.messages_per_sec)),
+            total_bytes: f(self.memory.map(|m| m.server_total_bytes())),
+            components: self.memory.map(|m| Component::ALL.map(|c| c.of(&m))),
+            drop_bytes: f(self.memory.map(|m| m.server_drop_bytes())),
         }
     }
 }
@@ -378,6 +545,8 @@ enum Mark {
     Dots,
     /// A model, or a dense timeline where dots would bury the line.
     Line,
+    /// A filled band from zero up to the points: one layer of a stack.
+    Area,
 }
 
 struct Chart {
@@ -459,27 +628,6 @@ fn axis_range(values: impl Iterator<Item = f64>, scale: Scale) -> Range<f64> {
             lo..max + span * 0.08
         }
     }
-}
-
-/// The fitted line sampled across the live-connection range (densely on a log axis, where a
-/// straight line in linear units is a curve).
-fn fit_curve(fit: &LinearFit, xs: &[f64], scale: Scale, y_divisor: f64) -> Vec<(f64, f64)> {
-    let range = axis_range(xs.iter().copied(), scale);
-    let (lo, hi) = match scale {
-        Scale::Linear => (range.start.max(0.0), range.end),
-        Scale::Log => (range.start, range.end),
-    };
-    const SAMPLES: u32 = 64;
-    (0..=SAMPLES)
-        .map(|i| {
-            let t = f64::from(i) / f64::from(SAMPLES);
-            let x = match scale {
-                Scale::Linear => lo + (hi - lo) * t,
-                Scale::Log => lo * (hi / lo).powf(t),
-            };
-            (x, fit.predict(x) / y_divisor)
-        })
-        .collect()
 }
 
 /// A short tick label: `1`, `2.5`, `20k`, `1.5M`.
@@ -615,6 +763,21 @@ where
         let dots = s.points.iter().map(|&p| Circle::new(p, 4, color.filled()));
         let legend_entry = match s.mark {
             Mark::Dots => ctx.draw_series(dots)?,
+            Mark::Area => {
+                // A polygon down to zero at both ends (plotters' AreaSeries needs another feature).
+                let mut outline: Vec<(f64, f64)> = s.points.clone();
+                outline.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if let (Some(first), Some(last)) =
+                    (outline.first().copied(), outline.last().copied())
+                {
+                    outline.insert(0, (first.0, 0.0));
+                    outline.push((last.0, 0.0));
+                }
+                ctx.draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    color.mix(0.85).filled(),
+                )))?
+            }
             Mark::Line | Mark::LineAndDots => {
                 let line = ShapeStyle::from(&color).stroke_width(2);
                 if s.mark == Mark::LineAndDots {
@@ -625,6 +788,9 @@ where
         };
         legend_entry.label(s.name.as_str());
         match s.mark {
+            Mark::Area => legend_entry.legend(move |(lx, ly)| {
+                Rectangle::new([(lx, ly - 5), (lx + 24, ly + 5)], color.mix(0.85).filled())
+            }),
             Mark::Dots => {
                 legend_entry.legend(move |(lx, ly)| Circle::new((lx + 12, ly), 4, color.filled()))
             }
@@ -676,9 +842,21 @@ mod tests {
                     total_pss_bytes: 2.0 * MIB + cf * 150.0 * KIB,
                     live_children: c,
                     messages_per_sec: 20_000.0 * cf.min(200.0) / (1.0 + cf / 2000.0),
+                    total_bytes: f64::NAN,
+                    components: None,
+                    drop_bytes: f64::NAN,
                 }
             })
             .collect()
+    }
+
+    /// The old (schema 1) chart input: PSS and its fit only.
+    fn pss_only(fit: Option<&LinearFit>) -> SweepModels<'_> {
+        SweepModels {
+            server: "fork-echo-server",
+            pss_fit: fit,
+            ..SweepModels::default()
+        }
     }
 
     fn fit() -> LinearFit {
@@ -715,7 +893,8 @@ mod tests {
     #[test]
     fn sweep_svgs_have_series_and_labelled_axes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let paths = write_sweep_svgs(dir.path(), "sweep-x", &sweep(), Some(&fit())).expect("plot");
+        let paths = write_sweep_svgs(dir.path(), "sweep-x", &sweep(), &pss_only(Some(&fit())))
+            .expect("plot");
         let names: Vec<String> = paths
             .iter()
             .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
@@ -725,7 +904,7 @@ mod tests {
             [
                 "sweep-x-echo-latency.svg",
                 "sweep-x-first-echo-latency.svg",
-                "sweep-x-pss.svg",
+                "sweep-x-memory.svg",
                 "sweep-x-throughput.svg"
             ]
         );
@@ -756,9 +935,10 @@ mod tests {
         assert_has(
             &t,
             &[
-                "measured total PSS",
-                "fit: 150.0 KiB per connection + 2.0 MiB, R² = 0.999",
-                "total PSS (MiB)",
+                "total PSS (user space only)",
+                "PSS fit: 150.0 KiB per connection, intercept 2.0 MiB, R² = 0.999",
+                "memory (MiB)",
+                "Server memory, PSS only (user space): fork-echo-server",
                 "live connections (server children)",
             ],
             &paths[2],
@@ -795,13 +975,13 @@ mod tests {
             .collect();
         assert_eq!(scale_for(&[10.0, 20.0, 200.0], LOG_X_RATIO), Scale::Linear);
         let dir = tempfile::tempdir().expect("tempdir");
-        let paths = write_sweep_svgs(dir.path(), "s", &points, None).expect("plot");
+        let paths = write_sweep_svgs(dir.path(), "s", &points, &pss_only(None)).expect("plot");
         let t = texts(&paths[0]);
         assert_has(&t, &["latency (µs)", "echo p99.9"], &paths[0]);
         // Without a fit there is no fit series.
         let t = texts(&paths[2]);
-        assert!(!t.iter().any(|s| s.starts_with("fit:")), "{t:?}");
-        assert_has(&t, &["measured total PSS"], &paths[2]);
+        assert!(!t.iter().any(|s| s.contains("fit:")), "{t:?}");
+        assert_has(&t, &["total PSS (user space only)"], &paths[2]);
     }
 
     #[test]
@@ -810,9 +990,10 @@ mod tests {
         points[2].echo_p99_us = f64::NAN;
         points[4].first_echo_p50_us = f64::NAN;
         points[4].first_echo_p99_us = f64::NAN;
-        points[0].live_children = 0; // a zero on the ladder: the PSS axis turns linear
+        points[0].live_children = 0; // a zero on the ladder
         let dir = tempfile::tempdir().expect("tempdir");
-        let paths = write_sweep_svgs(dir.path(), "s", &points, Some(&fit())).expect("plot");
+        let paths =
+            write_sweep_svgs(dir.path(), "s", &points, &pss_only(Some(&fit()))).expect("plot");
         for path in &paths {
             let svg = fs::read_to_string(path).expect("read");
             assert!(
@@ -824,13 +1005,124 @@ mod tests {
         }
     }
 
+    /// A sweep with the kernel's counters: each step's components, and a total fit whose
+    /// intercept is negative (as a wide ladder gives when the smallest steps are noisy).
+    fn sweep_with_components() -> (Vec<SweepPoint>, LinearFit) {
+        let points = sweep()
+            .into_iter()
+            .map(|mut p| {
+                let n = p.live_children as f64;
+                let c = [31.0, 50.0, 16.0, 27.0, 1.0, 5.0].map(|k| k * KIB * n);
+                p.components = Some(c);
+                p.total_bytes = c[..5].iter().sum();
+                p.drop_bytes = p.total_bytes + c[5];
+                p
+            })
+            .collect();
+        let fit = LinearFit {
+            slope: 125.0 * KIB,
+            intercept: -7.8 * MIB,
+            r_squared: 0.9967,
+            n: 5,
+        };
+        (points, fit)
+    }
+
+    /// Every `(x, y)` of the chart's polylines (lines and fit).
+    fn polyline_points(path: &Path) -> Vec<(f64, f64)> {
+        let svg = fs::read_to_string(path).expect("read svg");
+        let doc = roxmltree::Document::parse(&svg).expect("xml");
+        doc.descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .filter_map(|n| n.attribute("points"))
+            .flat_map(|pts| {
+                pts.split_whitespace()
+                    .filter_map(|xy| {
+                        let (x, y) = xy.split_once(',')?;
+                        Some((x.parse().ok()?, y.parse().ok()?))
+                    })
+                    .collect::<Vec<(f64, f64)>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn memory_chart_stacks_components_and_clips_a_negative_intercept() {
+        let (points, fit) = sweep_with_components();
+        let validation = SweepPoint {
+            live_children: 10_000,
+            total_bytes: 125.0 * KIB * 10_000.0,
+            ..points[4]
+        };
+        let models = SweepModels {
+            server: "socat TCP-LISTEN:{port},fork PIPE",
+            pss_fit: None,
+            total_fit: Some(&fit),
+            validation: Some(validation),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = write_sweep_svgs(dir.path(), "s", &points, &models).expect("plot");
+        let t = texts(&paths[2]);
+        assert_has(
+            &t,
+            &[
+                "Memory by component (user space + kernel): socat TCP-LISTEN:{port},fork PIPE",
+                "user space (private)",
+                "page tables",
+                "kernel stacks",
+                "slab (task, files, sockets)",
+                "socket buffers",
+                "total fit: 125.0 KiB per connection, intercept -7.8 MiB, R² = 0.997",
+                "validation step, not fitted (10000 children)",
+                "memory (GiB)",
+            ],
+            &paths[2],
+        );
+        // Every chart names the server.
+        for path in &paths {
+            let t = texts(path);
+            assert!(
+                t.iter()
+                    .any(|s| s.ends_with(": socat TCP-LISTEN:{port},fork PIPE")),
+                "{}: {t:?}",
+                path.display()
+            );
+        }
+        // The rest is not stacked: five bands, drawn as polygons.
+        let svg = fs::read_to_string(&paths[2]).expect("read");
+        assert_eq!(svg.matches("<polygon").count(), 5, "{svg}");
+        // The fit is one straight segment from the smallest to the largest fitted step, and no
+        // line leaves the 900x560 chart.
+        let line = clipped_fit_line(&fit, &[1.0, 10.0, 4000.0], MIB);
+        assert_eq!(line.len(), 2);
+        assert_eq!((line[0].0, line[1].0), (1.0, 4000.0));
+        for (x, y) in polyline_points(&paths[2]) {
+            assert!(
+                (0.0..=900.0).contains(&x) && (0.0..=560.0).contains(&y),
+                "({x}, {y})"
+            );
+        }
+    }
+
+    #[test]
+    fn short_server_names_drop_the_harness_port() {
+        assert_eq!(
+            short_server_name("fork-echo-server (built in) --port 0 --backlog 4096"),
+            "fork-echo-server --backlog 4096"
+        );
+        let long = format!("socat {}", "x".repeat(100));
+        assert_eq!(short_server_name(&long).chars().count(), 60);
+    }
+
     #[test]
     fn redrawing_replaces_the_files_identically() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = write_sweep_svgs(dir.path(), "s", &sweep(), Some(&fit())).expect("plot");
+        let first =
+            write_sweep_svgs(dir.path(), "s", &sweep(), &pss_only(Some(&fit()))).expect("plot");
         let before = fs::read_to_string(&first[2]).expect("read");
         fs::write(&first[2], "truncated <svg").expect("clobber");
-        let second = write_sweep_svgs(dir.path(), "s", &sweep(), Some(&fit())).expect("replot");
+        let second =
+            write_sweep_svgs(dir.path(), "s", &sweep(), &pss_only(Some(&fit()))).expect("replot");
         assert_eq!(first, second);
         assert_eq!(fs::read_to_string(&second[2]).expect("read"), before);
     }
@@ -839,7 +1131,7 @@ mod tests {
     fn nothing_to_plot_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(matches!(
-            write_sweep_svgs(dir.path(), "s", &[], None),
+            write_sweep_svgs(dir.path(), "s", &[], &pss_only(None)),
             Err(PlotError::NoData(_))
         ));
         assert!(matches!(
@@ -850,8 +1142,13 @@ mod tests {
 
     #[test]
     fn unwritable_directory_is_a_write_error() {
-        let err = write_sweep_svgs(Path::new("/nonexistent/dir"), "s", &sweep(), None)
-            .expect_err("cannot write");
+        let err = write_sweep_svgs(
+            Path::new("/nonexistent/dir"),
+            "s",
+            &sweep(),
+            &pss_only(None),
+        )
+        .expect_err("cannot write");
         assert!(matches!(err, PlotError::Write { .. }), "{err}");
         assert!(
             err.to_string()

@@ -176,6 +176,7 @@ pub fn run_report_text(report: &RunReport) -> String {
     if let Some(why) = &report.summary.load_failure {
         out.push_str(&format!("\nload failed: {why}\n"));
     }
+    out.push_str(&crate::render::memory::run_memory_text(report));
     out
 }
 
@@ -312,6 +313,10 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
     }
     out.push('\n');
     out.push_str(&capacity_text(&r.capacity, &r.summary));
+    out.push_str(&wrap_lines(
+        &crate::render::memory::total_memory_text(r),
+        TEXT_WIDTH,
+    ));
     out
 }
 
@@ -482,13 +487,13 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
     let mut out = String::from("capacity model\n");
     match &c.memory_fit {
         Some(f) => out.push_str(&format!(
-            "  memory per connection   {} base (R^2 {:.4}, {} steps)\n",
+            "  PSS per connection      {} base (R^2 {:.4}, {} steps; user space only)\n",
             f.per_connection_text(mib_or_kib),
             f.r_squared,
             f.n
         )),
         None => {
-            out.push_str("  memory per connection   - (fewer than two steps measured memory)\n")
+            out.push_str("  PSS per connection      - (fewer than two steps measured memory)\n")
         }
     }
     match (summary.accept_fork_per_sec, summary.largest_burst_conns) {
@@ -515,8 +520,10 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
                 out.push_str(&format!("                          = {}\n", first.detail));
             }
             for c in p.candidates.iter().skip(1).take(3) {
+                // The arithmetic on a line of its own, as for the first: beside the limit it
+                // ran past 120 columns.
                 out.push_str(&format!(
-                    "  then                    {} by {} ({})\n",
+                    "  then                    {} by {}\n                          = {}\n",
                     c.max_connections, c.kind, c.detail
                 ));
             }
@@ -525,7 +532,7 @@ pub fn capacity_text(c: &CapacityModel, summary: &SweepSummary) -> String {
     }
     match &c.memory_check {
         Some(h) => out.push_str(&format!(
-            "  hold-out check          fit without the {}-connection step predicts {}, measured {}: {:+.1}%\n",
+            "  hold-out check (PSS)    fit without the {}-connection step predicts {}, measured {}: {:+.1}%\n",
             h.held_out_x,
             mib_or_kib(h.predicted_y),
             mib_or_kib(h.measured_y),
@@ -604,5 +611,63 @@ mod tests {
         assert_eq!(micros(Some(1500.0)), "1.50 ms");
         assert_eq!(micros(Some(12.4)), "12 us");
         assert_eq!(micros(None), "-");
+    }
+}
+
+/// The widest line the text reports print (issue 13: a sweep's output fits 120 columns).
+pub const TEXT_WIDTH: usize = 120;
+
+/// Breaks every line of `text` longer than `width` at its last space that fits; continuation
+/// lines are indented to where a `  label` line's figure starts (26 columns) or by 4 otherwise.
+/// Spacing inside a line is kept (tables stay aligned); a word longer than the room stays whole.
+pub fn wrap_lines(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let labelled = line.starts_with("  ") && line.get(24..26) == Some("  ");
+        let indent = " ".repeat(if labelled { 26 } else { 4 });
+        let mut rest = line.to_owned();
+        let mut first = true;
+        while rest.len() > width && rest.is_ascii() {
+            let lead = if first { 2 } else { indent.len() };
+            let Some(cut) = rest[..=width]
+                .rfind(' ')
+                .filter(|&cut| cut > lead && !rest[lead..cut].trim().is_empty())
+            else {
+                break;
+            };
+            out.push_str(rest[..cut].trim_end());
+            out.push('\n');
+            rest = format!("{indent}{}", rest[cut..].trim_start());
+            first = false;
+        }
+        out.push_str(&rest);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod wrap_tests {
+    use super::wrap_lines;
+
+    #[test]
+    fn long_lines_break_at_spaces_and_keep_their_spacing() {
+        let text = format!(
+            "  label{}{}\nshort  line\n",
+            " ".repeat(19),
+            "word ".repeat(40)
+        );
+        let wrapped = wrap_lines(&text, 60);
+        assert!(wrapped.lines().all(|l| l.len() <= 60), "{wrapped}");
+        assert!(
+            wrapped.starts_with("  label                   word word"),
+            "{wrapped}"
+        );
+        assert!(wrapped.lines().nth(1).unwrap().starts_with(&" ".repeat(26)));
+        assert!(wrapped.ends_with("\nshort  line\n"), "{wrapped}");
+        assert_eq!(
+            wrapped.split_whitespace().filter(|w| *w == "word").count(),
+            40
+        );
     }
 }

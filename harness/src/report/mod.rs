@@ -22,8 +22,10 @@ use run::{RunReport, RunSummary};
 use sweep::SweepReport;
 
 /// Bumped on any change of any report kind's format. 2: a run report may carry `spread`
-/// (`harness run --runs N`); its embedded loadgen report is loadgen's version 2. Version 1
-/// reports (the committed baselines among them) are still read.
+/// (`harness run --runs N`); its embedded loadgen report is loadgen's version 2; the kernel's side
+/// of memory is added (sweep steps' `memory`, `capacity.total_memory`, timeline samples'
+/// `memory`, `validation`). Version 1 reports (the committed baselines among them) are still
+/// read: every field added since is optional and reads as absent.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// The oldest `schema_version` [`AnyReport::read`] still reads.

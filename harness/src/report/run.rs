@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::capacity::StepMemory;
 use crate::report::check::{CheckCounts, CheckOptions, CheckResult};
 use crate::report::parts::{
     Environment, ListenCounters, ReportKind, Sample, ServerEnd, ServerInfo,
@@ -82,6 +83,11 @@ pub struct RunReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spread: Option<RunSpread>,
     pub summary: RunSummary,
+    /// The kernel's side of the load's memory at its peak, as a sweep step records it (the load
+    /// generator's sockets are not subtracted: `run` does not measure a socket's slab); absent in
+    /// reports of schema 1.
+    #[serde(default)]
+    pub memory: Option<StepMemory>,
 }
 
 /// How the key figures varied over `harness run --runs N`, keyed by `compare`'s figure names

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::capacity::CapacityModel;
+use crate::capacity::{CapacityModel, StepMemory, ValidationFigures};
 use crate::report::parts::{Environment, ListenCounters, ReportKind, Sample, ServerEnd};
 
 /// `results/sweep-<UTC time>.json`.
@@ -24,6 +24,26 @@ pub struct SweepReport {
     pub steps: Vec<SweepStep>,
     pub capacity: CapacityModel,
     pub summary: SweepSummary,
+    /// Slab bytes one loopback TCP socket costs, measured before the ladder by opening socket pairs
+    /// inside the harness: the load generator's share of each step's slab rise is its socket count
+    /// times this. Absent in reports of schema 1.
+    #[serde(default)]
+    pub socket_slab_bytes: Option<f64>,
+    /// `--validate`: one step beyond the ladder, not fitted, against the model's prediction.
+    #[serde(default)]
+    pub validation: Option<Validation>,
+}
+
+/// The model checked at a connection count beyond the ladder (`harness sweep --validate N`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    pub conns: u64,
+    /// Why the step was not run, or why its figures are missing: the limit and the knob that
+    /// raises it.
+    pub refused: Option<String>,
+    /// Predicted against measured, when the step ran and measured its memory.
+    pub figures: Option<ValidationFigures>,
+    pub step: Option<SweepStep>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +58,9 @@ pub struct SweepParameters {
     pub sample_interval_ms: u64,
     /// Each step runs against a freshly started server (so each step's memory is its own).
     pub fresh_server_per_step: bool,
+    /// `--validate N`: the step beyond the ladder; absent when not asked for (and in schema 1).
+    #[serde(default)]
+    pub validate_conns: Option<u64>,
 }
 
 /// The server swept (a fresh process of it per step).
@@ -64,6 +87,10 @@ pub struct SweepStep {
     /// The closed-loop phase after the burst; `null` when the load could not run at all.
     pub steady: Option<SteadyFigures>,
     pub tree: TreeFigures,
+    /// The kernel's side of the step's memory against a baseline read before its server started;
+    /// absent when not measured (and in reports of schema 1).
+    #[serde(default)]
+    pub memory: Option<StepMemory>,
     /// Change of the kernel's listen-queue counters over the step's load.
     pub listen_queue: ListenCounters,
     /// How the step's server stopped; `null` when it could not be started.
@@ -187,6 +214,7 @@ mod tests {
                 parent_cpu_secs: Some(0.5),
                 parent_cpu_us_per_conn: Some(5.0),
             },
+            memory: None,
             listen_queue: ListenCounters::default(),
             server_end: None,
             wall_secs: 1.0,

@@ -1,9 +1,11 @@
 //! Leaf readers of the machine: [`procfs`] (processes, their memory and descriptors, the
-//! listen-queue counters, all from `/proc`) and [`environment`] (the one `/proc/sys` reader, and
+//! listen-queue counters, all from `/proc`), [`memory`] (the kernel's memory counters of
+//! `/proc/meminfo` and `/proc/net/sockstat`) and [`environment`] (the one `/proc/sys` reader, and
 //! the machine a report records).
 //!
 //! May import: `report`'s data types, which these readers fill in. Nothing here starts or signals a
 //! process.
 
 pub mod environment;
+pub mod memory;
 pub mod procfs;

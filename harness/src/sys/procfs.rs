@@ -21,6 +21,8 @@ pub struct ProcStat {
     pub session: i32,
     pub utime_ticks: u64,
     pub stime_ticks: u64,
+    /// Resident pages (field 24); 0 when the line is cut short before it.
+    pub rss_pages: u64,
 }
 
 impl ProcStat {
@@ -48,6 +50,8 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let mut rest = rest.skip(7);
     let utime_ticks = rest.next()?.parse().ok()?;
     let stime_ticks = rest.next()?.parse().ok()?;
+    // cutime cstime priority nice num_threads itrealvalue starttime vsize, then rss.
+    let rss_pages = rest.nth(8).and_then(|v| v.parse().ok()).unwrap_or(0);
     Some(ProcStat {
         pid,
         comm,
@@ -57,6 +61,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         session,
         utime_ticks,
         stime_ticks,
+        rss_pages,
     })
 }
 
@@ -236,6 +241,14 @@ mod tests {
         assert_eq!((stat.utime_ticks, stat.stime_ticks), (55, 66));
         assert!(!stat.is_zombie());
         assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn stat_reads_resident_pages_when_the_line_has_them() {
+        let full = "77 (rustc) R 1 77 77 0 -1 4194560 10 0 0 0 55 66 0 0 20 0 8 0 12345 901234688 20480 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(parse_stat(full).expect("parses").rss_pages, 20480);
+        let short = "4242 (x) R 17 4242 4242 0 -1 4194560 1 2 3 4 55 66 0 0 20 0 1 0";
+        assert_eq!(parse_stat(short).expect("parses").rss_pages, 0);
     }
 
     #[test]
