@@ -76,6 +76,20 @@ struct RunArgs {
     /// No progress bar (it is only ever drawn when stderr is a terminal).
     #[arg(long)]
     no_progress: bool,
+    /// Start the measured phase at this wall-clock time (RFC 3339 or Unix seconds), after
+    /// connecting; for loadgens on several hosts that should measure the same window.
+    #[arg(long, value_parser = crate::identity::parse_start_at)]
+    start_at: Option<std::time::SystemTime>,
+    /// Run id written into the report; give every loadgen of one multi-host run the same one.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// This loadgen's index among the loadgens of the run (e.g. the Kubernetes completion index).
+    #[arg(long, default_value_t = 0)]
+    worker_index: u64,
+    /// Worker processes to split the connections over [default: as many as the descriptor
+    /// limit requires].
+    #[arg(long)]
+    procs: Option<usize>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -85,6 +99,10 @@ struct MergeArgs {
     /// Reports written with --json.
     #[arg(required = true)]
     reports: Vec<PathBuf>,
+    /// Merge reports whose target, message size, pipeline or open/closed-loop mode differ (the
+    /// merged report lists the fields that do).
+    #[arg(long)]
+    allow_mixed: bool,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -154,6 +172,9 @@ impl RunArgs {
             max_error_rate: self.report.max_error_rate,
             slos: self.report.slo.clone(),
             deadline: self.deadline,
+            start_at: self.start_at,
+            run_id: self.run_id.clone(),
+            worker_index: self.worker_index,
         };
         config.validate()?;
         Ok(config)
@@ -210,7 +231,12 @@ fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
         .iter()
         .map(|p| Report::read_json(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let merged = Report::merge(&reports)?;
+    let labels: Vec<String> = args
+        .reports
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let merged = Report::merge_with(&reports, &labels, args.allow_mixed)?;
     present(&merged, &args.report)?;
     Ok(merged.failed_checks(args.report.max_error_rate, &args.report.slo))
 }

@@ -2,7 +2,7 @@
 //! the harness builds it directly. `Config::default()` matches the CLI defaults.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::Error;
 
@@ -86,6 +86,13 @@ pub struct Config {
     pub slos: Vec<Slo>,
     /// Hard cap on the whole run; `None` = computed (connect phase + warmup + duration + margin).
     pub deadline: Option<Duration>,
+    /// Wall-clock instant the measured phase starts (`--start-at`): connections are made first,
+    /// then held until this instant, so loadgens on several hosts measure the same window.
+    pub start_at: Option<SystemTime>,
+    /// Run id written into the report (`--run-id`); `None` = made up at start.
+    pub run_id: Option<String>,
+    /// This process's index among the workers of the run (`--worker-index`).
+    pub worker_index: u64,
 }
 
 impl Default for Config {
@@ -108,6 +115,9 @@ impl Default for Config {
             max_error_rate: 0.0,
             slos: Vec::new(),
             deadline: None,
+            start_at: None,
+            run_id: None,
+            worker_index: 0,
         }
     }
 }
@@ -170,6 +180,9 @@ impl Config {
         }
         if self.deadline.is_some_and(|d| d.is_zero()) {
             return bad("--deadline must be above 0".into());
+        }
+        if let Some(at) = self.start_at {
+            crate::identity::check_start_at(at, SystemTime::now())?;
         }
         Ok(())
     }

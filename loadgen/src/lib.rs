@@ -12,6 +12,7 @@ mod connect;
 pub mod echo_server;
 mod environment;
 mod error;
+pub mod identity;
 mod limits;
 mod merge;
 pub mod output;
@@ -26,7 +27,8 @@ pub use config::{Config, Slo};
 pub use error::Error;
 pub use report::{
     ConnectErrors, Counters, Environment, Errors, HistogramReport, Latencies, Mismatch, Parameters,
-    PercentileValue, Report, SessionErrors, TimelinePoint, SCHEMA_VERSION,
+    PercentileValue, Report, SessionErrors, TimelinePoint, OLDEST_READABLE_SCHEMA_VERSION,
+    SCHEMA_VERSION,
 };
 pub use runner::{run, run_async};
 

@@ -11,10 +11,15 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{Identity, MergeInfo};
 use crate::{new_histogram, Error, Slo};
 
-/// Version of the JSON format; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the JSON format; bumped on any incompatible change. Version 2 added `identity` and
+/// `merge`; version 1 reports still read (those fields default).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest schema version [`Report::read_json`] and [`Report::merge`] still accept.
+pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;
 
 /// One run (or the merge of several).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +30,13 @@ pub struct Report {
     pub environment: Environment,
     /// For a merged report, the environments of every run merged in; empty for a single run.
     pub merged_from: Vec<Environment>,
+    /// Run id, host, worker index and wall-clock measured phase of this run (for a merge: the
+    /// shared run id, the hosts, and the span of all measured phases).
+    #[serde(default)]
+    pub identity: Identity,
+    /// What a merge combined; `None` for a single run.
+    #[serde(default)]
+    pub merge: Option<MergeInfo>,
     /// Wall-clock start of the run, seconds since the Unix epoch.
     pub started_unix_secs: f64,
     /// Whole run, from the first connect to the last session's end.
@@ -505,10 +517,13 @@ impl Report {
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| file_err(format!("not JSON: {e}")))?;
         match value.get("schema_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == SCHEMA_VERSION as u64 => {}
+            Some(v)
+                if (OLDEST_READABLE_SCHEMA_VERSION as u64..=SCHEMA_VERSION as u64).contains(&v) => {
+            }
             Some(v) => {
                 return Err(file_err(format!(
-                    "schema_version {v} is not supported (this loadgen reads {SCHEMA_VERSION})"
+                    "schema_version {v} is not supported (this loadgen reads \
+                     {OLDEST_READABLE_SCHEMA_VERSION}..={SCHEMA_VERSION})"
                 )))
             }
             None => return Err(file_err("not a loadgen report (no schema_version)".into())),

@@ -86,7 +86,8 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
             _ = tokio::time::sleep_until(connect_deadline) => break,
         }
     }
-    let barrier = Instant::now();
+    let connected = Instant::now();
+    let barrier = crate::identity::hold_until_start_at(config.start_at, connected).await;
     let measure_start = barrier + config.warmup;
     let send_until = config.duration.map(|d| measure_start + d);
     let planned = config.planned_send_time().unwrap_or_default();
@@ -163,9 +164,16 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         parameters: parameters(config),
         environment: environment::current(),
         merged_from: Vec::new(),
+        identity: crate::identity::of_run(
+            config,
+            started_unix_secs,
+            measure_start.duration_since(t0),
+            measured,
+        ),
+        merge: None,
         started_unix_secs,
         elapsed_secs: end.duration_since(t0).as_secs_f64(),
-        connect_phase_secs: barrier.duration_since(t0).as_secs_f64(),
+        connect_phase_secs: connected.duration_since(t0).as_secs_f64(),
         all_first_echo_secs,
         measured_secs,
         messages_per_sec,

@@ -2,6 +2,7 @@
 //! (some misbehaving on purpose) and the real `fork-echo-server`, through the library API and
 //! the `loadgen` binary. Every load is bounded by a message count or a short duration.
 
+mod scale;
 mod util;
 
 use std::net::{IpAddr, SocketAddr};
@@ -183,7 +184,7 @@ fn json_reports_validate_against_the_schema() {
         .arg("merge")
         .arg(&closed)
         .arg(&open)
-        .arg("--json")
+        .args(["--allow-mixed", "--json"])
         .arg(&merged)
         .assert()
         .success();

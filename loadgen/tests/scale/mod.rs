@@ -1,0 +1,235 @@
+//! Tests of running past one process and one host: report identity, `loadgen merge`'s refusals
+//! and timeline alignment, `--start-at`, and the automatic split over worker processes. Kept in
+//! their own module of the one integration-test binary so they read as one feature.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::util::{self, Behaviour, TestServer};
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn run_to(target: &str, path: &Path, extra: &[&str]) {
+    util::loadgen_messages(target, 3, 20)
+        .args(["-q", "--json"])
+        .arg(path)
+        .args(extra)
+        .assert()
+        .success();
+}
+
+#[test]
+fn reports_carry_run_id_host_worker_and_measured_window() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let before = now_unix();
+    run_to(
+        &server.target(),
+        &a,
+        &["--run-id", "nightly-7", "--worker-index", "3"],
+    );
+    run_to(&server.target(), &b, &[]);
+    let after = now_unix();
+    let (ra, rb) = (util::read_report(&a), util::read_report(&b));
+    assert_eq!(ra.schema_version, 2);
+    assert_eq!(ra.identity.run_id, "nightly-7");
+    assert_eq!(ra.identity.worker, 3);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(ra.identity.host, host.trim());
+    let id = &ra.identity;
+    assert!(
+        before <= id.measured_start_unix_secs
+            && id.measured_start_unix_secs <= id.measured_end_unix_secs
+            && id.measured_end_unix_secs <= after,
+        "{id:?} not within {before}..{after}"
+    );
+    // Without --run-id each run makes up its own.
+    assert_eq!(rb.identity.run_id.len(), 16, "{:?}", rb.identity);
+    assert_ne!(rb.identity.run_id, ra.identity.run_id);
+    assert!(ra.merge.is_none());
+}
+
+#[test]
+fn merge_refuses_duplicates_and_mismatched_parameters() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    run_to(&server.target(), &p("a.json"), &[]);
+    run_to(&server.target(), &p("b.json"), &[]);
+    run_to(&server.target(), &p("big.json"), &["--size", "128"]);
+    run_to(&server.target(), &p("deep.json"), &["--pipeline", "2"]);
+    run_to(&server.target(), &p("open.json"), &["--rate", "500"]);
+    let merge = |files: &[&str], extra: &[&str]| {
+        let mut cmd = util::loadgen();
+        cmd.arg("merge");
+        for f in files {
+            cmd.arg(p(f));
+        }
+        cmd.args(extra);
+        cmd
+    };
+    // The same report twice would double every count.
+    let twice = util::stderr(&merge(&["a.json", "b.json", "a.json"], &[]).assert().code(2));
+    assert!(
+        twice.contains("given twice") && twice.contains("a.json") && twice.lines().count() == 1,
+        "{twice}"
+    );
+    // A merge of a and b given again with a is a duplicate too (parts are compared).
+    merge(&["a.json", "b.json"], &["-q", "--json"])
+        .arg(p("ab.json"))
+        .assert()
+        .success();
+    merge(&["ab.json", "a.json"], &[]).assert().code(2);
+    for (file, field) in [
+        ("big.json", "size differs"),
+        ("deep.json", "pipeline differs"),
+        ("open.json", "mode differs"),
+    ] {
+        let e = util::stderr(&merge(&["a.json", file], &[]).assert().code(2));
+        assert!(
+            e.contains(field) && e.contains("--allow-mixed") && e.lines().count() == 1,
+            "{e}"
+        );
+    }
+    let other = TestServer::start(Behaviour::Echo);
+    run_to(&other.target(), &p("other.json"), &[]);
+    let e = util::stderr(&merge(&["a.json", "other.json"], &[]).assert().code(2));
+    assert!(e.contains("target differs"), "{e}");
+    // --allow-mixed merges and says so, in the report and the text.
+    let text = util::stdout(
+        &merge(&["a.json", "big.json"], &["--allow-mixed", "--json"])
+            .arg(p("mixed.json"))
+            .assert()
+            .success(),
+    );
+    assert!(text.contains("--allow-mixed: size differ"), "{text}");
+    let mixed = util::read_report(&p("mixed.json"));
+    let info = mixed.merge.unwrap();
+    assert!(info.allow_mixed);
+    assert_eq!(info.mixed, vec!["size".to_string()]);
+    // A clean merge says how many workers from how many hosts.
+    let ab = util::read_report(&p("ab.json"));
+    let info = ab.merge.unwrap();
+    assert_eq!((info.workers, info.hosts, info.workers_lost), (2, 1, 0));
+    assert!(!info.allow_mixed);
+    let text = util::stdout(&merge(&["a.json", "b.json"], &[]).assert().success());
+    assert!(
+        text.contains("merged       2 workers from 1 host"),
+        "{text}"
+    );
+}
+
+#[test]
+fn merge_aligns_timelines_by_wall_clock() {
+    let server = TestServer::start(Behaviour::Echo);
+    let report = loadgen::run(util::messages_config(server.addr, 3, 30)).unwrap();
+    let mut later = report.clone();
+    later.identity.run_id = "another-run".into();
+    later.started_unix_secs += 3.0;
+    let merged = loadgen::Report::merge(&[report.clone(), later]).unwrap();
+    let last = |r: &loadgen::Report| r.timeline.iter().map(|p| p.second).max().unwrap();
+    // The later run's seconds land three points further on, not on top of the first run's.
+    assert_eq!(last(&merged), last(&report) + 3);
+    for p in &report.timeline {
+        let at = |s: u64| merged.timeline.iter().find(|m| m.second == s).unwrap();
+        assert!(at(p.second).messages >= p.messages);
+        assert!(at(p.second + 3).messages >= p.messages);
+    }
+    let total: u64 = merged.timeline.iter().map(|p| p.messages).sum();
+    assert_eq!(total, 2 * report.counters.messages_verified);
+    assert_eq!(merged.started_unix_secs, report.started_unix_secs);
+}
+
+#[test]
+fn version_1_reports_still_read_and_merge() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Vec::new();
+    for name in ["one.json", "two.json"] {
+        let path = dir.path().join(name);
+        run_to(&server.target(), &path, &[]);
+        let mut v = util::read_json(&path);
+        let o = v.as_object_mut().unwrap();
+        o.insert("schema_version".into(), serde_json::json!(1));
+        o.remove("identity");
+        o.remove("merge");
+        std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+        old.push(path);
+    }
+    let r = loadgen::Report::read_json(&old[0]).unwrap();
+    assert!(r.identity.run_id.is_empty());
+    util::loadgen().arg("merge").args(&old).assert().success();
+    // Without a run id the same old file twice is still caught (host, pid and start time).
+    util::loadgen()
+        .arg("merge")
+        .arg(&old[0])
+        .arg(&old[0])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn start_at_in_the_past_or_far_future_is_a_clear_usage_error() {
+    let server = TestServer::start(Behaviour::Echo);
+    let now = now_unix() as u64;
+    for (at, needle) in [
+        ((now - 3600).to_string(), "in the past"),
+        ((now + 3 * 24 * 3600).to_string(), "more than the 24h"),
+        ("2026-13-45T99:00:00Z".to_string(), "RFC 3339"),
+    ] {
+        let e = util::stderr(
+            &util::loadgen_messages(&server.target(), 1, 1)
+                .args(["--start-at", &at])
+                .assert()
+                .code(2),
+        );
+        // One line says what is wrong (clap may add its "try --help" hint below it).
+        let first = e.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        assert!(
+            first.contains(needle) && !e.contains("panicked"),
+            "{at}: {e}"
+        );
+    }
+}
+
+#[test]
+fn start_at_holds_the_measured_phase_until_that_instant() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.json");
+    let start_at = now_unix() + 2.0;
+    run_to(
+        &server.target(),
+        &path,
+        &["--start-at", &format!("{start_at:.3}")],
+    );
+    let r = util::read_report(&path);
+    let id = &r.identity;
+    // Connecting happened at once; measuring waited for the start time.
+    assert!(
+        id.measured_start_unix_secs >= start_at - 0.01,
+        "measured from {} before --start-at {start_at}",
+        id.measured_start_unix_secs
+    );
+    assert!(
+        r.connect_phase_secs < 1.5,
+        "connect phase {}s includes the wait",
+        r.connect_phase_secs
+    );
+    assert_eq!(r.counters.messages_verified, 3 * 20);
+    // And an RFC 3339 time is accepted the same way.
+    let rfc =
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_secs_f64(now_unix() + 0.5))
+            .to_string();
+    run_to(
+        &server.target(),
+        &dir.path().join("rfc.json"),
+        &["--start-at", &rfc],
+    );
+}
