@@ -215,7 +215,8 @@ pub fn main() -> ExitCode {
 
 fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
     let config = args.to_config()?;
-    let report = crate::run(config.clone())?;
+    let exe = std::env::current_exe().ok();
+    let report = crate::run_auto(config.clone(), args.procs, exe.as_deref())?;
     present(&report, &args.report)?;
     Ok(report.failed_checks_for(&config))
 }

@@ -22,6 +22,7 @@ mod report;
 mod runner;
 mod session;
 mod stats;
+pub mod workers;
 
 pub use config::{Config, Slo};
 pub use error::Error;
@@ -31,6 +32,7 @@ pub use report::{
     SCHEMA_VERSION,
 };
 pub use runner::{run, run_async};
+pub use workers::run_auto;
 
 /// Histogram range shared by every histogram loadgen writes, in microseconds: 1 us .. 60 s with
 /// 3 significant digits. Using one range everywhere is what makes reports merge exactly.

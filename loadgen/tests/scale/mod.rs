@@ -233,3 +233,161 @@ fn start_at_holds_the_measured_phase_until_that_instant() {
         &["--start-at", &rfc],
     );
 }
+
+/// Starts the `loadgen` binary with `args` under a descriptor limit of `nofile` (soft and hard).
+fn spawn_loadgen(args: &[&str], nofile: Option<u64>) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"));
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(n) = nofile {
+        // SAFETY: setrlimit is async-signal-safe and only touches the child's own limits.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Waits for `child` to end within `limit`; kills it and fails the test otherwise.
+fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("loadgen did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The pids whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The parent pid is the second field after the parenthesised command name.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        if after.split(' ').nth(1) == Some(&parent.to_string()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_tiny_descriptor_limit_splits_the_run_over_worker_processes() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("split.json");
+    let json = path.to_str().unwrap();
+    let target = server.target();
+    // 150 descriptors leave 86 connections per process: 200 connections need 3 workers.
+    let child = spawn_loadgen(
+        &[
+            "--addr",
+            &target,
+            "-c",
+            "200",
+            "--messages",
+            "5",
+            "--no-progress",
+            "-q",
+            "--json",
+            json,
+        ],
+        Some(150),
+    );
+    let out = wait_with_deadline(child, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r = util::read_report(&path);
+    let m = r.merge.clone().expect("a split run is a merge");
+    assert_eq!((m.workers, m.workers_lost, m.hosts), (3, 0, 1));
+    assert_eq!(r.parameters.processes, 3);
+    assert_eq!(r.parameters.conns, 200);
+    assert_eq!(r.counters.connections_established, 200);
+    assert_eq!(r.counters.messages_verified, 200 * 5);
+    let mut workers: Vec<u64> = m.parts.iter().map(|p| p.worker).collect();
+    workers.sort();
+    assert_eq!(workers, vec![0, 1, 2]);
+    assert!(m.parts.iter().all(|p| p.run_id == m.parts[0].run_id));
+    // One report on stdout, not one per worker.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // The workers' temporary reports are gone.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(&m.parts[0].run_id))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_worker_killed_mid_run_is_a_counted_failure_not_a_hang() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.json");
+    let target = server.target();
+    let child = spawn_loadgen(
+        &[
+            "--addr",
+            &target,
+            "-c",
+            "4",
+            "-d",
+            "4s",
+            "--procs",
+            "2",
+            "--no-progress",
+            "--json",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    let parent = child.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let workers = loop {
+        let workers = children_of(parent);
+        if workers.len() == 2 && server.peers.lock().unwrap().len() == 4 {
+            break workers;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "workers never connected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: sending a signal to a process this test's child started.
+    assert_eq!(unsafe { libc::kill(workers[0], libc::SIGKILL) }, 0);
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let r = util::read_report(&path);
+    let m = r.merge.clone().unwrap();
+    assert_eq!((m.workers, m.workers_lost), (2, 1));
+    assert_eq!(r.counters.connections_attempted, 4);
+    assert_eq!(r.counters.connections_failed, 2);
+    assert_eq!(r.counters.connections_established, 2);
+    let example = &r.errors.examples["worker.lost"];
+    assert!(example.contains("signal"), "{example}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 worker lost"), "{text}");
+}
