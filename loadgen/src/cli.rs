@@ -90,6 +90,9 @@ struct RunArgs {
     /// limit requires].
     #[arg(long)]
     procs: Option<usize>,
+    /// Internal, set by a splitting parent on its workers: wait for its go after connecting.
+    #[arg(long, hide = true)]
+    worker_barrier: bool,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -175,6 +178,7 @@ impl RunArgs {
             start_at: self.start_at,
             run_id: self.run_id.clone(),
             worker_index: self.worker_index,
+            stdio_barrier: self.worker_barrier,
         };
         config.validate()?;
         Ok(config)

@@ -93,6 +93,9 @@ pub struct Config {
     pub run_id: Option<String>,
     /// This process's index among the workers of the run (`--worker-index`).
     pub worker_index: u64,
+    /// A worker of a split run: after connecting it says so on stdout and waits for the parent's
+    /// go on stdin, so every worker's measured phase starts once all of them have connected.
+    pub stdio_barrier: bool,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             start_at: None,
             run_id: None,
             worker_index: 0,
+            stdio_barrier: false,
         }
     }
 }

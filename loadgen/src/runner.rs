@@ -87,7 +87,8 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         }
     }
     let connected = Instant::now();
-    let barrier = crate::identity::hold_until_start_at(config.start_at, connected).await;
+    let barrier = crate::workers::wait_for_go(config.stdio_barrier, connected).await;
+    let barrier = crate::identity::hold_until_start_at(config.start_at, barrier).await;
     let measure_start = barrier + config.warmup;
     let send_until = config.duration.map(|d| measure_start + d);
     let planned = config.planned_send_time().unwrap_or_default();

@@ -8,7 +8,10 @@
 //! again) with its share of the connections and rates, each writing its JSON report to a file in
 //! a private temporary directory. The parent draws the one progress line, waits for every worker
 //! under a deadline (a worker still running past it is killed), and merges the reports exactly
-//! with [`crate::Report::merge_with`]. A worker that dies or writes no report is counted: its
+//! with [`crate::Report::merge_with`]. The workers share one barrier: each says
+//! [`CONNECTED_LINE`] on stdout when its connect phase is over and waits for a line on stdin;
+//! the parent answers once every worker has connected (or ended), so the measured phases start
+//! together and the merged peak really was open at once. A worker that dies or writes no report is counted: its
 //! connections are attempted and failed (`connect.other`, with an example naming the worker and
 //! how it ended) and `merge.workers_lost` says how many — never a hang, never a silent gap.
 
@@ -25,6 +28,9 @@ use crate::{limits, Config, Error, Report};
 /// Descriptors a worker needs besides its connections (kept in step with the preflight check).
 const SPARE_FDS: u64 = 64;
 
+/// What a worker prints on stdout when its connect phase is over.
+pub const CONNECTED_LINE: &str = "loadgen-worker: connected";
+
 /// Most worker processes loadgen starts on its own; past this a load is more likely a typo than a
 /// plan (`--procs` can still ask for more).
 pub const MAX_AUTO_PROCS: u64 = 64;
@@ -32,6 +38,28 @@ pub const MAX_AUTO_PROCS: u64 = 64;
 /// Time past a worker's own hard deadline before the parent kills it: the worker needs it to
 /// write its report after its deadline cut outstanding work off.
 const WORKER_GRACE: Duration = Duration::from_secs(10);
+
+/// The worker's side of the shared barrier: when `enabled`, says [`CONNECTED_LINE`] on stdout
+/// and waits for a line (or end of file) on stdin. Returns when the measured phase may begin.
+pub(crate) async fn wait_for_go(
+    enabled: bool,
+    connected: tokio::time::Instant,
+) -> tokio::time::Instant {
+    if !enabled {
+        return connected;
+    }
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{CONNECTED_LINE}").and_then(|_| out.flush());
+    }
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)
+    })
+    .await;
+    tokio::time::Instant::now().max(connected)
+}
 
 /// How one run is laid out over processes and source addresses.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +202,7 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
     let kill_at = started + wait_for_start + run_bound + WORKER_GRACE;
 
     let mut workers: Vec<Worker> = Vec::with_capacity(procs);
+    let (connected_tx, connected_rx) = std::sync::mpsc::channel::<usize>();
     for i in 0..procs {
         let conns = (config.conns / procs + usize::from(i < config.conns % procs)) as u64;
         let index = config.worker_index * procs as u64 + i as u64;
@@ -185,8 +214,8 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
         })?;
         let child = Command::new(exe)
             .args(worker_args(config, procs, conns, &run_id, index, &report))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .stderr(err_file)
             .spawn();
         let child = match child {
@@ -202,6 +231,18 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
                 });
             }
         };
+        let mut child = child;
+        if let Some(out) = child.stdout.take() {
+            let tx = connected_tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    if line == CONNECTED_LINE {
+                        let _ = tx.send(i);
+                    }
+                }
+            });
+        }
         workers.push(Worker {
             index,
             conns,
@@ -212,8 +253,14 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
         });
     }
 
+    drop(connected_tx);
     let progress = WorkerProgress::new(config.progress, procs);
+    let mut connected = vec![false; procs];
+    let mut released = false;
     loop {
+        while let Ok(i) = connected_rx.try_recv() {
+            connected[i] = true;
+        }
         let mut running = 0;
         for w in workers.iter_mut().filter(|w| w.ended.is_none()) {
             match w.child.try_wait() {
@@ -227,6 +274,22 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
         }
         if running == 0 {
             break;
+        }
+        // The shared barrier: go once every worker has connected or ended. Closing stdin is the
+        // go, so a worker whose parent died is released too.
+        if !released
+            && workers
+                .iter()
+                .zip(&connected)
+                .all(|(w, c)| *c || w.ended.is_some())
+        {
+            for w in &mut workers {
+                if let Some(mut stdin) = w.child.stdin.take() {
+                    use std::io::Write;
+                    let _ = stdin.write_all(b"go\n");
+                }
+            }
+            released = true;
         }
         if Instant::now() >= kill_at {
             for w in workers.iter_mut().filter(|w| w.ended.is_none()) {
@@ -360,6 +423,7 @@ fn worker_args(
         index.to_string(),
         "--procs".into(),
         "1".into(),
+        "--worker-barrier".into(),
         "--no-progress".into(),
         "--quiet".into(),
         // The parent judges the merged run; a worker's own verdict must not stop its report.

@@ -391,3 +391,44 @@ fn a_worker_killed_mid_run_is_a_counted_failure_not_a_hang() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("1 worker lost"), "{text}");
 }
+
+#[test]
+fn split_workers_start_measuring_together_after_all_have_connected() {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("together.json");
+    let target = server.target();
+    // 3 connections at 1/s over two workers (0.5/s each, split 2 + 1): worker 0's second
+    // connection starts 2 s in, worker 1's only one at once. Left to itself, worker 1 would
+    // start measuring about 2 s before worker 0.
+    let child = spawn_loadgen(
+        &[
+            "--addr",
+            &target,
+            "-c",
+            "3",
+            "--procs",
+            "2",
+            "--connect-rate",
+            "1",
+            "--messages",
+            "3",
+            "--no-progress",
+            "-q",
+            "--json",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    assert!(out.status.success(), "{out:?}");
+    let r = util::read_report(&path);
+    let parts = r.merge.unwrap().parts;
+    assert_eq!(parts.len(), 2);
+    let gap = (parts[0].measured_start_unix_secs - parts[1].measured_start_unix_secs).abs();
+    assert!(
+        gap < 1.0,
+        "workers started measuring {gap:.3}s apart: {parts:?}"
+    );
+    assert_eq!(r.counters.messages_verified, 9);
+}
