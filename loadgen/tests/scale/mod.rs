@@ -203,7 +203,8 @@ fn start_at_holds_the_measured_phase_until_that_instant() {
     let server = TestServer::start(Behaviour::Echo);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.json");
-    let start_at = now_unix() + 2.0;
+    // Far enough ahead that a slow start on a busy box still leaves a wait to hold.
+    let start_at = now_unix() + 4.0;
     run_to(
         &server.target(),
         &path,
@@ -218,7 +219,7 @@ fn start_at_holds_the_measured_phase_until_that_instant() {
         id.measured_start_unix_secs
     );
     assert!(
-        r.connect_phase_secs < 1.5,
+        r.connect_phase_secs < 3.0,
         "connect phase {}s includes the wait",
         r.connect_phase_secs
     );
