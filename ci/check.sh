@@ -21,3 +21,7 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # One closing line for the whole workspace (cargo prints one per test binary, the last of which
 # is a doc-test run with nothing in it).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+echo "== several load hosts in network namespaces (root only; skipped with one line otherwise)"
+bash ci/netns-test.sh
+echo "== deploy/ manifests against the Kubernetes schemas (offline)"
+bash ci/validate-deploy.sh

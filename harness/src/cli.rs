@@ -331,7 +331,7 @@ fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
     };
     // Bad load flags and a load this process's limits cannot hold are setup errors, found
     // before any server starts or check runs.
-    loadgen::preflight(&load)?;
+    loadgen::preflight_auto(&load, None)?;
     if a.check_clients == 0 {
         return Err(SetupError("--check-clients must be at least 1".into()));
     }
@@ -370,11 +370,14 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
     // The largest step decides whether the ladder fits this process's limits: found before
     // the small steps run, not after.
     if let Some(&largest) = ladder.last() {
-        loadgen::preflight(&loadgen::Config {
-            conns: largest as usize,
-            size: a.size.max(1),
-            ..loadgen::Config::default()
-        })
+        loadgen::preflight_auto(
+            &loadgen::Config {
+                conns: largest as usize,
+                size: a.size.max(1),
+                ..loadgen::Config::default()
+            },
+            None,
+        )
         .map_err(|e| SetupError(format!("the largest sweep step: {e}")))?;
     }
     let results_dir = a.results_dir.unwrap_or_else(save::default_results_dir);

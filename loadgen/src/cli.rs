@@ -93,6 +93,23 @@ struct RunArgs {
     /// Event-loop threads, connections sharded over them [default: one per CPU loadgen may use].
     #[arg(long)]
     threads: Option<usize>,
+    /// Start the measured phase at this wall-clock time (RFC 3339 or Unix seconds), after
+    /// connecting; for loadgens on several hosts that should measure the same window.
+    #[arg(long, value_parser = crate::identity::parse_start_at)]
+    start_at: Option<std::time::SystemTime>,
+    /// Run id written into the report; give every loadgen of one multi-host run the same one.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// This loadgen's index among the loadgens of the run (e.g. the Kubernetes completion index).
+    #[arg(long, default_value_t = 0)]
+    worker_index: u64,
+    /// Worker processes to split the connections over [default: as many as the descriptor
+    /// limit requires].
+    #[arg(long)]
+    procs: Option<usize>,
+    /// Internal, set by a splitting parent on its workers: wait for its go after connecting.
+    #[arg(long, hide = true)]
+    worker_barrier: bool,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -103,6 +120,10 @@ struct MergeArgs {
     /// Reports written with --json.
     #[arg(required = true)]
     reports: Vec<PathBuf>,
+    /// Merge reports whose target, message size, pipeline or open/closed-loop mode differ (the
+    /// merged report lists the fields that do).
+    #[arg(long)]
+    allow_mixed: bool,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -178,6 +199,10 @@ impl RunArgs {
             slos: self.report.slo.clone(),
             deadline: self.deadline,
             threads: self.threads,
+            start_at: self.start_at,
+            run_id: self.run_id.clone(),
+            worker_index: self.worker_index,
+            stdio_barrier: self.worker_barrier,
         };
         config.validate()?;
         Ok(config)
@@ -222,7 +247,8 @@ fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
     // First Ctrl-C stops the load; the summary is printed and the report written as usual,
     // marked `interrupted`. A second one quits.
     crate::interrupt::install_ctrl_c_handler("loadgen", || {});
-    let report = crate::run(config.clone())?;
+    let exe = std::env::current_exe().ok();
+    let report = crate::run_auto(config.clone(), args.procs, exe.as_deref())?;
     present(&report, &args.report)?;
     Ok(report.failed_checks_for(&config))
 }
@@ -242,7 +268,12 @@ fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
         .iter()
         .map(|p| Report::read_json(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let merged = Report::merge(&reports)?;
+    let labels: Vec<String> = args
+        .reports
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let merged = Report::merge_with(&reports, &labels, args.allow_mixed)?;
     present(&merged, &args.report)?;
     Ok(merged.failed_checks(
         args.report.max_error_rate,

@@ -2,7 +2,7 @@
 //! the harness builds it directly. `Config::default()` matches the CLI defaults.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::Error;
 
@@ -92,6 +92,16 @@ pub struct Config {
     /// Event-loop threads of [`crate::run`] (connections are sharded over them); `None` = one per
     /// CPU this process may run on. Ignored by [`crate::run_async`], which uses the caller's runtime.
     pub threads: Option<usize>,
+    /// Wall-clock instant the measured phase starts (`--start-at`): connections are made first,
+    /// then held until this instant, so loadgens on several hosts measure the same window.
+    pub start_at: Option<SystemTime>,
+    /// Run id written into the report (`--run-id`); `None` = made up at start.
+    pub run_id: Option<String>,
+    /// This process's index among the workers of the run (`--worker-index`).
+    pub worker_index: u64,
+    /// A worker of a split run: after connecting it says so on stdout and waits for the parent's
+    /// go on stdin, so every worker's measured phase starts once all of them have connected.
+    pub stdio_barrier: bool,
 }
 
 impl Default for Config {
@@ -116,6 +126,10 @@ impl Default for Config {
             slos: Vec::new(),
             deadline: None,
             threads: None,
+            start_at: None,
+            run_id: None,
+            worker_index: 0,
+            stdio_barrier: false,
         }
     }
 }
@@ -184,6 +198,9 @@ impl Config {
         }
         if self.deadline.is_some_and(|d| d.is_zero()) {
             return bad("--deadline must be above 0".into());
+        }
+        if let Some(at) = self.start_at {
+            crate::identity::check_start_at(at, SystemTime::now())?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod echo_server;
 mod engine;
 mod environment;
 mod error;
+pub mod identity;
 pub mod interrupt;
 mod limits;
 mod merge;
@@ -24,14 +25,17 @@ mod report;
 mod runner;
 mod session;
 mod stats;
+pub mod workers;
 
 pub use config::{Config, Slo};
 pub use error::Error;
 pub use report::{
     ConnectErrors, Counters, Environment, Errors, HistogramReport, Latencies, Mismatch, Parameters,
-    PercentileValue, Report, SessionErrors, TimelinePoint, SCHEMA_VERSION, SEND_LAG_WARN_FRACTION,
+    PercentileValue, Report, SessionErrors, TimelinePoint, OLDEST_READABLE_SCHEMA_VERSION,
+    SCHEMA_VERSION, SEND_LAG_WARN_FRACTION,
 };
 pub use runner::{preflight, run, run_async};
+pub use workers::{preflight_auto, run_auto};
 
 /// Histogram range shared by every histogram loadgen writes, in microseconds: 1 us .. 60 s with
 /// 3 significant digits. Using one range everywhere is what makes reports merge exactly.

@@ -6,26 +6,48 @@
 
 use std::collections::BTreeMap;
 
+use crate::identity::{self, Identity, MergeInfo};
 use crate::report::{
-    decode_histogram, Counters, Errors, HistogramReport, Latencies, Report, SCHEMA_VERSION,
+    decode_histogram, Counters, Errors, HistogramReport, Latencies, Report,
+    OLDEST_READABLE_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 use crate::stats::{seconds_to_points, SecondBucket};
 use crate::{new_histogram, Error};
 
 impl Report {
     /// One report from several runs (processes or hosts): histograms added exactly, counters
-    /// summed, rates summed, times the longest. Parameters are the first report's, with
-    /// `conns`, `rate`, `connect_rate` and `processes` summed.
+    /// summed, rates summed, times the longest, timelines aligned by wall clock. Parameters are
+    /// the first report's, with `conns`, `rate`, `connect_rate` and `processes` summed. Refuses
+    /// a run given twice and runs of different target, size, pipeline or mode
+    /// ([`Report::merge_with`] names the reports and can allow the latter).
     pub fn merge(reports: &[Report]) -> Result<Report, Error> {
+        Report::merge_with(reports, &[], false)
+    }
+
+    /// [`Report::merge`] with `labels` (e.g. file names) naming the reports in errors, and
+    /// `allow_mixed` to merge reports whose target, size, pipeline or mode differ (the fields
+    /// that differ are listed in the merged report's `merge.mixed`).
+    pub fn merge_with(
+        reports: &[Report],
+        labels: &[String],
+        allow_mixed: bool,
+    ) -> Result<Report, Error> {
         let first = reports
             .first()
             .ok_or_else(|| Error::Merge("no reports given".into()))?;
-        if let Some(r) = reports.iter().find(|r| r.schema_version != SCHEMA_VERSION) {
+        if let Some(r) = reports.iter().find(|r| {
+            !(OLDEST_READABLE_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&r.schema_version)
+        }) {
             return Err(Error::Merge(format!(
-                "schema_version {} is not {SCHEMA_VERSION}",
+                "schema_version {} is not {OLDEST_READABLE_SCHEMA_VERSION}..={SCHEMA_VERSION}",
                 r.schema_version
             )));
         }
+        let mixed = identity::check_mergeable(reports, labels, allow_mixed)?;
+        let started_unix_secs = reports
+            .iter()
+            .map(|r| r.started_unix_secs)
+            .fold(f64::INFINITY, f64::min);
         let percentiles = &first.parameters.percentiles;
         let add_all = |pick: &dyn Fn(&Report) -> Option<&HistogramReport>| -> Result<Option<HistogramReport>, Error> {
             let mut h = new_histogram();
@@ -58,7 +80,14 @@ impl Report {
         let mut errors = Errors::default();
         let mut seconds: BTreeMap<u64, SecondBucket> = BTreeMap::new();
         let mut merged_from = Vec::new();
+        let mut parts: Vec<Identity> = Vec::new();
+        let mut workers_lost = 0;
         for r in reports {
+            parts.extend(identity::parts_of(r));
+            workers_lost += r.merge.as_ref().map_or(0, |m| m.workers_lost);
+            // Each timeline counts seconds from its own run's start: shift it onto the
+            // earliest start so the same wall-clock second lands in the same point.
+            let shift = (r.started_unix_secs - started_unix_secs).round().max(0.0) as u64;
             counters.add(&r.counters);
             errors.add(&r.errors);
             if r.merged_from.is_empty() {
@@ -67,7 +96,9 @@ impl Report {
                 merged_from.extend(r.merged_from.iter().cloned());
             }
             for p in &r.timeline {
-                let b = seconds.entry(p.second).or_insert_with(SecondBucket::new);
+                let b = seconds
+                    .entry(p.second + shift)
+                    .or_insert_with(SecondBucket::new);
                 b.messages += p.messages;
                 b.errors += p.errors;
                 b.established += p.established;
@@ -94,16 +125,55 @@ impl Report {
             }
         }
         parameters.target = targets.join(",");
+        let mut hosts: Vec<&str> = Vec::new();
+        for p in &parts {
+            if !hosts.contains(&p.host.as_str()) {
+                hosts.push(&p.host);
+            }
+        }
+        let mut run_ids: Vec<&str> = Vec::new();
+        for p in &parts {
+            if !run_ids.contains(&p.run_id.as_str()) {
+                run_ids.push(&p.run_id);
+            }
+        }
+        let span = |pick: &dyn Fn(&Identity) -> f64, min: bool| {
+            let values = parts.iter().map(pick).filter(|v| *v > 0.0);
+            if min {
+                values.fold(f64::INFINITY, f64::min)
+            } else {
+                values.fold(0.0, f64::max)
+            }
+        };
+        let measured_start = span(&|p| p.measured_start_unix_secs, true);
+        let merged_identity = Identity {
+            run_id: run_ids.join(","),
+            host: hosts.join(","),
+            worker: 0,
+            measured_start_unix_secs: if measured_start.is_finite() {
+                measured_start
+            } else {
+                0.0
+            },
+            measured_end_unix_secs: span(&|p| p.measured_end_unix_secs, false),
+        };
+        let merge = MergeInfo {
+            hosts: hosts.len() as u64,
+            workers: parts.len() as u64,
+            workers_lost,
+            allow_mixed,
+            mixed,
+            parts,
+        };
 
         Ok(Report {
             schema_version: SCHEMA_VERSION,
             parameters,
             environment: crate::environment::current(),
             merged_from,
-            started_unix_secs: reports
-                .iter()
-                .map(|r| r.started_unix_secs)
-                .fold(f64::INFINITY, f64::min),
+            identity: merged_identity,
+            merge: Some(merge),
+            started_unix_secs,
             elapsed_secs: max_f(&|r| r.elapsed_secs),
             connect_phase_secs: max_f(&|r| r.connect_phase_secs),
             all_first_echo_secs: reports

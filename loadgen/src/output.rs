@@ -34,6 +34,9 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         "loadgen {} -> {}: {} connections, {}-byte messages, pipeline {}, {mode}, {pacing}{processes}",
         report.environment.loadgen_version, p.target, p.conns, p.size, p.pipeline
     )?;
+    if let Some(m) = &report.merge {
+        crate::identity::write_merge_line(m, out)?;
+    }
     writeln!(out, "{}", connections_line(report))?;
     let (failed_sessions, sessions) = report.session_failures();
     writeln!(

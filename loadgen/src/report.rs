@@ -11,14 +11,16 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{Identity, MergeInfo};
 use crate::{new_histogram, Error, Slo};
 
 /// Version of the JSON format; bumped on any change. Version 2 added `interrupted`,
-/// `counters.connections_not_started`, `connections_interrupted`, `sessions_completed` and
-/// `errors.connect.run_deadline`; version 1 reports are still read (those fields read as 0).
+/// `counters.connections_not_started`, `connections_interrupted`, `sessions_completed`,
+/// `errors.connect.run_deadline`, `identity` and `merge`; version 1 reports are still read (those
+/// fields read as 0 or absent).
 pub const SCHEMA_VERSION: u32 = 2;
 
-/// The oldest `schema_version` [`Report::read_json`] still reads.
+/// The oldest `schema_version` [`Report::read_json`] and [`Report::merge`] still read.
 pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;
 
 /// An open-loop run warns when its send-lag p99 is above this fraction of the uncorrected echo
@@ -34,6 +36,13 @@ pub struct Report {
     pub environment: Environment,
     /// For a merged report, the environments of every run merged in; empty for a single run.
     pub merged_from: Vec<Environment>,
+    /// Run id, host, worker index and wall-clock measured phase of this run (for a merge: the
+    /// shared run id, the hosts, and the span of all measured phases).
+    #[serde(default)]
+    pub identity: Identity,
+    /// What a merge combined; `None` for a single run.
+    #[serde(default)]
+    pub merge: Option<MergeInfo>,
     /// Wall-clock start of the run, seconds since the Unix epoch.
     pub started_unix_secs: f64,
     /// Whole run, from the first connect to the last session's end.

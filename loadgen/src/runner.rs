@@ -120,7 +120,9 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
             _ = interrupted() => break,
         }
     }
-    let barrier = Instant::now();
+    let connected = Instant::now();
+    let barrier = crate::workers::wait_for_go(config.stdio_barrier, connected).await;
+    let barrier = crate::identity::hold_until_start_at(config.start_at, barrier).await;
     let schedule_start = barrier + config.schedule_lead();
     let measure_start = schedule_start + config.warmup;
     let send_until = config.duration.map(|d| measure_start + d);
@@ -222,9 +224,16 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         parameters: parameters(config),
         environment: environment::current(),
         merged_from: Vec::new(),
+        identity: crate::identity::of_run(
+            config,
+            started_unix_secs,
+            measure_start.duration_since(t0),
+            measured,
+        ),
+        merge: None,
         started_unix_secs,
         elapsed_secs: end.duration_since(t0).as_secs_f64(),
-        connect_phase_secs: barrier.duration_since(t0).as_secs_f64(),
+        connect_phase_secs: connected.duration_since(t0).as_secs_f64(),
         all_first_echo_secs,
         measured_secs,
         messages_per_sec,

@@ -1,4 +1,4 @@
-//! The glue between the harness and `loadgen`: one load phase is `loadgen::run` on this thread
+//! The glue between the harness and `loadgen`: one load phase is `loadgen::run_auto` on this thread
 //! while the sampler thread watches the server's tree, with the kernel's listen-queue counters
 //! read before and after. `loadgen::run` builds its own tokio runtime, so this must be called
 //! from a plain thread (never from inside a runtime).
@@ -31,7 +31,9 @@ pub fn run_load(
     let listen_before = ListenCounters::read().unwrap_or_default();
     let started = Instant::now();
     let sampler = Sampler::start(server_pid, interval, live_children);
-    let report = loadgen::run(config);
+    // The same path as the `loadgen` binary: one process when the descriptor limit allows,
+    // else worker processes of the loadgen binary built beside this one, merged exactly.
+    let report = loadgen::run_auto(config, None, loadgen_binary().as_deref());
     let timeline = match sampler {
         Ok(sampler) => sampler.stop(),
         Err(_) => Vec::new(),
@@ -45,6 +47,16 @@ pub fn run_load(
         listen_queue,
         wall_secs: started.elapsed().as_secs_f64(),
     }
+}
+
+/// The `loadgen` binary beside this program (`target/<profile>/`), or one directory up when
+/// this is a test binary in `target/<profile>/deps/`.
+fn loadgen_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join("loadgen"), dir.parent()?.join("loadgen")]
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 /// The latency at `percentile` of a loadgen histogram, in microseconds.
