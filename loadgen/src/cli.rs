@@ -95,7 +95,7 @@ struct RunArgs {
     threads: Option<usize>,
     /// Start the measured phase at this wall-clock time (RFC 3339 or Unix seconds), after
     /// connecting; for loadgens on several hosts that should measure the same window.
-    #[arg(long, value_parser = crate::identity::parse_start_at)]
+    #[arg(long, value_parser = crate::start::parse_start_at)]
     start_at: Option<std::time::SystemTime>,
     /// Run id written into the report; give every loadgen of one multi-host run the same one.
     #[arg(long)]

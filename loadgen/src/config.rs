@@ -200,7 +200,7 @@ impl Config {
             return bad("--deadline must be above 0".into());
         }
         if let Some(at) = self.start_at {
-            crate::identity::check_start_at(at, SystemTime::now())?;
+            crate::start::check_start_at(at, SystemTime::now())?;
         }
         Ok(())
     }

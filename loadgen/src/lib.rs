@@ -24,6 +24,7 @@ mod progress;
 mod report;
 mod runner;
 mod session;
+mod start;
 mod stats;
 pub mod workers;
 

@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::identity::{self, Identity, MergeInfo};
+use crate::identity;
 use crate::report::{
     decode_histogram, Counters, Errors, HistogramReport, Latencies, Report,
     OLDEST_READABLE_SCHEMA_VERSION, SCHEMA_VERSION,
 };
+use crate::report::{Identity, MergeInfo};
 use crate::stats::{seconds_to_points, SecondBucket};
 use crate::{new_histogram, Error};
 

@@ -11,7 +11,6 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{Identity, MergeInfo};
 use crate::{new_histogram, Error, Slo};
 
 /// Version of the JSON format; bumped on any change. Version 2 added `interrupted`,
@@ -668,6 +667,40 @@ pub fn format_us(us: u64) -> String {
     } else {
         format!("{:.3}s", us as f64 / 1e6)
     }
+}
+
+/// The identity of one measured run (one process). Reports written before schema version 2 have
+/// none; they read as the default (empty run id), and merge tells them apart by
+/// host, pid and start time instead.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Shared by every worker of one run (`--run-id`, else made up at start).
+    pub run_id: String,
+    /// Host name of the machine that ran the load.
+    pub host: String,
+    /// Index of this worker within the run (`--worker-index`, or given by the splitting parent).
+    pub worker: u64,
+    /// Wall-clock start of the measured phase (after the barrier and warmup), Unix seconds.
+    pub measured_start_unix_secs: f64,
+    /// Wall-clock end of the measured phase, Unix seconds.
+    pub measured_end_unix_secs: f64,
+}
+
+/// What a merge combined; `None` in the report of a single run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MergeInfo {
+    /// Distinct host names among the merged runs.
+    pub hosts: u64,
+    /// Runs (worker processes) merged, lost workers included.
+    pub workers: u64,
+    /// Worker processes that died or never wrote a report; their connections count as failed.
+    pub workers_lost: u64,
+    /// `--allow-mixed` was given.
+    pub allow_mixed: bool,
+    /// Parameters that differed between the merged runs (only possible with `--allow-mixed`).
+    pub mixed: Vec<String>,
+    /// The identity of every merged run, in the order given.
+    pub parts: Vec<Identity>,
 }
 
 #[cfg(test)]

@@ -121,8 +121,8 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         }
     }
     let connected = Instant::now();
-    let barrier = crate::workers::wait_for_go(config.stdio_barrier, connected).await;
-    let barrier = crate::identity::hold_until_start_at(config.start_at, barrier).await;
+    let barrier = crate::start::wait_for_go(config.stdio_barrier, connected).await;
+    let barrier = crate::start::hold_until_start_at(config.start_at, barrier).await;
     let schedule_start = barrier + config.schedule_lead();
     let measure_start = schedule_start + config.warmup;
     let send_until = config.duration.map(|d| measure_start + d);

@@ -22,14 +22,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::DEADLINE_MARGIN;
-use crate::identity::{self, Identity};
+use crate::identity;
+use crate::report::Identity;
+use crate::start::{self, CONNECTED_LINE};
 use crate::{limits, Config, Error, Report};
 
 /// Descriptors a worker needs besides its connections (kept in step with the preflight check).
 const SPARE_FDS: u64 = 64;
-
-/// What a worker prints on stdout when its connect phase is over.
-pub const CONNECTED_LINE: &str = "loadgen-worker: connected";
 
 /// Most worker processes loadgen starts on its own; past this a load is more likely a typo than a
 /// plan (`--procs` can still ask for more).
@@ -38,28 +37,6 @@ pub const MAX_AUTO_PROCS: u64 = 64;
 /// Time past a worker's own hard deadline before the parent kills it: the worker needs it to
 /// write its report after its deadline cut outstanding work off.
 const WORKER_GRACE: Duration = Duration::from_secs(10);
-
-/// The worker's side of the shared barrier: when `enabled`, says [`CONNECTED_LINE`] on stdout
-/// and waits for a line (or end of file) on stdin. Returns when the measured phase may begin.
-pub(crate) async fn wait_for_go(
-    enabled: bool,
-    connected: tokio::time::Instant,
-) -> tokio::time::Instant {
-    if !enabled {
-        return connected;
-    }
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{CONNECTED_LINE}").and_then(|_| out.flush());
-    }
-    let _ = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)
-    })
-    .await;
-    tokio::time::Instant::now().max(connected)
-}
 
 /// How one run is laid out over processes and source addresses.
 #[derive(Debug, Clone, PartialEq)]
@@ -465,10 +442,7 @@ fn worker_args(
         a.extend(["--threads".into(), t.to_string()]);
     }
     if let Some(t) = config.start_at {
-        a.extend([
-            "--start-at".into(),
-            format!("{:.6}", identity::unix_secs(t)),
-        ]);
+        a.extend(["--start-at".into(), format!("{:.6}", start::unix_secs(t))]);
     }
     a
 }

@@ -4,7 +4,7 @@
 //! has none of it, and says so (absent, not zero).
 
 use crate::capacity::memory::{DropCheck, TotalMemoryModel};
-use crate::render::text::table;
+use crate::render::layout::table;
 use crate::render::units::mib_or_kib;
 use crate::report::run::RunReport;
 use crate::report::sweep::{SweepReport, Validation};
