@@ -171,20 +171,7 @@ pub fn run_step(
 fn tree_figures(timeline: &[Sample], established: Option<u64>) -> TreeFigures {
     let summary = sampler::summarize(timeline);
     let peak = summary.peak_live_children;
-    let at_peak: Vec<&Sample> = timeline
-        .iter()
-        .filter(|s| s.live_children == peak && peak > 0)
-        .collect();
-    let complete: Vec<&Sample> = at_peak
-        .iter()
-        .copied()
-        .filter(|s| s.children_unmeasured == 0)
-        .collect();
-    let basis = if complete.is_empty() {
-        &at_peak
-    } else {
-        &complete
-    };
+    let basis = sampler::peak_samples(timeline, peak, |_| true);
     let mut pss: Vec<u64> = basis.iter().map(|s| s.tree_pss_kib).collect();
     pss.sort_unstable();
     let total_pss_kib = pss.get(pss.len() / 2).copied();

@@ -242,6 +242,30 @@ pub fn summarize(timeline: &[Sample]) -> TimelineSummary {
     }
 }
 
+/// The samples taken at `peak` live children that pass `keep`: those in which every child's
+/// memory was read when there are any, else all of them (a partly read sample still counts every
+/// child; only its memory figures are scaled up from the children read).
+pub fn peak_samples(
+    timeline: &[Sample],
+    peak: usize,
+    keep: impl Fn(&Sample) -> bool,
+) -> Vec<&Sample> {
+    let at_peak: Vec<&Sample> = timeline
+        .iter()
+        .filter(|s| peak > 0 && s.live_children == peak && keep(s))
+        .collect();
+    let complete: Vec<&Sample> = at_peak
+        .iter()
+        .copied()
+        .filter(|s| s.children_unmeasured == 0)
+        .collect();
+    if complete.is_empty() {
+        at_peak
+    } else {
+        complete
+    }
+}
+
 /// The kernel's side of a load's memory: the change of each counter from `baseline` (read before
 /// the server started) to the samples at the peak child count (those in which every child's memory
 /// was read, when there are any), as medians; the server's user space is the parent's PSS plus the
@@ -258,20 +282,7 @@ pub fn step_memory(
     if peak == 0 {
         return None;
     }
-    let at_peak: Vec<&Sample> = timeline
-        .iter()
-        .filter(|s| s.live_children == peak && s.memory.is_some())
-        .collect();
-    let complete: Vec<&Sample> = at_peak
-        .iter()
-        .copied()
-        .filter(|s| s.children_unmeasured == 0)
-        .collect();
-    let basis = if complete.is_empty() {
-        at_peak
-    } else {
-        complete
-    };
+    let basis = peak_samples(timeline, peak, |s| s.memory.is_some());
     if basis.is_empty() {
         return None;
     }
