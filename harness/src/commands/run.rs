@@ -171,7 +171,20 @@ pub fn combine_runs(mut runs: Vec<RunReport>) -> Option<RunReport> {
             FigureSpread::of(&values).map(|s| (name.to_string(), s))
         })
         .collect();
-    let any_load_failed = runs.iter().any(|r| !r.summary.load_ok);
+    // The first failed run, named with its own reason: the median run shown may be a good one.
+    let first_load_failure = runs.iter().enumerate().find_map(|(i, r)| {
+        (!r.summary.load_ok).then(|| {
+            format!(
+                "run {}/{} failed: {}",
+                i + 1,
+                runs.len(),
+                r.summary
+                    .load_failure
+                    .as_deref()
+                    .unwrap_or("its load failed")
+            )
+        })
+    });
     let most_failed_checks = runs
         .iter()
         .map(|r| r.summary.checks)
@@ -192,9 +205,9 @@ pub fn combine_runs(mut runs: Vec<RunReport>) -> Option<RunReport> {
     s.messages_per_sec = median("messages/s").unwrap_or(s.messages_per_sec);
     s.echo_p50_us = median("echo p50");
     s.connect_p99_us = median("connect p99");
-    if any_load_failed && s.load_ok {
+    if let (Some(failure), true) = (first_load_failure, s.load_ok) {
         s.load_ok = false;
-        s.load_failure = Some("another of the runs' loads failed".into());
+        s.load_failure = Some(failure);
     }
     if let Some(c) = most_failed_checks {
         s.checks = c;
