@@ -207,6 +207,13 @@ struct SweepArgs {
     /// root when run inside the repository, else ./results].
     #[arg(long, value_name = "DIR")]
     results_dir: Option<PathBuf>,
+    /// A connect slower than this is a connect timeout (raise it for bursts of tens of
+    /// thousands: accept+fork runs at a few hundred per second on two cores).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "D")]
+    connect_timeout: Duration,
+    /// An echo slower than this is an echo timeout.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "D")]
+    io_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -374,6 +381,8 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
             &loadgen::Config {
                 conns: largest as usize,
                 size: a.size.max(1),
+                connect_timeout: a.connect_timeout,
+                io_timeout: a.io_timeout,
                 ..loadgen::Config::default()
             },
             None,
@@ -391,6 +400,8 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
         progress: true,
         validate: a.validate,
         results_dir,
+        connect_timeout: a.connect_timeout,
+        io_timeout: a.io_timeout,
     };
     sweep::execute(&spec, &opts)
 }

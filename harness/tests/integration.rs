@@ -781,6 +781,36 @@ fn a_failing_sweep_step_is_recorded_and_the_sweep_goes_on() {
         .ends_with("-memory.svg")));
 }
 
+/// `--io-timeout` reaches each step's load: with one child allowed, the second connection waits in
+/// the listen backlog behind the first session, and loadgen's connect phase waits for every first
+/// echo, so that echo times out and the step fails. With the given 300 ms it times out at once; with
+/// loadgen's 5 s default the step could not end before 5 s (a logical bound, not a speed target).
+/// Both timeouts are recorded in the report's parameters.
+#[test]
+fn sweep_timeouts_reach_the_steps_load_and_the_report() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    harness_into("sweep", dir.path())
+        .args(["--conns", "2", "--duration", "1s"])
+        .args(["--io-timeout", "300ms", "--connect-timeout", "7s"])
+        .args(["--", "--max-children", "1", "--at-limit", "wait"])
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("step 2 failed: "));
+    let (_, report) = valid_report(dir.path(), "sweep-");
+    let step = &report["steps"][0];
+    let failure = step["failure"].as_str().expect("why");
+    assert!(failure.contains("echo_timeout"), "{failure}");
+    let wall = step["wall_secs"].as_f64().expect("wall");
+    assert!(
+        wall < 5.0,
+        "the step took {wall} s: the 5 s default applied"
+    );
+    assert_eq!(report["parameters"]["io_timeout_secs"], 0.3);
+    assert_eq!(report["parameters"]["connect_timeout_secs"], 7.0);
+}
+
 /// The embedded loadgen report keeps the byte layout run reports have always had: its object keys
 /// in sorted order (it was written through a `serde_json::Value` before it was a typed field), not
 /// loadgen's struct order, which starts with `schema_version`.
@@ -844,6 +874,7 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
         baseline.join("socat"),
         baseline.join("backlog-4096"),
         baseline.join("device-16core"),
+        baseline.join("sweep-50000"),
     ] {
         for entry in std::fs::read_dir(&dir).expect("baseline dir") {
             let path = entry.expect("entry").path();
@@ -852,7 +883,7 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
             }
         }
     }
-    assert_eq!(reports.len(), 4, "{reports:?}");
+    assert_eq!(reports.len(), 5, "{reports:?}");
     // A sweep holds against a sweep step by step, its model's figures too.
     harness()
         .arg("compare")

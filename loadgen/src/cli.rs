@@ -84,7 +84,8 @@ struct RunArgs {
     /// Percentiles shown in text and JSON: `50 90 99` or `50,90,99`.
     #[arg(long, num_args = 1.., value_delimiter = ',', default_values_t = [50.0, 90.0, 99.0, 99.9, 99.99])]
     percentiles: Vec<f64>,
-    /// Hard cap on the whole run [default: connect phase + warmup + duration + 2s].
+    /// Hard cap on the whole run [default: connect phase + warmup + duration + the longer of 2s
+    /// and twice the connect phase].
     #[arg(long, value_parser = humantime::parse_duration)]
     deadline: Option<Duration>,
     /// No progress bar (it is only ever drawn when stderr is a terminal).

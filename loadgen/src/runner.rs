@@ -10,7 +10,7 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::DEADLINE_MARGIN;
+use crate::config::end_margin;
 use crate::engine::shards::Shards;
 use crate::pacer::Pacer;
 use crate::progress::Progress;
@@ -127,7 +127,7 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     let measure_start = schedule_start + config.warmup;
     let send_until = config.duration.map(|d| measure_start + d);
     let planned = config.planned_send_time().unwrap_or_default();
-    let deadline = cap(schedule_start + planned + DEADLINE_MARGIN);
+    let deadline = cap(schedule_start + planned + end_margin(connected - t0));
     let _ = steady_tx.send(Some(Steady {
         schedule_start,
         measure_start,

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::DEADLINE_MARGIN;
+use crate::config::end_margin;
 use crate::identity;
 use crate::report::Identity;
 use crate::start::{self, CONNECTED_LINE};
@@ -179,10 +179,11 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
         .start_at
         .and_then(|t| t.duration_since(SystemTime::now()).ok())
         .unwrap_or_default();
+    // A worker's end margin is at most twice its connect phase (`end_margin`).
     let run_bound = config.deadline.unwrap_or_else(|| {
         config.connect_phase_bound()
             + config.planned_send_time().unwrap_or_default()
-            + DEADLINE_MARGIN
+            + end_margin(config.connect_phase_bound())
     });
     let kill_at = started + wait_for_start + run_bound + WORKER_GRACE;
 

@@ -57,6 +57,11 @@ pub struct SweepOptions {
     pub validate: Option<ValidateAt>,
     /// Directory the JSON report and SVGs are written into.
     pub results_dir: PathBuf,
+    /// Each step's connect timeout: a 50,000-connection burst on two cores takes minutes, far
+    /// past loadgen's 5 s default.
+    pub connect_timeout: Duration,
+    /// Each step's echo timeout (the first echo waits behind the same burst).
+    pub io_timeout: Duration,
 }
 
 /// Where `--validate` checks the model.
@@ -193,6 +198,8 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
         size: opts.size,
         sample_interval: opts.sample_interval,
         socket_slab_bytes,
+        connect_timeout: opts.connect_timeout,
+        io_timeout: opts.io_timeout,
     };
     let mut steps = Vec::with_capacity(opts.ladder.len());
     for (i, &conns) in opts.ladder.iter().enumerate() {
@@ -232,6 +239,8 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
             sample_interval_ms: opts.sample_interval.as_millis() as u64,
             fresh_server_per_step: true,
             validate_conns: validation.as_ref().map(|v| v.conns),
+            connect_timeout_secs: Some(opts.connect_timeout.as_secs_f64()),
+            io_timeout_secs: Some(opts.io_timeout.as_secs_f64()),
         },
         environment,
         server: SweepServer {

@@ -25,6 +25,27 @@ pub struct StepLoad {
     pub sample_interval: Duration,
     /// Slab bytes of one loopback socket (the load generator's share per connection), if measured.
     pub socket_slab_bytes: Option<f64>,
+    /// loadgen's connect timeout for the step.
+    pub connect_timeout: Duration,
+    /// loadgen's echo timeout for the step.
+    pub io_timeout: Duration,
+}
+
+impl StepLoad {
+    /// The step's loadgen configuration against `addr`.
+    pub fn loadgen_config(&self, addr: std::net::SocketAddr, conns: u64) -> loadgen::Config {
+        loadgen::Config {
+            addr,
+            conns: conns as usize,
+            duration: Some(self.duration),
+            messages: None,
+            size: self.size,
+            progress: false,
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            ..loadgen::Config::default()
+        }
+    }
 }
 
 /// The record of a step whose server did not start.
@@ -57,15 +78,7 @@ pub fn run_step(
     // counter's change from the mean of the two (see `MemoryCounters::midpoint`).
     let memory_baseline = crate::sys::memory::read_baseline();
     let mut server = ServerProcess::spawn(spec, READY_TIMEOUT)?;
-    let config = loadgen::Config {
-        addr: server.addr(),
-        conns: conns as usize,
-        duration: Some(step_load.duration),
-        messages: None,
-        size: step_load.size,
-        progress: false,
-        ..loadgen::Config::default()
-    };
+    let config = step_load.loadgen_config(server.addr(), conns);
     let live_children = Arc::new(AtomicUsize::new(0));
     let watch = progress.watch_load(index, Arc::clone(&live_children), conns, step_load.duration);
     let phase = load::run_load(

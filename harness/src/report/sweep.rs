@@ -61,6 +61,13 @@ pub struct SweepParameters {
     /// `--validate N`: the step beyond the ladder; absent when not asked for (and in schema 1).
     #[serde(default)]
     pub validate_conns: Option<u64>,
+    /// Each step's connect timeout (`--connect-timeout`); absent in reports written before the
+    /// flag existed, when loadgen's default applied.
+    #[serde(default)]
+    pub connect_timeout_secs: Option<f64>,
+    /// Each step's echo timeout (`--io-timeout`); absent in older reports, as above.
+    #[serde(default)]
+    pub io_timeout_secs: Option<f64>,
 }
 
 /// The server swept (a fresh process of it per step).
