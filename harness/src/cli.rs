@@ -16,7 +16,7 @@ use crate::commands::sweep::{self, SweepOptions};
 use crate::commands::{check, compare, plot, report, run, save};
 use crate::report::check::CheckOptions;
 use crate::report::compare::parse_percent;
-use crate::target::spec::ServerSpec;
+use crate::subject::spec::ServerSpec;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;

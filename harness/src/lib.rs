@@ -11,8 +11,8 @@
 //!   `sweep`, `report`, `compare` and `plot` begin.
 //! - [`probe`]: what the harness does to a server: echo clients, the named checks, the /proc
 //!   sampler, a `loadgen` load under the sampler.
-//! - [`target`]: the server under test: which program and flags ([`target::spec`]), spawned,
-//!   waited for, stopped and killed on drop ([`target::process`]), its stderr and stats lines.
+//! - [`subject`]: the server under test: which program and flags ([`subject::spec`]), spawned,
+//!   waited for, stopped and killed on drop ([`subject::process`]), its stderr and stats lines.
 //! - [`capacity`]: the sweep's capacity model: the memory fit ([`capacity::fit`]), the limits
 //!   and the predicted maximum ([`capacity::limits`]), and this machine's limits (`system.rs`, the
 //!   one part that reads the machine, through `sys`).
@@ -31,8 +31,8 @@ pub mod commands;
 pub mod probe;
 pub mod render;
 pub mod report;
+pub mod subject;
 pub mod sys;
-pub mod target;
 
 /// The paths these modules had before the layout had folders, which the integration tests (and
 /// scripts built on the crate) use: `harness::procfs::census`, `harness::checks::wait_until`.

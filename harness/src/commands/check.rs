@@ -11,9 +11,9 @@ use crate::report::check::{CheckCounts, CheckOptions, CheckReport};
 use crate::report::parts::{Environment, ListenCounters, ReportKind, ServerInfo};
 use crate::report::write::now_rfc3339;
 use crate::report::SCHEMA_VERSION;
-use crate::target::error::ServerError;
-use crate::target::process::{ServerProcess, READY_TIMEOUT, STOP_GRACE};
-use crate::target::spec::ServerSpec;
+use crate::subject::error::ServerError;
+use crate::subject::process::{ServerProcess, READY_TIMEOUT, STOP_GRACE};
+use crate::subject::spec::ServerSpec;
 
 /// What `check` and `run` both do first: note the time and the machine, read the kernel's
 /// listen-queue counters, and start the server.

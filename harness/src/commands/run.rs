@@ -18,9 +18,9 @@ use crate::report::run::{
     FigureSpread, PhaseListenQueue, RunParameters, RunReport, RunSpread, RunSummary,
 };
 use crate::report::SCHEMA_VERSION;
-use crate::target::error::ServerError;
-use crate::target::process::STOP_GRACE;
-use crate::target::spec::ServerSpec;
+use crate::subject::error::ServerError;
+use crate::subject::process::STOP_GRACE;
+use crate::subject::spec::ServerSpec;
 
 /// What `harness run` does besides the server choice.
 #[derive(Debug, Clone)]

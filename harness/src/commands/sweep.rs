@@ -37,8 +37,8 @@ use crate::report::sweep::{
 };
 use crate::report::write::now_rfc3339;
 use crate::report::SCHEMA_VERSION;
-use crate::target::error::ServerError;
-use crate::target::spec::{server_max_children, ServerSpec};
+use crate::subject::error::ServerError;
+use crate::subject::spec::{server_max_children, ServerSpec};
 
 /// Validated options of a sweep (clap types stay in `cli.rs`).
 #[derive(Debug, Clone, PartialEq)]

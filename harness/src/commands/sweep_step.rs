@@ -11,9 +11,9 @@ use crate::probe::load::{self, LatencyFigures};
 use crate::probe::sampler;
 use crate::report::parts::{MemoryCounters, Sample};
 use crate::report::sweep::{BurstFigures, SteadyFigures, SweepStep, TreeFigures};
-use crate::target::error::ServerError;
-use crate::target::process::{ServerProcess, READY_TIMEOUT, STOP_GRACE};
-use crate::target::spec::ServerSpec;
+use crate::subject::error::ServerError;
+use crate::subject::process::{ServerProcess, READY_TIMEOUT, STOP_GRACE};
+use crate::subject::spec::ServerSpec;
 
 /// What every step's load is made of: the sweep's options without the ladder.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,9 +11,9 @@ use nix::sys::signal::Signal;
 
 use crate::probe::client;
 use crate::report::check::{CheckOptions, CheckResult, CheckStatus};
+use crate::subject::process::{ServerProcess, READY_TIMEOUT};
+use crate::subject::spec::ServerSpec;
 use crate::sys::procfs;
-use crate::target::process::{ServerProcess, READY_TIMEOUT};
-use crate::target::spec::ServerSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Case {
