@@ -8,34 +8,25 @@
 
 pub mod cli;
 mod config;
-mod connect;
 pub mod echo_server;
 mod engine;
-mod environment;
 mod error;
-pub mod identity;
 pub mod interrupt;
-mod limits;
-mod merge;
-pub mod output;
-mod pacer;
-pub mod payload;
-mod progress;
 mod report;
-mod runner;
 mod session;
-mod start;
-mod stats;
 pub mod workers;
 
+pub use report::{identity, output};
+pub use session::payload;
+
 pub use config::{Config, Slo};
+pub use engine::runner::{preflight, run, run_async};
 pub use error::Error;
 pub use report::{
     ConnectErrors, Counters, Environment, Errors, HistogramReport, Latencies, Mismatch, Parameters,
     PercentileValue, Report, SessionErrors, TimelinePoint, OLDEST_READABLE_SCHEMA_VERSION,
     SCHEMA_VERSION, SEND_LAG_WARN_FRACTION,
 };
-pub use runner::{preflight, run, run_async};
 pub use workers::{preflight_auto, run_auto};
 
 /// Histogram range shared by every histogram loadgen writes, in microseconds: 1 us .. 60 s with

@@ -2,6 +2,8 @@
 //! [`Report`] is printed and exported, and the outcome becomes the exit code (0 ok, 1 the run
 //! failed its checks, 2 usage or setup error). `loadgen merge` combines reports.
 
+pub(crate) mod progress;
+
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{output, Config, Error, Report, Slo};
+use crate::{report::output, Config, Error, Report, Slo};
 
 /// The exit codes, as `--help` lists them.
 const EXIT_CODES_HELP: &str = "Exit codes:\n  0  ok\n  \
@@ -96,7 +98,7 @@ struct RunArgs {
     threads: Option<usize>,
     /// Start the measured phase at this wall-clock time (RFC 3339 or Unix seconds), after
     /// connecting; for loadgens on several hosts that should measure the same window.
-    #[arg(long, value_parser = crate::start::parse_start_at)]
+    #[arg(long, value_parser = crate::engine::start::parse_start_at)]
     start_at: Option<std::time::SystemTime>,
     /// Run id written into the report; give every loadgen of one multi-host run the same one.
     #[arg(long)]

@@ -210,7 +210,7 @@ impl Config {
             return bad("--deadline must be above 0".into());
         }
         if let Some(at) = self.start_at {
-            crate::start::check_start_at(at, SystemTime::now())?;
+            crate::engine::start::check_start_at(at, SystemTime::now())?;
         }
         Ok(())
     }

@@ -2,4 +2,8 @@
 //! spawns each connection's session on one of the runtime handles it is given; this module
 //! decides which runtimes those are.
 
+pub(crate) mod limits;
+pub(crate) mod pacer;
+pub(crate) mod runner;
 pub(crate) mod shards;
+pub(crate) mod start;

@@ -10,14 +10,17 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::cli::progress::Progress;
 use crate::config::end_margin;
+use crate::engine::pacer::Pacer;
 use crate::engine::shards::Shards;
-use crate::pacer::Pacer;
-use crate::progress::Progress;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
+use crate::session::stats::{seconds_to_points, Stats};
 use crate::session::{self, RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
-use crate::stats::{seconds_to_points, Stats};
-use crate::{environment, interrupt, limits, new_histogram, Config, Error, Report, SCHEMA_VERSION};
+use crate::{
+    engine::limits, interrupt, new_histogram, report::environment, Config, Error, Report,
+    SCHEMA_VERSION,
+};
 
 /// Runs `config` on runtimes of its own (one `current_thread` runtime per thread, connections
 /// sharded over them; see `engine::shards`) and returns the report. Blocks the calling thread;
@@ -121,8 +124,8 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         }
     }
     let connected = Instant::now();
-    let barrier = crate::start::wait_for_go(config.stdio_barrier, connected).await;
-    let barrier = crate::start::hold_until_start_at(config.start_at, barrier).await;
+    let barrier = crate::engine::start::wait_for_go(config.stdio_barrier, connected).await;
+    let barrier = crate::engine::start::hold_until_start_at(config.start_at, barrier).await;
     let schedule_start = barrier + config.schedule_lead();
     let measure_start = schedule_start + config.warmup;
     let send_until = config.duration.map(|d| measure_start + d);
@@ -224,7 +227,7 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         parameters: parameters(config),
         environment: environment::current(),
         merged_from: Vec::new(),
-        identity: crate::identity::of_run(
+        identity: crate::report::identity::of_run(
             config,
             started_unix_secs,
             measure_start.duration_since(t0),

@@ -162,7 +162,7 @@ mod fairness {
     /// the message counts per connection would spread.
     #[test]
     fn a_shard_serves_every_ready_connection_in_turn() {
-        crate::limits::raise_nofile_limit();
+        crate::engine::limits::raise_nofile_limit();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         // The server echoes until every client task is done, so none waits on a closed socket.

@@ -36,7 +36,7 @@ pub(crate) fn of_run(
     let start = started_unix_secs + measure_offset.as_secs_f64();
     Identity {
         run_id: config.run_id.clone().unwrap_or_else(new_run_id),
-        host: crate::environment::current().hostname,
+        host: crate::report::environment::current().hostname,
         worker: config.worker_index,
         measured_start_unix_secs: start,
         measured_end_unix_secs: start + measured.as_secs_f64(),

@@ -6,13 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::identity;
+use crate::report::identity;
 use crate::report::{
     decode_histogram, Counters, Errors, HistogramReport, Latencies, Report,
     OLDEST_READABLE_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 use crate::report::{Identity, MergeInfo};
-use crate::stats::{seconds_to_points, SecondBucket};
+use crate::session::stats::{seconds_to_points, SecondBucket};
 use crate::{new_histogram, Error};
 
 impl Report {
@@ -170,7 +170,7 @@ impl Report {
         Ok(Report {
             schema_version: SCHEMA_VERSION,
             parameters,
-            environment: crate::environment::current(),
+            environment: crate::report::environment::current(),
             merged_from,
             identity: merged_identity,
             merge: Some(merge),

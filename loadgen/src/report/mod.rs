@@ -3,6 +3,11 @@
 //! percentile table and as HdrHistogram's V2-compressed encoding (base64), which is what lets
 //! [`Report::merge`] combine reports from several processes or hosts exactly.
 
+pub(crate) mod environment;
+pub mod identity;
+pub(crate) mod merge;
+pub mod output;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -35,7 +35,7 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         report.environment.loadgen_version, p.target, p.conns, p.size, p.pipeline
     )?;
     if let Some(m) = &report.merge {
-        crate::identity::write_merge_line(m, out)?;
+        crate::report::identity::write_merge_line(m, out)?;
     }
     writeln!(out, "{}", connections_line(report))?;
     let (failed_sessions, sessions) = report.session_failures();

@@ -6,6 +6,10 @@
 //! is timed when it arrives, not when the task next gets around to it. Every received byte is
 //! compared with the deterministic payload; any failure ends the session and is counted by kind.
 
+pub(crate) mod connect;
+pub mod payload;
+pub(crate) mod stats;
+
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -17,11 +21,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::connect::{connect, ConnectFailure};
-use crate::pacer::Pacer;
-use crate::payload;
+use crate::engine::pacer::Pacer;
 use crate::report::Mismatch;
-use crate::stats::{ShardStats, Stats};
+use crate::session::connect::{connect, ConnectFailure};
+use crate::session::stats::{ShardStats, Stats};
 use crate::Config;
 
 /// The measured phase's timing, decided once at the barrier and shared by every session.

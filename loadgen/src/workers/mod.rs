@@ -22,10 +22,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::end_margin;
-use crate::identity;
+use crate::engine::start::{self, CONNECTED_LINE};
+use crate::report::identity;
 use crate::report::Identity;
-use crate::start::{self, CONNECTED_LINE};
-use crate::{limits, Config, Error, Report};
+use crate::{engine::limits, Config, Error, Report};
 
 /// Descriptors a worker needs besides its connections (kept in step with the preflight check).
 const SPARE_FDS: u64 = 64;
