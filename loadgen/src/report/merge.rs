@@ -1,6 +1,6 @@
 //! One report from several runs (processes or hosts): `loadgen merge` and [`Report::merge`].
 //!
-//! Kept out of `report.rs` so the format does not depend on the recorder (`stats`, whose
+//! Kept out of `report::schema` so the format does not depend on the recorder (`stats`, whose
 //! per-second buckets the merged timeline is folded into) or on where a report is written
 //! (`environment`): the format is a leaf that everything else may read.
 
