@@ -1,8 +1,8 @@
 //! The checks a run is judged by: failure rates against `--max-error-rate` and
 //! `--max-session-failures`, latency SLOs, and the send-lag warning of an open-loop run.
 
-use super::histogram::format_us;
-use super::schema::{HistogramReport, Report};
+use super::histogram::{format_us, HistogramReport};
+use super::schema::Report;
 use crate::Slo;
 
 /// An open-loop run warns when its send-lag p99 is above this fraction of the uncorrected echo

@@ -1,12 +1,38 @@
-//! The exact encoding of every histogram in a report (HdrHistogram V2 compressed, base64), the
-//! summary carried next to it, and the one way a microsecond figure is printed.
+//! One histogram in a report: its serde type (summary figures, the requested percentiles and the
+//! exact HdrHistogram V2 compressed encoding, base64), the encoding itself, and the one way a
+//! microsecond figure is printed. A leaf of the format: `schema` builds on it.
 
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
-use super::schema::{HistogramReport, PercentileValue};
 use crate::{new_histogram, Error};
+use serde::{Deserialize, Serialize};
+
+/// One histogram: summary figures, the requested percentiles, and the exact encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramReport {
+    pub count: u64,
+    pub min_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+    pub stddev_us: f64,
+    /// Median, always present whatever `percentiles` lists (0 when empty).
+    pub p50_us: u64,
+    /// 99th percentile, always present whatever `percentiles` lists (0 when empty).
+    pub p99_us: u64,
+    /// The configured percentiles (`--percentiles`).
+    pub percentiles: Vec<PercentileValue>,
+    /// HdrHistogram V2 compressed encoding, base64 (1 us .. 60 s, 3 significant digits).
+    pub hdr: String,
+}
+
+/// The value at one percentile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PercentileValue {
+    pub percentile: f64,
+    pub value_us: u64,
+}
 
 /// Encodes a histogram as V2 compressed base64.
 pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, Error> {

@@ -4,8 +4,8 @@
 //! [`Report::merge`] combine reports from several processes or hosts exactly.
 //!
 //! The module is split along its seams: `schema` holds the serde types (the format itself),
-//! `histogram` their HdrHistogram encoding, `checks` the pass/fail rules a run is judged by, and
-//! `versions` the schema version and the reader that accepts older reports.
+//! `histogram` the histogram type and its HdrHistogram encoding, `checks` the pass/fail rules a
+//! run is judged by, and `versions` the schema version and the reader that accepts older reports.
 
 mod checks;
 pub(crate) mod environment;
@@ -17,9 +17,9 @@ mod schema;
 mod versions;
 
 pub use checks::SEND_LAG_WARN_FRACTION;
-pub use histogram::{decode_histogram, format_us};
+pub use histogram::{decode_histogram, format_us, HistogramReport, PercentileValue};
 pub use schema::{
-    ConnectErrors, Counters, Environment, Errors, HistogramReport, Identity, Latencies, MergeInfo,
-    Mismatch, Parameters, PercentileValue, Report, SessionErrors, TimelinePoint,
+    ConnectErrors, Counters, Environment, Errors, Identity, Latencies, MergeInfo, Mismatch,
+    Parameters, Report, SessionErrors, TimelinePoint,
 };
 pub use versions::{OLDEST_READABLE_SCHEMA_VERSION, SCHEMA_VERSION};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::histogram::encode_histogram;
+use super::histogram::{encode_histogram, HistogramReport};
 use crate::Error;
 
 /// One run (or the merge of several).
@@ -170,31 +170,6 @@ pub struct Latencies {
     /// loadgen queued it. Waiting for the server is not in it; see [`Report::send_lag_warning`].
     #[serde(default)]
     pub send_lag: Option<HistogramReport>,
-}
-
-/// One histogram: summary figures, the requested percentiles, and the exact encoding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistogramReport {
-    pub count: u64,
-    pub min_us: u64,
-    pub max_us: u64,
-    pub mean_us: f64,
-    pub stddev_us: f64,
-    /// Median, always present whatever `percentiles` lists (0 when empty).
-    pub p50_us: u64,
-    /// 99th percentile, always present whatever `percentiles` lists (0 when empty).
-    pub p99_us: u64,
-    /// The configured percentiles (`--percentiles`).
-    pub percentiles: Vec<PercentileValue>,
-    /// HdrHistogram V2 compressed encoding, base64 (1 us .. 60 s, 3 significant digits).
-    pub hdr: String,
-}
-
-/// The value at one percentile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PercentileValue {
-    pub percentile: f64,
-    pub value_us: u64,
 }
 
 /// Failures by kind.
