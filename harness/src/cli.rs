@@ -1,6 +1,9 @@
 //! The command line: clap types stay here and are turned into the validated options each command
 //! in `commands/` takes. Exit codes: 0 ok, 1 a check or the load failed (or `compare` found a
 //! regression), 2 usage or setup error (bad flag, missing or unusable server, unreadable report).
+//!
+//! Layers it may import: `commands`, `report`, `subject`.
+//! Crates it may import: `clap`, `humantime`, `loadgen`.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;

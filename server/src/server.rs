@@ -7,6 +7,10 @@
 //! after each `fork` every page the parent writes is a copy-on-write fault; and it reaps only when
 //! a SIGCHLD was read, because `waitpid(-1, WNOHANG)` walks the whole list of live children even
 //! when none has exited.
+//!
+//! Layers it may import: `child_table`, `config`, `fork`, `limits`, `listener`, `log`,
+//! `signals`, `stats`.
+//! Crates it may import: `humantime`, `nix`, `socket2`.
 
 use std::io;
 use std::net::SocketAddr;

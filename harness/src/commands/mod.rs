@@ -2,8 +2,10 @@
 //! [`sweep_step`] for one rung of the ladder and [`progress`] for its display), [`report`],
 //! [`compare`] and [`plot`]; [`save`] writes what they produce and [`outcome`] is how they end.
 //!
-//! May import every layer below: `probe`, `target`, `capacity`, `sys`, `render`, `report`. Takes
-//! validated options from `cli`, never clap types.
+//! Takes validated options from `cli`, never clap types; every layer below it is its to use.
+//!
+//! Layers it may import: `probe`, `subject`, `render`, `report`, `sys`, `capacity`.
+//! Crates it may import: `loadgen`, `indicatif`, `serde`.
 
 pub mod check;
 pub mod compare;

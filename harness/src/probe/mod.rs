@@ -3,8 +3,12 @@
 //! memory from it), [`socket_cost`] (the slab of one loopback socket, the load generator's share)
 //! and [`load`] (a `loadgen` load under the sampler, and the figures taken from its report).
 //!
-//! May import: `target` (the server it probes), `capacity`'s data types, `sys` and `report`'s data
-//! types.
+//! It uses `subject` (the server it probes), `sys` (the /proc readers), `report`'s data types
+//! (what it measured) and `capacity`'s `StepMemory` (a step's memory); never `render` or
+//! `commands`.
+//!
+//! Layers it may import: `subject`, `report`, `sys`, `capacity`.
+//! Crates it may import: `loadgen`, `libc`, `nix`, `serde`.
 
 pub mod checks;
 pub mod client;

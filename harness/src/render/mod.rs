@@ -3,8 +3,11 @@
 //! (the text of the total memory model), [`junit`] (check results for CI) and
 //! [`svg`] (sweep and timeline charts).
 //!
-//! May import: `report` and `capacity`'s model (what is drawn), and loadgen's atomic write (for the
-//! chart files). Never `target`, `probe` or `sys`: rendering works on a saved report alone.
+//! It uses `report` and `capacity`'s model (what is drawn), and loadgen's atomic write (for the
+//! chart files). Never `subject`, `probe` or `sys`: rendering works on a saved report alone.
+//!
+//! Layers it may import: `report`, `capacity`.
+//! Crates it may import: `loadgen`, `plotters`, `quick_junit`, `chrono`, `thiserror`.
 
 pub mod junit;
 pub mod layout;

@@ -3,9 +3,13 @@
 //! `schema_version` check), [`write`](mod@write) (the one atomic write) and [`compare`] (numbers
 //! and verdicts; the text is `render`'s).
 //!
-//! May import: `capacity`'s model, fit and limits (the sweep format embeds them; pure arithmetic),
-//! `loadgen::Report` and the server's stats line (formats of their own, embedded). Nothing here
-//! starts, samples or reads a process, so `report`, `compare` and `plot` work on files alone.
+//! It embeds `capacity`'s model, fit and limits (pure arithmetic), `sys::counters`' plain data
+//! (the machine's counters; never `sys`'s readers), `loadgen::Report` and the server's stats line
+//! (formats of their own). Nothing here starts, samples or reads a process, so `report`,
+//! `compare` and `plot` work on files alone.
+//!
+//! Layers it may import: `sys`, `capacity`.
+//! Crates it may import: `loadgen`, `fork_echo_server`, `serde`, `serde_json`, `humantime`, `nix`.
 
 pub mod check;
 pub mod compare;

@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 
 use crate::report::identity;
+use crate::report::timeline::{seconds_to_points, SecondBucket};
 use crate::report::{
     decode_histogram, Counters, Errors, HistogramReport, Latencies, Report,
     OLDEST_READABLE_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 use crate::report::{Identity, MergeInfo};
-use crate::session::stats::{seconds_to_points, SecondBucket};
 use crate::{new_histogram, Error};
 
 impl Report {

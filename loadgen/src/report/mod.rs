@@ -6,6 +6,12 @@
 //! The module is split along its seams: `schema` holds the serde types (the format itself),
 //! `histogram` the histogram type and its HdrHistogram encoding, `checks` the pass/fail rules a
 //! run is judged by, and `versions` the schema version and the reader that accepts older reports.
+//!
+//! The format: below everything that produces or prints it; it reads the `config` only to judge
+//! a run by its thresholds and to name it.
+//!
+//! Layers it may import: `config`, `error`.
+//! Crates it may import: `base64`, `hdrhistogram`, `serde`, `serde_json`.
 
 mod checks;
 pub(crate) mod environment;
@@ -14,6 +20,7 @@ pub mod identity;
 pub(crate) mod merge;
 pub mod output;
 mod schema;
+pub(crate) mod timeline;
 mod versions;
 
 pub use checks::SEND_LAG_WARN_FRACTION;
