@@ -1,4 +1,4 @@
-//! The validated configuration the core runs from. The CLI (`cli.rs`) turns flags into this;
+//! The validated configuration the core runs from. The CLI (`cli/`) turns flags into this;
 //! the harness builds it directly. `Config::default()` matches the CLI defaults.
 //!
 //! Near the bottom: every other layer reads it.
