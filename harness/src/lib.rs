@@ -16,6 +16,8 @@
 //! - [`capacity`]: the sweep's capacity model: the memory fit ([`capacity::fit`]), the limits
 //!   and the predicted maximum ([`capacity::limits`]), and this machine's limits (`system.rs`, the
 //!   one part that reads the machine, through `sys`).
+//! - [`faults`]: the fault-injecting proxy (toxics per direction on a seeded fraction of
+//!   connections, and its own counts of what it did); a leaf, like `sys`.
 //! - [`sys`]: leaf readers of the machine: /proc accounting ([`sys::procfs`]) and the one
 //!   `/proc/sys` reader ([`sys::environment`]).
 //! - [`render`]: one renderer per output: [`render::units`], [`render::text`],
@@ -28,6 +30,7 @@
 pub mod capacity;
 pub mod cli;
 pub mod commands;
+pub mod faults;
 pub mod probe;
 pub mod render;
 pub mod report;
