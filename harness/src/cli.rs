@@ -92,6 +92,10 @@ struct CheckArgs {
     /// Connections made by the parent-fd case.
     #[arg(long, default_value_t = 500, value_name = "N")]
     fd_connections: usize,
+    /// Run the fault suite instead: the server through a fault-injecting proxy (slices, latency,
+    /// bandwidth, resets, FINs and stalls mid-echo).
+    #[arg(long)]
+    faults: bool,
     #[command(flatten)]
     out: ReportOutArgs,
 }
@@ -312,6 +316,7 @@ fn cmd_check(a: CheckArgs) -> Result<Verdict, SetupError> {
     let opts = CheckOptions {
         clients: a.clients,
         fd_connections: a.fd_connections,
+        faults: a.faults,
     };
     let out = report_output(a.out);
     out.check_writable()?;
@@ -353,6 +358,7 @@ fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
         checks: CheckOptions {
             clients: a.check_clients,
             fd_connections: 100,
+            faults: false,
         },
         sample_interval: a.sample_interval,
         runs: a.runs,

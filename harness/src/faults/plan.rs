@@ -81,7 +81,10 @@ impl DirectionToxics {
             } => self.cut.replace((action, after_bytes)).is_some(),
         };
         if taken {
-            return Err("two toxics of the same kind (or two of reset/stall/close-after) on one direction".into());
+            return Err(
+                "two toxics of the same kind (or two of reset/stall/close-after) on one direction"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -435,7 +438,9 @@ mod tests {
         let mut a = Draws::for_connection(1, 3, Direction::Down);
         let mut b = Draws::for_connection(1, 3, Direction::Down);
         let drawn: Vec<Duration> = (0..1000).map(|_| a.jittered(delay, jitter)).collect();
-        assert!(drawn.iter().all(|d| *d >= delay - jitter && *d <= delay + jitter));
+        assert!(drawn
+            .iter()
+            .all(|d| *d >= delay - jitter && *d <= delay + jitter));
         assert!(drawn.iter().any(|d| *d < Duration::from_millis(45)));
         assert!(drawn.iter().any(|d| *d > Duration::from_millis(55)));
         assert_eq!(drawn[0], b.jittered(delay, jitter));

@@ -234,7 +234,10 @@ mod tests {
         ] {
             let (out, end, counts, _) = through(spec, &input).await;
             assert_eq!(out.len(), 1234, "{spec}");
-            assert!(matches!(end, PumpEnd::Cut(a) if a == action), "{spec}: {end:?}");
+            assert!(
+                matches!(end, PumpEnd::Cut(a) if a == action),
+                "{spec}: {end:?}"
+            );
             let c = counts.snapshot();
             assert_eq!(c.resets + c.stalls + c.closes, 1, "{spec}");
         }

@@ -3,7 +3,7 @@
 //! and an injected latency is in the measured echo latency. Also `harness check --faults` and
 //! `harness soak` against the fork echo server, the careful C server and the broken fixture.
 
-// mod suite;
+mod suite;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -98,8 +98,14 @@ fn assert_counts_match(spec: &str, expect: Expect, report: &loadgen::Report, pro
             return;
         }
     };
-    assert_eq!(injected, faulted, "every faulted connection was cut: {context}");
-    assert_eq!(kind, injected, "loadgen counted what the proxy did: {context}");
+    assert_eq!(
+        injected, faulted,
+        "every faulted connection was cut: {context}"
+    );
+    assert_eq!(
+        kind, injected,
+        "loadgen counted what the proxy did: {context}"
+    );
     assert_eq!(e.total(), injected, "and nothing else failed: {context}");
     assert_eq!(c.sessions_failed, injected, "{context}");
     assert_eq!(c.sessions_completed, CONNS as u64 - faulted, "{context}");
@@ -134,7 +140,10 @@ fn loadgen_counts_each_toxic_as_what_the_proxy_injected() {
             assert!(counts.slices >= counts.faulted() * MESSAGES, "{counts:?}");
         }
         if spec.contains("latency") {
-            assert!(counts.delayed_chunks >= counts.faulted() * MESSAGES, "{counts:?}");
+            assert!(
+                counts.delayed_chunks >= counts.faulted() * MESSAGES,
+                "{counts:?}"
+            );
         }
     }
 }
