@@ -1,8 +1,9 @@
 //! One file per subcommand, each starting at its `execute`: [`check`], [`run`], [`sweep`] (with
 //! [`sweep_step`] for one rung of the ladder and [`progress`] for its display), [`report`],
-//! [`compare`] and [`plot`]; [`save`] writes what they produce and [`outcome`] is how they end.
+//! [`compare`], [`plot`], [`soak`] and [`proxy`] (the fault proxy on its own); [`save`] writes what they produce and [`outcome`] is how they end.
 //!
-//! May import every layer below: `probe`, `target`, `capacity`, `sys`, `render`, `report`. Takes
+//! May import every layer below: `probe`, `target`, `faults`, `capacity`, `sys`, `render`,
+//! `report`. Takes
 //! validated options from `cli`, never clap types.
 
 pub mod check;
@@ -10,8 +11,10 @@ pub mod compare;
 pub mod outcome;
 pub mod plot;
 pub mod progress;
+pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod save;
+pub mod soak;
 pub mod sweep;
 pub mod sweep_step;

@@ -18,6 +18,9 @@ pub enum ReportKind {
     Check,
     Run,
     Sweep,
+    /// `harness soak` (`report::soak`), which prints its own summary and is not read back by
+    /// `report`, `compare` or `plot`.
+    Soak,
 }
 
 /// The machine a report was made on (read by `Environment::collect` in `sys::environment`).
