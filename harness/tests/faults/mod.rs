@@ -4,6 +4,7 @@
 //! `harness soak` against the fork echo server, the careful C server and the broken fixture.
 
 mod suite;
+mod tools;
 
 use std::net::SocketAddr;
 use std::time::Duration;
