@@ -19,6 +19,7 @@ pub mod limits;
 pub mod memory;
 pub mod model;
 mod system;
+pub mod usl;
 
 pub use fit::{check_prediction, fit_line, latency_knee, HoldOutCheck, LinearFit};
 pub use limits::{
