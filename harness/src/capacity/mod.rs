@@ -8,12 +8,14 @@
 //! parsers over file contents so that each `/proc` format is tested too.
 //!
 //! [`fit`] (least squares, hold-out check, knee), [`limits`] (each limit as a connection count),
-//! [`memory`] (the total per connection, its breakdown and checks), [`model`] (what a sweep report
-//! stores) and `system` (reads the limits of this machine).
+//! [`memory`] (the total per connection, its breakdown and checks), [`usl`] (throughput against
+//! concurrency), [`cpu`] (CPU per connection and per message, cores needed), [`model`] (what a
+//! sweep report stores) and `system` (reads the limits of this machine).
 //!
-//! May import: `sys` (from `system.rs` only). `fit`, `limits`, `memory` and `model` import nothing of the
-//! harness, which is why `report` may embed them.
+//! May import: `sys` (from `system.rs` only). `fit`, `limits`, `memory`, `usl`, `cpu` and `model`
+//! import nothing of the harness, which is why `report` may embed them.
 
+pub mod cpu;
 pub mod fit;
 pub mod limits;
 pub mod memory;
@@ -273,6 +275,8 @@ mod tests {
             total_pss_bytes: 1_000_000.0 + 100_000.0 * live as f64,
             echo_p99_us: p99,
             memory: None,
+            throughput: None,
+            cpu: None,
         };
         let mut failed = step(8000, 0, f64::NAN);
         failed.total_pss_bytes = f64::NAN;

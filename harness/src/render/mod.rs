@@ -1,11 +1,12 @@
 //! Output formats, one renderer each (as hyperfine's `export/`): [`units`] (every number printed
 //! for people), [`layout`] (aligned tables, wrapping), [`text`] (terminal tables and summaries), [`memory`]
-//! (the text of the total memory model), [`junit`] (check results for CI) and
+//! (the text of the total memory model), [`capacity`] (the text of the throughput and CPU models), [`junit`] (check results for CI) and
 //! [`svg`] (sweep and timeline charts).
 //!
 //! May import: `report` and `capacity`'s model (what is drawn), and loadgen's atomic write (for the
 //! chart files). Never `target`, `probe` or `sys`: rendering works on a saved report alone.
 
+pub mod capacity;
 pub mod junit;
 pub mod layout;
 pub mod memory;
