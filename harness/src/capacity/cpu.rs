@@ -212,7 +212,9 @@ impl CpuModel {
                 Some(cores_check(&fit, largest))
             });
         let accounted = |s: &StepCpu| {
-            s.server_cpu_secs + s.loadgen_cpu_secs.unwrap_or(0.0) + s.sampler_cpu_secs.unwrap_or(0.0)
+            s.server_cpu_secs
+                + s.loadgen_cpu_secs.unwrap_or(0.0)
+                + s.sampler_cpu_secs.unwrap_or(0.0)
         };
         let busy: f64 = steps.iter().filter_map(|s| s.machine_busy_secs).sum();
         let accounted_sum: f64 = steps
@@ -298,7 +300,10 @@ mod tests {
         let lg = m.loadgen.expect("loadgen fit");
         assert!(close(lg.us_per_conn, 50.0) && close(lg.us_per_message, 15.0));
         assert!(close(m.messages_per_sec_per_core.expect("rate"), 50_000.0));
-        assert!(close(m.accepts_per_sec_per_core.expect("rate"), 1e6 / 300.0));
+        assert!(close(
+            m.accepts_per_sec_per_core.expect("rate"),
+            1e6 / 300.0
+        ));
         let h = m.hold_out.expect("hold-out");
         assert_eq!(h.conns, 2000);
         assert!(h.error_percent.abs() < 1e-6, "{h:?}");
@@ -311,12 +316,22 @@ mod tests {
 
     #[test]
     fn hold_out_shows_a_largest_step_that_cost_more() {
-        let mut steps = vec![step(1, 60_000, 2.0), step(10, 70_000, 2.0), step(100, 65_000, 2.1)];
+        let mut steps = vec![
+            step(1, 60_000, 2.0),
+            step(10, 70_000, 2.0),
+            step(100, 65_000, 2.1),
+        ];
         let mut big = step(2000, 40_000, 3.2);
         big.server_cpu_secs *= 1.25;
         steps.push(big);
-        let h = CpuModel::fit(&steps).expect("model").hold_out.expect("check");
-        assert!((h.error_percent - (1.0 / 1.25 - 1.0) * 100.0).abs() < 1e-6, "{h:?}");
+        let h = CpuModel::fit(&steps)
+            .expect("model")
+            .hold_out
+            .expect("check");
+        assert!(
+            (h.error_percent - (1.0 / 1.25 - 1.0) * 100.0).abs() < 1e-6,
+            "{h:?}"
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cpu::{CpuModel, StepCpu};
 use super::fit::{check_prediction, fit_line, latency_knee, HoldOutCheck, LinearFit};
 use super::limits::{predict_max, Limits, Prediction};
-use super::cpu::{CpuModel, StepCpu};
 use super::memory::{MemoryStep, StepMemory, TotalMemoryModel};
 use super::usl::{ThroughputModel, ThroughputStep};
 

@@ -150,7 +150,11 @@ fn initial_guess(points: &[(f64, f64)]) -> [f64; 3] {
 }
 
 fn project(p: [f64; 3]) -> [f64; 3] {
-    [p[0].max(f64::MIN_POSITIVE), p[1].clamp(0.0, 1.0), p[2].max(0.0)]
+    [
+        p[0].max(f64::MIN_POSITIVE),
+        p[1].clamp(0.0, 1.0),
+        p[2].max(0.0),
+    ]
 }
 
 /// Levenberg-Marquardt with Marquardt's scaling (damping on the diagonal of J^T J, so lambda's

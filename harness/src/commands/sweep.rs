@@ -21,11 +21,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::capacity::cpu::CoresTarget;
+use crate::capacity::usl::ThroughputStep;
 use crate::capacity::{
     CapacityModel, LimitInputs, Limits, ModelStep, Prediction, ValidationFigures,
 };
-use crate::capacity::cpu::CoresTarget;
-use crate::capacity::usl::ThroughputStep;
 use crate::commands::outcome::{SetupError, Verdict};
 use crate::commands::plot::plot_report;
 use crate::commands::progress::SweepProgress;
@@ -430,7 +430,11 @@ mod tests {
         assert_eq!((t.messages_per_sec, t.conns_per_sec), (50_000.0, 0.0));
         let t = cores_target(None, Some(300.0)).unwrap().unwrap();
         assert_eq!((t.messages_per_sec, t.conns_per_sec), (0.0, 300.0));
-        assert!(cores_target(Some(-1.0), None).unwrap_err().contains("--target-rate"));
-        assert!(cores_target(None, Some(f64::NAN)).unwrap_err().contains("--target-conns"));
+        assert!(cores_target(Some(-1.0), None)
+            .unwrap_err()
+            .contains("--target-rate"));
+        assert!(cores_target(None, Some(f64::NAN))
+            .unwrap_err()
+            .contains("--target-conns"));
     }
 }

@@ -6,9 +6,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::capacity::cpu::StepCpu;
 use crate::commands::progress::SweepProgress;
 use crate::probe::load::{self, LatencyFigures};
-use crate::capacity::cpu::StepCpu;
 use crate::probe::sampler;
 use crate::report::parts::{MemoryCounters, Sample};
 use crate::report::sweep::{BurstFigures, SteadyFigures, SweepStep, TreeFigures};

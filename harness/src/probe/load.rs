@@ -48,7 +48,12 @@ pub fn run_load(
     };
     // The server is this process's child too, but it is not reaped until after this: the
     // children's time gained here is the worker processes'.
-    let loadgen_cpu_secs = match (own_before, cpu::own_secs(), reaped_before, cpu::reaped_children_secs()) {
+    let loadgen_cpu_secs = match (
+        own_before,
+        cpu::own_secs(),
+        reaped_before,
+        cpu::reaped_children_secs(),
+    ) {
         (Some(o0), Some(o1), Some(c0), Some(c1)) => {
             Some((o1 - o0 - sampler_cpu_secs.unwrap_or(0.0)).max(0.0) + (c1 - c0))
         }

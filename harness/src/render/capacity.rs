@@ -46,7 +46,9 @@ fn usl_lines(t: &ThroughputModel) -> String {
     let u = &t.usl;
     let bound = match u.bound {
         ScalingBound::Contention => "contention-bound (sigma > kappa: queueing for one resource)",
-        ScalingBound::Coherency => "coherency-bound (kappa >= sigma: throughput falls past the peak)",
+        ScalingBound::Coherency => {
+            "coherency-bound (kappa >= sigma: throughput falls past the peak)"
+        }
         ScalingBound::Linear => "linear within the ladder (sigma = kappa = 0)",
     };
     let mut out = format!(
@@ -98,13 +100,21 @@ pub fn cpu_text(r: &SweepReport) -> String {
                 us(s.server_us_per_message()),
                 s.loadgen_cpu_secs.map_or("-".into(), |v| format!("{v:.2}")),
                 us(s.loadgen_us_per_message()),
-                s.machine_busy_secs.map_or("-".into(), |v| format!("{v:.2}")),
+                s.machine_busy_secs
+                    .map_or("-".into(), |v| format!("{v:.2}")),
                 if s.drained { "yes" } else { "NO" }.into(),
             ]
         })
         .collect();
     let header = [
-        "conns", "window s", "server s", "cores", "us/msg", "loadgen s", "lg us/msg", "machine s",
+        "conns",
+        "window s",
+        "server s",
+        "cores",
+        "us/msg",
+        "loadgen s",
+        "lg us/msg",
+        "machine s",
         "reaped",
     ];
     out.push_str(

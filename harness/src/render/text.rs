@@ -282,7 +282,10 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
         &crate::render::capacity::throughput_text(r),
         TEXT_WIDTH,
     ));
-    out.push_str(&wrap_lines(&crate::render::capacity::cpu_text(r), TEXT_WIDTH));
+    out.push_str(&wrap_lines(
+        &crate::render::capacity::cpu_text(r),
+        TEXT_WIDTH,
+    ));
     out.push_str(&wrap_lines(
         &crate::render::memory::total_memory_text(r),
         TEXT_WIDTH,

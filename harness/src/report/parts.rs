@@ -32,6 +32,9 @@ pub struct Environment {
     pub pid_max: Option<u64>,
     pub nofile_soft: Option<u64>,
     pub nofile_hard: Option<u64>,
+    /// `MemTotal` of `/proc/meminfo`, for chart titles; absent before schema 3.
+    #[serde(default)]
+    pub mem_total_kib: Option<u64>,
 }
 
 /// The server a report is about.
@@ -204,8 +207,14 @@ impl MemoryCounters {
             page_tables_kib: mid(before.page_tables_kib, after.page_tables_kib),
             slab_kib: mid(before.slab_kib, after.slab_kib),
             sunreclaim_kib: mid(before.sunreclaim_kib, after.sunreclaim_kib),
-            sreclaimable_kib: before.sreclaimable_kib.zip(after.sreclaimable_kib).map(|(a, b)| mid(a, b)),
-            mem_free_kib: before.mem_free_kib.zip(after.mem_free_kib).map(|(a, b)| mid(a, b)),
+            sreclaimable_kib: before
+                .sreclaimable_kib
+                .zip(after.sreclaimable_kib)
+                .map(|(a, b)| mid(a, b)),
+            mem_free_kib: before
+                .mem_free_kib
+                .zip(after.mem_free_kib)
+                .map(|(a, b)| mid(a, b)),
             tcp_mem_kib: mid(before.tcp_mem_kib, after.tcp_mem_kib),
             tcp_sockets: mid(before.tcp_sockets, after.tcp_sockets),
             harness_rss_kib: before.harness_rss_kib,

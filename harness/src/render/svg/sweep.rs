@@ -36,6 +36,9 @@ pub struct SweepPoint {
     pub components: Option<[f64; 6]>,
     /// The server's share of the `MemAvailable` drop (the cross-check); NaN when not measured.
     pub drop_bytes: f64,
+    /// The reclaimable part of the slab rise (`SReclaimable`), drawn apart: `MemAvailable` counts
+    /// part of it as available; NaN when not measured (before schema 3).
+    pub sreclaimable_bytes: f64,
 }
 
 /// What the memory chart draws beside the steps: the server's name for every title, the fits, and
@@ -60,7 +63,8 @@ pub(super) const LOG_X_RATIO: f64 = 100.0;
 /// Writes the sweep charts of `report` into `dir` as `{stem}-*.svg`.
 pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, PlotError> {
     let points: Vec<_> = report.steps.iter().map(|s| s.plot_point()).collect();
-    let server = short_server_name(&report.server.description);
+    let server =
+        super::capacity::chart_subject(report, &short_server_name(&report.server.description));
     let models = SweepModels {
         server: &server,
         pss_fit: report.capacity.memory_fit.as_ref(),
@@ -71,7 +75,9 @@ pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<Pa
             .and_then(|v| v.step.as_ref())
             .map(|s| s.plot_point()),
     };
-    write_sweep_svgs(dir, stem, &points, &models)
+    let mut written = write_sweep_svgs(dir, stem, &points, &models)?;
+    written.extend(super::capacity::capacity_svgs(report, &server, dir, stem)?);
+    Ok(written)
 }
 /// Writes `{stem}-echo-latency.svg`, `{stem}-first-echo-latency.svg`, `{stem}-memory.svg` and
 /// `{stem}-throughput.svg` into `dir`, and returns their paths in that order.
@@ -244,6 +250,14 @@ pub(super) fn memory_chart(points: &[SweepPoint], models: &SweepModels) -> Chart
             mark: Mark::Dots,
             points: points.iter().map(|p| at(p, p.total_bytes)).collect(),
         });
+        if points.iter().any(|p| p.sreclaimable_bytes.is_finite()) {
+            series.push(Series {
+                name: "of the slab: reclaimable (SReclaimable)".to_owned(),
+                color: RGBColor(0, 150, 150),
+                mark: Mark::LineAndDots,
+                points: points.iter().map(|p| at(p, p.sreclaimable_bytes)).collect(),
+            });
+        }
         series.push(Series {
             name: "measured MemAvailable drop (server's share)".to_owned(),
             color: RGBColor(140, 0, 140),
@@ -345,6 +359,7 @@ impl SweepStep {
             total_bytes: f(self.memory.map(|m| m.server_total_bytes())),
             components: self.memory.map(|m| Component::ALL.map(|c| c.of(&m))),
             drop_bytes: f(self.memory.map(|m| m.server_drop_bytes())),
+            sreclaimable_bytes: f(self.memory.and_then(|m| m.sreclaimable_bytes)),
         }
     }
 }
