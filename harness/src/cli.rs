@@ -229,9 +229,11 @@ struct SweepArgs {
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES_HELP)]
 struct PlotArgs {
-    /// A JSON report written by `harness sweep` or `harness run`.
-    file: PathBuf,
-    /// Where the SVGs go (default: beside the report).
+    /// A JSON report written by `harness sweep` or `harness run`; or two to four sweep reports,
+    /// drawn on one chart per question (throughput, CPU, memory) as `compare-*.svg`.
+    #[arg(num_args = 1..=4, required = true)]
+    files: Vec<PathBuf>,
+    /// Where the SVGs go (default: beside the (first) report).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
 }
@@ -278,7 +280,7 @@ where
             },
         ),
         Command::Sweep(a) => cmd_sweep(a),
-        Command::Plot(a) => plot::execute(&a.file, a.out_dir.as_deref()),
+        Command::Plot(a) => plot::execute(&a.files, a.out_dir.as_deref()),
     };
     match result {
         Ok(Verdict::Passed) => EXIT_OK,

@@ -241,11 +241,7 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
         }
     }
 
-    let model_steps: Vec<ModelStep> = steps.iter().map(model_step).collect();
-    let mut capacity = CapacityModel::from_steps(&model_steps, limits);
-    if let (Some(cpu), Some(t)) = (capacity.cpu.as_mut(), opts.target) {
-        cpu.target = Some(cpu.cores_needed(t.messages_per_sec, t.conns_per_sec));
-    }
+    let capacity = fit_capacity(&steps, limits, opts.target);
     let validation = opts
         .validate
         .map(|at| validate(spec, &step_load, opts, at, &capacity, &progress));
@@ -278,6 +274,16 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
         socket_slab_bytes,
         validation,
     })
+}
+
+/// The capacity model of the steps, with "cores needed" answered for `target` when asked.
+fn fit_capacity(steps: &[SweepStep], limits: Limits, target: Option<CoresTarget>) -> CapacityModel {
+    let model_steps: Vec<ModelStep> = steps.iter().map(model_step).collect();
+    let mut capacity = CapacityModel::from_steps(&model_steps, limits);
+    if let (Some(cpu), Some(t)) = (capacity.cpu.as_mut(), target) {
+        cpu.target = Some(cpu.cores_needed(t.messages_per_sec, t.conns_per_sec));
+    }
+    capacity
 }
 
 fn model_step(s: &SweepStep) -> ModelStep {

@@ -10,11 +10,13 @@
 
 mod capacity;
 mod chart;
+mod compare;
 mod sweep;
 mod timeline;
 
 pub use capacity::CAPACITY_CHARTS;
 pub use chart::PlotError;
+pub use compare::{compare_svgs, COMPARE_CHARTS};
 pub use sweep::{
     short_server_name, sweep_svgs, write_sweep_svgs, SweepModels, SweepPoint, SWEEP_CHARTS,
 };

@@ -162,6 +162,53 @@ pub fn write_sweep_svgs(
     Ok(written)
 }
 
+/// The stacked components of the total (top band first), the measured total, the reclaimable
+/// slab apart, and the `MemAvailable` drop.
+fn stacked_series(
+    points: &[SweepPoint],
+    stacked: &[(&SweepPoint, [f64; 6])],
+    at: &dyn Fn(&SweepPoint, f64) -> (f64, f64),
+) -> Vec<Series> {
+    let mut series = Vec::new();
+    // Drawn top band first, so each lower band paints over the part of the one above it; the
+    // rest is not part of the total and not stacked.
+    for k in (0..Component::ALL.len()).rev() {
+        if !Component::ALL[k].in_total() {
+            continue;
+        }
+        series.push(Series {
+            name: Component::ALL[k].label().to_owned(),
+            color: COMPONENT_COLORS[k],
+            mark: Mark::Area,
+            points: stacked
+                .iter()
+                .map(|(p, c)| at(p, c[..=k].iter().map(|v| v.max(0.0)).sum()))
+                .collect(),
+        });
+    }
+    series.push(Series {
+        name: "measured total (sum of the bands)".to_owned(),
+        color: BLACK,
+        mark: Mark::Dots,
+        points: points.iter().map(|p| at(p, p.total_bytes)).collect(),
+    });
+    if points.iter().any(|p| p.sreclaimable_bytes.is_finite()) {
+        series.push(Series {
+            name: "of the slab: reclaimable (SReclaimable)".to_owned(),
+            color: RGBColor(0, 150, 150),
+            mark: Mark::LineAndDots,
+            points: points.iter().map(|p| at(p, p.sreclaimable_bytes)).collect(),
+        });
+    }
+    series.push(Series {
+        name: "measured MemAvailable drop (server's share)".to_owned(),
+        color: RGBColor(140, 0, 140),
+        mark: Mark::Dots,
+        points: points.iter().map(|p| at(p, p.drop_bytes)).collect(),
+    });
+    series
+}
+
 /// The server as chart titles name it: `fork-echo-server --backlog 4096`, `socat TCP-LISTEN:...`,
 /// without the harness's own `--port 0` and cut to a title's length.
 pub fn short_server_name(description: &str) -> String {
@@ -228,42 +275,7 @@ pub(super) fn memory_chart(points: &[SweepPoint], models: &SweepModels) -> Chart
         .collect();
     let has_total = models.total_fit.is_some() || !stacked.is_empty();
     if !stacked.is_empty() {
-        // Drawn top band first, so each lower band paints over the part of the one above it; the
-        // rest is not part of the total and not stacked.
-        for k in (0..Component::ALL.len()).rev() {
-            if !Component::ALL[k].in_total() {
-                continue;
-            }
-            series.push(Series {
-                name: Component::ALL[k].label().to_owned(),
-                color: COMPONENT_COLORS[k],
-                mark: Mark::Area,
-                points: stacked
-                    .iter()
-                    .map(|(p, c)| at(p, c[..=k].iter().map(|v| v.max(0.0)).sum()))
-                    .collect(),
-            });
-        }
-        series.push(Series {
-            name: "measured total (sum of the bands)".to_owned(),
-            color: BLACK,
-            mark: Mark::Dots,
-            points: points.iter().map(|p| at(p, p.total_bytes)).collect(),
-        });
-        if points.iter().any(|p| p.sreclaimable_bytes.is_finite()) {
-            series.push(Series {
-                name: "of the slab: reclaimable (SReclaimable)".to_owned(),
-                color: RGBColor(0, 150, 150),
-                mark: Mark::LineAndDots,
-                points: points.iter().map(|p| at(p, p.sreclaimable_bytes)).collect(),
-            });
-        }
-        series.push(Series {
-            name: "measured MemAvailable drop (server's share)".to_owned(),
-            color: RGBColor(140, 0, 140),
-            mark: Mark::Dots,
-            points: points.iter().map(|p| at(p, p.drop_bytes)).collect(),
-        });
+        series.extend(stacked_series(points, &stacked, &at));
     }
     series.push(Series {
         name: "total PSS (user space only)".to_owned(),
