@@ -13,6 +13,8 @@ pub mod fork;
 pub mod limits;
 pub mod listener;
 pub mod log;
+pub mod parent_only;
+pub mod pid_set;
 pub mod server;
 pub mod session;
 pub mod signals;
@@ -77,6 +79,7 @@ pub fn run(config: Config) -> Result<Stats, String> {
     );
     announce(local).map_err(|err| format!("cannot write to stdout: {err}"))?;
     Server::new(config, listener, signals)
+        .map_err(|err| format!("cannot map the child table: {err}"))?
         .run()
         .map_err(|err| format!("event loop failed: {err}"))
 }

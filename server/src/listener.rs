@@ -193,9 +193,18 @@ impl Listener {
 
     /// One non-blocking accept. The accepted socket is blocking (Linux does not inherit
     /// O_NONBLOCK) and close-on-exec.
+    ///
+    /// A direct system call (rustix), not libc's `accept4`: every accept batch ends in EAGAIN,
+    /// and libc stores that in `errno`, a thread-local on a page every live child shares
+    /// copy-on-write; writing it after a fork costs a fault and leaves each child forked before
+    /// with a private copy of that page. rustix returns the error without touching `errno`.
     pub fn accept(&self) -> io::Result<(Socket, Option<SocketAddr>)> {
-        let (socket, peer) = self.socket.accept()?;
-        Ok((socket, peer.as_socket()))
+        let (fd, peer) =
+            rustix::net::acceptfrom_with(&self.socket, rustix::net::SocketFlags::CLOEXEC)?;
+        Ok((
+            Socket::from(fd),
+            peer.and_then(|peer| SocketAddr::try_from(peer).ok()),
+        ))
     }
 }
 
