@@ -47,7 +47,7 @@ def strip_tests(text):
         out.append(text[i:j])
         k = text.find("{", j)
         semi = text.find(";", j)
-        if semi != -1 and semi < k:
+        if semi != -1 and (k == -1 or semi < k):
             i = semi + 1
             continue
         depth = 0
