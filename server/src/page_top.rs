@@ -13,6 +13,9 @@
 //! `at_page_top` moves the stack pointer down to just under the next page boundary by recursing
 //! through padded frames (plain safe code: each frame checks its own address), then calls the
 //! loop there. It costs at most one page of stack, once.
+//!
+//! Layers it may import: none.
+//! Crates it may import: none.
 
 /// The page size on every target this server builds for (x86_64 and aarch64 Linux with 4 KiB
 /// pages; on a larger page size the loop simply fits more easily).

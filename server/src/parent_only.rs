@@ -8,6 +8,9 @@
 //! `MADV_DONTFORK`: the kernel leaves the mapping out of every child (nothing to share, nothing
 //! to copy at fork), so the parent writes it for free. A child must never touch it (it is not
 //! mapped there); `Server::become_child` forgets it without reading or dropping it.
+//!
+//! Layers it may import: none.
+//! Crates it may import: `memmap2`.
 
 use std::io;
 use std::ops::{Deref, DerefMut};
