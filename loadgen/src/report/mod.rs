@@ -21,8 +21,9 @@ use crate::{new_histogram, Error, Slo};
 /// Version of the JSON format; bumped on any change. Version 2 added `interrupted`,
 /// `counters.connections_not_started`, `connections_interrupted`, `sessions_completed`,
 /// `errors.connect.run_deadline`, `identity` and `merge`; version 1 reports are still read (those
-/// fields read as 0 or absent).
-pub const SCHEMA_VERSION: u32 = 2;
+/// fields read as 0 or absent). Version 3 added `parameters.engine`; older reports read as
+/// `"tokio"`, the only engine there was.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The oldest `schema_version` [`Report::read_json`] and [`Report::merge`] still read.
 pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;
@@ -100,6 +101,15 @@ pub struct Parameters {
     pub slos: Vec<String>,
     /// Number of loadgen processes this report covers (1 unless merged).
     pub processes: u64,
+    /// The engine that drove the connections (`threads` or `tokio`; `--engine auto` resolved);
+    /// a merge of runs on different engines lists them, comma-separated.
+    #[serde(default = "engine_before_v3")]
+    pub engine: String,
+}
+
+/// `parameters.engine` of a report older than schema version 3.
+fn engine_before_v3() -> String {
+    crate::Engine::Tokio.name().into()
 }
 
 /// Where a report was produced.
