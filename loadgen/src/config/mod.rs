@@ -82,9 +82,7 @@ impl std::str::FromStr for Engine {
             "auto" => Ok(Engine::Auto),
             "tokio" => Ok(Engine::Tokio),
             "threads" => Ok(Engine::Threads),
-            _ => Err(format!(
-                "--engine {s:?} is not one of auto, threads, tokio"
-            )),
+            _ => Err(format!("--engine {s:?} is not one of auto, threads, tokio")),
         }
     }
 }
@@ -248,7 +246,9 @@ impl Config {
         }
         if self.engine == Engine::Threads {
             if self.rate.is_some() {
-                return bad("--rate needs --engine tokio (the threads engine is closed loop)".into());
+                return bad(
+                    "--rate needs --engine tokio (the threads engine is closed loop)".into(),
+                );
             }
             if self.threads.is_some() {
                 return bad(
@@ -326,5 +326,53 @@ mod end_margin_tests {
     fn end_margin_grows_with_a_long_connect_burst_but_never_below_the_fixed_margin() {
         assert_eq!(end_margin(Duration::from_millis(5)), DEADLINE_MARGIN);
         assert_eq!(end_margin(Duration::from_secs(32)), Duration::from_secs(64));
+    }
+}
+
+#[cfg(test)]
+mod engine_tests {
+    use super::*;
+
+    #[test]
+    fn auto_is_threads_unless_a_tokio_only_flag_is_given() {
+        let closed = Config::default();
+        assert_eq!(closed.engine(), Engine::Threads);
+        let open = Config {
+            rate: Some(100.0),
+            ..Config::default()
+        };
+        assert_eq!(open.engine(), Engine::Tokio);
+        let sharded = Config {
+            threads: Some(2),
+            ..Config::default()
+        };
+        assert_eq!(sharded.engine(), Engine::Tokio);
+        let chosen = Config {
+            engine: Engine::Tokio,
+            ..Config::default()
+        };
+        assert_eq!(chosen.engine(), Engine::Tokio);
+    }
+
+    #[test]
+    fn the_threads_engine_refuses_rate_and_threads() {
+        for config in [
+            Config {
+                engine: Engine::Threads,
+                rate: Some(100.0),
+                ..Config::default()
+            },
+            Config {
+                engine: Engine::Threads,
+                threads: Some(2),
+                ..Config::default()
+            },
+        ] {
+            let e = config.validate().unwrap_err().to_string();
+            assert!(e.contains("--engine tokio"), "{e}");
+        }
+        for name in ["auto", "threads", "tokio"] {
+            assert_eq!(name.parse::<Engine>().unwrap().name(), name);
+        }
     }
 }

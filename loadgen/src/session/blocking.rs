@@ -26,7 +26,7 @@ use crate::session::connect::{connect_blocking, count_connect};
 use crate::session::failure::Failure;
 use crate::session::plan::{first_plan, ramp_slot, source_of, steady_plan, Plan};
 use crate::session::{
-    EstablishedGuard, Ending, Next, PhaseGuard, RunShared, Session, Stage, Steady, BARRIER_GRACE,
+    Ending, EstablishedGuard, Next, PhaseGuard, RunShared, Session, Stage, Steady, BARRIER_GRACE,
 };
 use crate::Config;
 
@@ -172,7 +172,12 @@ pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
 impl Session<Socket> {
     /// Runs `plan` until it has nothing more to send and nothing outstanding, fails, or the run
     /// is stopped. Closed loop only (the threads engine refuses `--rate`).
-    fn drive_blocking(&mut self, plan: &Plan, shared: &RunShared, tick: Duration) -> Result<(), Halt> {
+    fn drive_blocking(
+        &mut self,
+        plan: &Plan,
+        shared: &RunShared,
+        tick: Duration,
+    ) -> Result<(), Halt> {
         loop {
             if stopped(shared) {
                 return Err(Halt::Stopped);
@@ -206,7 +211,11 @@ impl Session<Socket> {
         {
             Ok(n) => {
                 self.wrote(n)?;
-                Ok(if self.out_off == 0 { Sent::All } else { Sent::Partly })
+                Ok(if self.out_off == 0 {
+                    Sent::All
+                } else {
+                    Sent::Partly
+                })
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let left = wake.saturating_duration_since(Instant::now()).min(tick);
@@ -220,7 +229,11 @@ impl Session<Socket> {
                 let readable = fds[0]
                     .revents()
                     .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP));
-                Ok(if readable { Sent::Readable } else { Sent::Partly })
+                Ok(if readable {
+                    Sent::Readable
+                } else {
+                    Sent::Partly
+                })
             }
             Err(e) if is_transient(&e) => Ok(Sent::Partly),
             Err(e) => Err(Failure::from_io(&e)),

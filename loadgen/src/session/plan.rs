@@ -60,7 +60,12 @@ pub(crate) fn first_plan(shared: &RunShared, connect_start: Instant) -> Plan {
 }
 
 /// The plan of the measured phase once the barrier has opened with `steady`.
-pub(crate) fn steady_plan(config: &Config, steady: &Steady, conn: u64, connect_start: Instant) -> Plan {
+pub(crate) fn steady_plan(
+    config: &Config,
+    steady: &Steady,
+    conn: u64,
+    connect_start: Instant,
+) -> Plan {
     let schedule = config.rate.map(|rate| {
         let interval = config.conns as f64 / rate;
         // Spread connections evenly over one interval so the total rate is smooth.
