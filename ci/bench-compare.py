@@ -8,8 +8,14 @@ Per run it records verified messages/s, the client's CPU per message from getrus
 children's, from /proc/PID/stat), context switches and migrations of the client, echo p50 and max,
 and the load average. Not a test: nothing here asserts a speed.
 
+The references are blocking-echo-client (ours) and, when REB is set to its binary, rust_echo_bench
+(../shared/anchors/rust_echo_bench, built by ci/bench-loadgen.sh compare into a temp dir): one OS
+thread per connection, blocking write then read, no verification. It prints only its request
+count, so its rate is responses / duration as it reports it (its duration includes its own
+connect phase) and it has no latency figures.
+
 Usage (normally through ci/bench-loadgen.sh compare): bench-compare.py BIN_DIR C_SERVER
-Environment: DURATION (8s), CONNS (1000), SIZE (64), ROUNDS (3),
+Environment: REB (path of the echo_bench binary; unset = not run), DURATION (8s), CONNS (1000), SIZE (64), ROUNDS (3),
   SERVERS ("c-fork fork-echo-server tokio-echo"), SCENARIOS ("conns pinned single"; also "split"),
   VARIANTS: loadgen variants, "name=args;name=args", where args may start with ENV=VALUE words
   (default: just "loadgen=").
@@ -42,6 +48,9 @@ VARIANTS = [
 PIN_CPU = os.environ.get("PIN_CPU", "1")
 SPLIT_CPU = os.environ.get("SPLIT_CPU", "0")
 TCK = os.sysconf("SC_CLK_TCK")
+REB = os.environ.get("REB", "")
+# The reference the ratio columns divide by.
+BASE = "reb" if REB else "blocking"
 TMP = tempfile.mkdtemp(prefix="bench-compare.")
 
 
@@ -136,7 +145,13 @@ def run_client(name, argv, server, conns, pin_cpu):
     # CPU the rest of the box used meanwhile (other engineers' builds and benchmarks): the honest
     # noise figure here, since the load average also counts this benchmark's own 1000 children.
     r["others"] = max(0.0, (b1 - b0) - r["cpu"] - r["server_cpu"]) / (time.monotonic() - w0)
-    if name == "blocking":
+    if name == "reb":
+        m = re.search(r"Responses: (\d+)", out.stdout)
+        if not m:
+            r.update(msgs=0, rate=0, p50=0, max=0, err=out.stderr.strip()[-200:])
+            return r
+        r.update(msgs=int(m.group(1)), rate=int(m.group(1)) / duration_secs(), p50=0, max=0)
+    elif name == "blocking":
         m = re.search(r"(\d+) messages verified, ([\d.]+) messages/s, rtt p50 (\d+) us p99 (\d+) us max (\d+) us",
                       out.stdout)
         if not m:
@@ -159,7 +174,14 @@ def run_client(name, argv, server, conns, pin_cpu):
     return r
 
 
+def duration_secs():
+    """DURATION in whole seconds, as rust_echo_bench's -t takes it (8s, 8)."""
+    return int(DURATION.rstrip("s"))
+
+
 def clients(addr, conns):
+    if REB:
+        yield "reb", [REB, "-a", addr, "-c", str(conns), "-l", str(SIZE), "-t", str(duration_secs())]
     yield "blocking", [f"{BIN}/blocking-echo-client", "--addr", addr, "-c", str(conns), "-s",
                        str(SIZE), "-d", DURATION]
     for name, extra in VARIANTS:
@@ -209,11 +231,11 @@ def table(scenario, kind, conns, results):
              "split": f", server on CPU {PIN_CPU}, client on CPU {SPLIT_CPU}"}.get(scenario, "")
     print(f"\n### {scenario}: {kind}, {conns} connection(s){where}")
     print("| client | msg/s (median) | CPU us/msg (getrusage) | task-clock us/msg | server CPU us/msg "
-          "| ctx switches/msg | echo p50 us | echo max us (worst) | x blocking msg/s | x blocking CPU "
+          f"| ctx switches/msg | echo p50 us | echo max us (worst) | x {BASE} msg/s | x {BASE} CPU "
           "| other CPUs busy | load avg |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    names = ["blocking"] + [n for n, _ in VARIANTS]
-    base = [r for r in results if r["client"] == "blocking"]
+    names = (["reb"] if REB else []) + ["blocking"] + [n for n, _ in VARIANTS]
+    base = [r for r in results if r["client"] == BASE]
     for name in names:
         rows = [r for r in results if r["client"] == name]
         for r in rows:

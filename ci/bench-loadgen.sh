@@ -7,8 +7,9 @@
 # Usage: ci/bench-loadgen.sh [DURATION]      (default 10s; env CONNS=1000 SIZE=64)
 #
 # ci/bench-loadgen.sh compare [DURATION]      (default 8s)
-#   Issue 10's comparison: loadgen against blocking-echo-client (one OS thread per connection)
-#   on the careful C fork server (/work/shared/anchors/c-fork-echo.c, compiled here into a temp
+#   Issues 10 and 18: loadgen against rust_echo_bench (/work/shared/anchors/rust_echo_bench, built
+#   into a temp dir as its ORIGIN says; never vendored) and blocking-echo-client (both one OS thread
+#   per connection) on the careful C fork server (/work/shared/anchors/c-fork-echo.c, compiled here into a temp
 #   dir), fork-echo-server and tokio-echo; 1000 connections, pinned to one CPU, and one
 #   connection; A B A B rounds, medians. See ci/bench-compare.py for the environment knobs.
 set -euo pipefail
@@ -20,6 +21,9 @@ if [ "${1:-}" = "compare" ]; then
     WORK="$(mktemp -d)"
     trap 'rm -rf "$WORK"' EXIT
     gcc -O2 -o "$WORK/c-fork-echo" "$C_SOURCE"
+    REB_SOURCE="${RUST_ECHO_BENCH:-/work/shared/anchors/rust_echo_bench}"
+    [ -r "$REB_SOURCE/Cargo.toml" ] || { echo "bench-loadgen: cannot read $REB_SOURCE (set RUST_ECHO_BENCH)" >&2; exit 2; }
+    cargo build --release --locked --manifest-path "$REB_SOURCE/Cargo.toml" --target-dir "$WORK/reb" >&2
     cargo build --release --locked -p loadgen -p fork-echo-server --bins >&2
     echo "== versions"
     echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -29,7 +33,8 @@ if [ "${1:-}" = "compare" ]; then
     echo "kernel:   $(uname -sr)"
     echo "cpu:      $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     echo "load:     $(cut -d' ' -f1-3 /proc/loadavg)"
-    DURATION="${2:-8s}" python3 ci/bench-compare.py target/release "$WORK/c-fork-echo"
+    echo "echo_bench: $(cd "$REB_SOURCE" && head -1 ORIGIN)"
+    REB="$WORK/reb/release/echo_bench" DURATION="${2:-8s}" python3 ci/bench-compare.py target/release "$WORK/c-fork-echo"
     echo "load:     $(cut -d' ' -f1-3 /proc/loadavg)"
     exit 0
 fi

@@ -37,7 +37,7 @@ pub mod workers;
 pub use report::{identity, output};
 pub use session::payload;
 
-pub use config::{Config, Slo};
+pub use config::{Config, Engine, Slo};
 pub use engine::runner::{preflight, run, run_async};
 pub use error::Error;
 pub use report::{

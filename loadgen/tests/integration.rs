@@ -2,6 +2,7 @@
 //! (some misbehaving on purpose) and the real `fork-echo-server`, through the library API and
 //! the `loadgen` binary. Every load is bounded by a message count or a short duration.
 
+mod engines;
 mod scale;
 mod util;
 
@@ -16,9 +17,20 @@ fn secs(s: f64) -> Duration {
 
 #[test]
 fn thousand_connections_against_tokio_server_count_exactly() {
+    for engine in util::ENGINES {
+        thousand_connections_against_tokio_server_count_exactly_on(engine);
+    }
+}
+
+fn thousand_connections_against_tokio_server_count_exactly_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     let _heavy = util::heavy_lock();
     let server = TestServer::start(Behaviour::Echo);
-    let report = loadgen::run(util::messages_config(server.addr, 1000, 20)).unwrap();
+    let report = loadgen::run(loadgen::Config {
+        engine,
+        ..util::messages_config(server.addr, 1000, 20)
+    })
+    .unwrap();
     let c = &report.counters;
     assert_eq!(c.connections_attempted, 1000);
     assert_eq!(c.connections_established, 1000);
@@ -48,6 +60,13 @@ fn thousand_connections_against_tokio_server_count_exactly() {
 
 #[test]
 fn thousand_connections_against_fork_echo_server() {
+    for engine in util::ENGINES {
+        thousand_connections_against_fork_echo_server_on(engine);
+    }
+}
+
+fn thousand_connections_against_fork_echo_server_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     let _fork = util::forking_lock();
     let _heavy = util::heavy_lock();
     let server = SpawnedServer::start(&util::fork_echo_server(), &["--port", "0", "-q"]);
@@ -56,7 +75,7 @@ fn thousand_connections_against_fork_echo_server() {
     let target = server.addr.to_string();
     util::loadgen()
         .args(["--addr", &target, "--conns", "1000", "--messages", "10"])
-        .args(["--no-progress", "--json"])
+        .args(["--no-progress", "--engine", engine.name(), "--json"])
         .arg(&json)
         .assert()
         .success();
@@ -159,11 +178,19 @@ fn blocking_echo_client_verifies_and_counts() {
 
 #[test]
 fn flipped_byte_is_a_mismatch_and_exits_1() {
+    for engine in util::ENGINES {
+        flipped_byte_is_a_mismatch_and_exits_1_on(engine);
+    }
+}
+
+fn flipped_byte_is_a_mismatch_and_exits_1_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     let server = TestServer::start(Behaviour::FlipOnce { at: 3 * 64 + 5 });
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("flip.json");
     let stderr = util::stderr(
         &util::loadgen_messages(&server.target(), 4, 10)
+            .args(["--engine", engine.name()])
             .arg("--json")
             .arg(&json)
             .assert()
@@ -186,8 +213,19 @@ fn flipped_byte_is_a_mismatch_and_exits_1() {
 
 #[test]
 fn server_closing_early_is_counted_as_such() {
+    for engine in util::ENGINES {
+        server_closing_early_is_counted_as_such_on(engine);
+    }
+}
+
+fn server_closing_early_is_counted_as_such_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     let server = TestServer::start(Behaviour::CloseAfter { bytes: 10 * 64 });
-    let report = loadgen::run(util::messages_config(server.addr, 20, 50)).unwrap();
+    let report = loadgen::run(loadgen::Config {
+        engine,
+        ..util::messages_config(server.addr, 20, 50)
+    })
+    .unwrap();
     let s = &report.errors.session;
     assert_eq!(s.closed_early, 20, "{:?}", report.errors);
     assert_eq!(s.short_echo + s.mismatch + s.reset + s.other, 0);
@@ -200,15 +238,30 @@ fn server_closing_early_is_counted_as_such() {
     let server = TestServer::start(Behaviour::CloseAfter {
         bytes: 10 * 64 + 10,
     });
-    let report = loadgen::run(util::messages_config(server.addr, 5, 50)).unwrap();
+    let report = loadgen::run(loadgen::Config {
+        engine,
+        ..util::messages_config(server.addr, 5, 50)
+    })
+    .unwrap();
     assert_eq!(report.errors.session.short_echo, 5, "{:?}", report.errors);
     assert_eq!(report.errors.session.closed_early, 0);
 }
 
 #[test]
 fn server_reset_is_counted_as_a_reset() {
+    for engine in util::ENGINES {
+        server_reset_is_counted_as_a_reset_on(engine);
+    }
+}
+
+fn server_reset_is_counted_as_a_reset_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     let server = TestServer::start(Behaviour::ResetAfter { bytes: 5 * 64 });
-    let report = loadgen::run(util::messages_config(server.addr, 4, 20)).unwrap();
+    let report = loadgen::run(loadgen::Config {
+        engine,
+        ..util::messages_config(server.addr, 4, 20)
+    })
+    .unwrap();
     assert_eq!(report.errors.session.reset, 4, "{:?}", report.errors);
     assert_eq!(report.errors.session.total(), 4);
     assert_eq!(report.counters.messages_verified, 4 * 5);
@@ -559,6 +612,13 @@ fn limits_are_checked_before_connecting() {
 
 #[test]
 fn hard_deadline_ends_a_run_against_a_server_gone_silent() {
+    for engine in util::ENGINES {
+        hard_deadline_ends_a_run_against_a_server_gone_silent_on(engine);
+    }
+}
+
+fn hard_deadline_ends_a_run_against_a_server_gone_silent_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     // The server echoes the first message of each connection, then never again; the io timeout
     // is far away, so only the run deadline can end this run.
     let server = TestServer::start(Behaviour::SilentAfter { bytes: 64 });
@@ -566,7 +626,7 @@ fn hard_deadline_ends_a_run_against_a_server_gone_silent() {
     let json = dir.path().join("silent.json");
     let started = Instant::now();
     util::loadgen_for(&server.target(), 5, "1s")
-        .args(["--io-timeout", "60s", "--json"])
+        .args(["--io-timeout", "60s", "--engine", engine.name(), "--json"])
         .arg(&json)
         .assert()
         .code(1);
@@ -584,11 +644,19 @@ fn hard_deadline_ends_a_run_against_a_server_gone_silent() {
 
 #[test]
 fn echo_timeout_is_its_own_kind() {
+    for engine in util::ENGINES {
+        echo_timeout_is_its_own_kind_on(engine);
+    }
+}
+
+fn echo_timeout_is_its_own_kind_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     let server = TestServer::start(Behaviour::SilentAfter { bytes: 64 });
     let report = loadgen::run(loadgen::Config {
         conns: 3,
         duration: Some(secs(5.0)),
         io_timeout: Duration::from_millis(300),
+        engine,
         ..util::config(server.addr)
     })
     .unwrap();
@@ -740,12 +808,20 @@ fn ipv6_and_host_names_work() {
 
 #[test]
 fn deep_pipeline_of_large_messages_does_not_deadlock() {
+    for engine in util::ENGINES {
+        deep_pipeline_of_large_messages_does_not_deadlock_on(engine);
+    }
+}
+
+fn deep_pipeline_of_large_messages_does_not_deadlock_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     // 8 x 64 KiB in flight per connection is more than the socket buffers hold, so this only
     // finishes if echoes are read while writes are still pending.
     let server = TestServer::start(Behaviour::Echo);
     let report = loadgen::run(loadgen::Config {
         size: 64 << 10,
         pipeline: 8,
+        engine,
         ..util::messages_config(server.addr, 4, 40)
     })
     .unwrap();
@@ -756,12 +832,20 @@ fn deep_pipeline_of_large_messages_does_not_deadlock() {
 
 #[test]
 fn warmup_is_excluded_and_connect_rate_paces_the_ramp() {
+    for engine in util::ENGINES {
+        warmup_is_excluded_and_connect_rate_paces_the_ramp_on(engine);
+    }
+}
+
+fn warmup_is_excluded_and_connect_rate_paces_the_ramp_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     let server = TestServer::start(Behaviour::Echo);
     let report = loadgen::run(loadgen::Config {
         conns: 10,
         duration: Some(secs(1.0)),
         warmup: Duration::from_millis(500),
         connect_rate: Some(20.0),
+        engine,
         ..util::config(server.addr)
     })
     .unwrap();
@@ -854,6 +938,13 @@ fn json_to_stdout_moves_the_text_to_stderr() {
 
 #[test]
 fn connect_timeout_is_its_own_kind() {
+    for engine in util::ENGINES {
+        connect_timeout_is_its_own_kind_on(engine);
+    }
+}
+
+fn connect_timeout_is_its_own_kind_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     // A listener with backlog 0 that never accepts: once its accept queue is full the kernel
     // drops further SYNs, so those connects can only time out (the tutorial's backlog problem).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -872,6 +963,7 @@ fn connect_timeout_is_its_own_kind() {
         duration: Some(secs(0.5)),
         connect_timeout: Duration::from_millis(300),
         io_timeout: Duration::from_millis(300),
+        engine,
         ..util::config(addr)
     })
     .unwrap();
@@ -1008,12 +1100,21 @@ fn assert_counts_add_up(report: &loadgen::Report) {
 
 #[test]
 fn connections_waiting_for_their_slot_at_the_deadline_are_counted() {
+    for engine in util::ENGINES {
+        connections_waiting_for_their_slot_at_the_deadline_are_counted_on(engine);
+    }
+}
+
+fn connections_waiting_for_their_slot_at_the_deadline_are_counted_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     let server = TestServer::start(Behaviour::Echo);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("paced.json");
     let stderr = util::stderr(
         &util::loadgen_for(&server.target(), 100, "10s")
             .args([
+                "--engine",
+                engine.name(),
                 "--connect-rate",
                 "10",
                 "--deadline",
@@ -1036,6 +1137,13 @@ fn connections_waiting_for_their_slot_at_the_deadline_are_counted() {
 
 #[test]
 fn connections_still_connecting_at_the_deadline_are_counted() {
+    for engine in util::ENGINES {
+        connections_still_connecting_at_the_deadline_are_counted_on(engine);
+    }
+}
+
+fn connections_still_connecting_at_the_deadline_are_counted_on(engine: loadgen::Engine) {
+    eprintln!("engine {}", engine.name());
     // A listener that never accepts, with the smallest backlog: one connection completes, the
     // SYNs of the others are dropped, so they are still connecting when the deadline hits.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1049,6 +1157,8 @@ fn connections_still_connecting_at_the_deadline_are_counted() {
     let json = dir.path().join("stuck.json");
     util::loadgen_for(&target, 50, "1s")
         .args([
+            "--engine",
+            engine.name(),
             "--deadline",
             "2s",
             "--connect-timeout",
@@ -1113,6 +1223,15 @@ fn percentiles_take_the_form_the_help_shows() {
 
 #[test]
 fn first_ctrl_c_stops_the_load_and_writes_the_report_marked_interrupted() {
+    for engine in util::ENGINES {
+        first_ctrl_c_stops_the_load_and_writes_the_report_marked_interrupted_on(engine);
+    }
+}
+
+fn first_ctrl_c_stops_the_load_and_writes_the_report_marked_interrupted_on(
+    engine: loadgen::Engine,
+) {
+    eprintln!("engine {}", engine.name());
     let server = TestServer::start(Behaviour::Echo);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("interrupted.json");
@@ -1125,6 +1244,8 @@ fn first_ctrl_c_stops_the_load_and_writes_the_report_marked_interrupted() {
             "-d",
             "60s",
             "--no-progress",
+            "--engine",
+            engine.name(),
             "--json",
         ])
         .arg(&json)
@@ -1195,6 +1316,7 @@ fn version_1_reports_are_still_read_and_merged() {
         ("counters", "connections_interrupted"),
         ("counters", "sessions_completed"),
         ("parameters", "max_session_failures"),
+        ("parameters", "engine"),
     ] {
         old[section].as_object_mut().unwrap().remove(field);
     }
@@ -1208,6 +1330,8 @@ fn version_1_reports_are_still_read_and_merged() {
     let report = util::read_report(&old_path);
     assert_eq!(report.schema_version, loadgen::SCHEMA_VERSION);
     assert!(!report.interrupted);
+    // Before version 3 there was only the tokio engine.
+    assert_eq!(report.parameters.engine, "tokio");
     util::loadgen()
         .arg("merge")
         .arg(&old_path)

@@ -96,9 +96,15 @@ struct RunArgs {
     /// No progress bar (it is only ever drawn when stderr is a terminal).
     #[arg(long)]
     no_progress: bool,
-    /// Event-loop threads, connections sharded over them [default: one per CPU loadgen may use].
+    /// Event-loop threads of the tokio engine, connections sharded over them [default: one per
+    /// CPU loadgen may use].
     #[arg(long)]
     threads: Option<usize>,
+    /// What drives the connections: `threads` (one OS thread per connection, blocking sockets:
+    /// measures a fork-per-connection server rather than loadgen's scheduling), `tokio` (event
+    /// loops; needed for --rate and --threads), or `auto` (threads unless --rate or --threads).
+    #[arg(long, default_value = "auto", value_parser = str::parse::<crate::Engine>)]
+    engine: crate::Engine,
     /// Start the measured phase at this wall-clock time (RFC 3339 or Unix seconds), after
     /// connecting; for loadgens on several hosts that should measure the same window.
     #[arg(long, value_parser = crate::config::start_at::parse_start_at)]
@@ -205,6 +211,7 @@ impl RunArgs {
             slos: self.report.slo.clone(),
             deadline: self.deadline,
             threads: self.threads,
+            engine: self.engine,
             start_at: self.start_at,
             run_id: self.run_id.clone(),
             worker_index: self.worker_index,

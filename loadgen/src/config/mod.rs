@@ -56,6 +56,44 @@ impl std::fmt::Display for Slo {
     }
 }
 
+/// Which engine drives a run's connections (`--engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// [`Engine::Threads`] for a closed loop, [`Engine::Tokio`] when a flag only it honours
+    /// (`--rate`, `--threads`) is given.
+    #[default]
+    Auto,
+    /// Connections as tasks on one `current_thread` tokio runtime per CPU (`engine::shards`).
+    Tokio,
+    /// One OS thread per connection, blocking sockets (`engine::threads`): against a
+    /// fork-per-connection server it measures the server, not its own scheduling (BENCH.md).
+    Threads,
+}
+
+impl Engine {
+    /// The name `--engine` takes and the report's `parameters.engine` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Auto => "auto",
+            Engine::Tokio => "tokio",
+            Engine::Threads => "threads",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Engine::Auto),
+            "tokio" => Ok(Engine::Tokio),
+            "threads" => Ok(Engine::Threads),
+            _ => Err(format!("--engine {s:?} is not one of auto, threads, tokio")),
+        }
+    }
+}
+
 /// Everything a run needs, already validated by [`Config::validate`] (which `run` calls).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -99,6 +137,8 @@ pub struct Config {
     /// Event-loop threads of [`crate::run`] (connections are sharded over them); `None` = one per
     /// CPU this process may run on. Ignored by [`crate::run_async`], which uses the caller's runtime.
     pub threads: Option<usize>,
+    /// The engine asked for; [`Config::engine`] resolves [`Engine::Auto`].
+    pub engine: Engine,
     /// Wall-clock instant the measured phase starts (`--start-at`): connections are made first,
     /// then held until this instant, so loadgens on several hosts measure the same window.
     pub start_at: Option<SystemTime>,
@@ -133,6 +173,7 @@ impl Default for Config {
             slos: Vec::new(),
             deadline: None,
             threads: None,
+            engine: Engine::Auto,
             start_at: None,
             run_id: None,
             worker_index: 0,
@@ -210,6 +251,20 @@ impl Config {
         if self.threads == Some(0) {
             return bad("--threads must be at least 1".into());
         }
+        if self.engine == Engine::Threads {
+            if self.rate.is_some() {
+                return bad(
+                    "--rate needs --engine tokio (the threads engine is closed loop)".into(),
+                );
+            }
+            if self.threads.is_some() {
+                return bad(
+                    "--threads sets the tokio engine's event-loop threads; the threads engine \
+                     runs one thread per connection (use --engine tokio)"
+                        .into(),
+                );
+            }
+        }
         if !(0.0..=1.0).contains(&self.max_session_failures) {
             return bad("--max-session-failures must be between 0 and 1".into());
         }
@@ -220,6 +275,16 @@ impl Config {
             start_at::check_start_at(at, SystemTime::now())?;
         }
         Ok(())
+    }
+
+    /// The engine this run uses: the one asked for, or for [`Engine::Auto`] the threads engine
+    /// unless a flag only the tokio engine honours is given.
+    pub fn engine(&self) -> Engine {
+        match self.engine {
+            Engine::Auto if self.rate.is_some() || self.threads.is_some() => Engine::Tokio,
+            Engine::Auto => Engine::Threads,
+            chosen => chosen,
+        }
     }
 
     /// Upper bound of the connect phase: the ramp-up, one connect timeout and one echo timeout.
@@ -268,5 +333,53 @@ mod end_margin_tests {
     fn end_margin_grows_with_a_long_connect_burst_but_never_below_the_fixed_margin() {
         assert_eq!(end_margin(Duration::from_millis(5)), DEADLINE_MARGIN);
         assert_eq!(end_margin(Duration::from_secs(32)), Duration::from_secs(64));
+    }
+}
+
+#[cfg(test)]
+mod engine_tests {
+    use super::*;
+
+    #[test]
+    fn auto_is_threads_unless_a_tokio_only_flag_is_given() {
+        let closed = Config::default();
+        assert_eq!(closed.engine(), Engine::Threads);
+        let open = Config {
+            rate: Some(100.0),
+            ..Config::default()
+        };
+        assert_eq!(open.engine(), Engine::Tokio);
+        let sharded = Config {
+            threads: Some(2),
+            ..Config::default()
+        };
+        assert_eq!(sharded.engine(), Engine::Tokio);
+        let chosen = Config {
+            engine: Engine::Tokio,
+            ..Config::default()
+        };
+        assert_eq!(chosen.engine(), Engine::Tokio);
+    }
+
+    #[test]
+    fn the_threads_engine_refuses_rate_and_threads() {
+        for config in [
+            Config {
+                engine: Engine::Threads,
+                rate: Some(100.0),
+                ..Config::default()
+            },
+            Config {
+                engine: Engine::Threads,
+                threads: Some(2),
+                ..Config::default()
+            },
+        ] {
+            let e = config.validate().unwrap_err().to_string();
+            assert!(e.contains("--engine tokio"), "{e}");
+        }
+        for name in ["auto", "threads", "tokio"] {
+            assert_eq!(name.parse::<Engine>().unwrap().name(), name);
+        }
     }
 }

@@ -7,19 +7,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::end_margin;
 use crate::engine::progress::Progress;
+use crate::engine::sessions::Sessions;
 use crate::engine::shards::Shards;
 use crate::report::timeline::seconds_to_points;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::pacer::Pacer;
-use crate::session::stats::Stats;
-use crate::session::{self, RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
+use crate::session::stats::{ShardStats, Stats};
+use crate::session::{RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
 use crate::{
-    engine::limits, interrupt, new_histogram, report::environment, Config, Error, Report,
+    engine::limits, interrupt, new_histogram, report::environment, Config, Engine, Error, Report,
     SCHEMA_VERSION,
 };
 
@@ -33,7 +33,11 @@ pub fn run(config: Config) -> Result<Report, Error> {
             "loadgen::run was called inside a tokio runtime; use loadgen::run_async there".into(),
         ));
     }
-    let threads = config.threads.unwrap_or_else(default_threads);
+    // The threads engine's sessions are threads of their own: one runtime orchestrates.
+    let threads = match config.engine() {
+        Engine::Threads => 1,
+        _ => config.threads.unwrap_or_else(default_threads),
+    };
     let shards = Shards::start(threads)?;
     let report = shards.block_on(run_on(config, shards.handles()));
     shards.stop();
@@ -66,16 +70,33 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
     run_on(config, &[]).await
 }
 
+/// What the measured phase was, as the runner saw it, for the report.
+struct Phases {
+    t0: Instant,
+    started_unix_secs: f64,
+    /// The barrier: every connection had connected and echoed once, or failed.
+    connected: Instant,
+    measure_start: Instant,
+    send_until: Option<Instant>,
+    /// When the last session ended.
+    end: Instant,
+    last_completion: Option<Instant>,
+    interrupted: bool,
+}
+
 /// Runs `config`, connection `i` on `shards[i % shards.len()]` (on the current runtime when
-/// `shards` is empty).
+/// `shards` is empty) or, with the threads engine, on a thread of its own.
 async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     preflight(&config)?;
-    let threads = shards.len().max(default_threads());
     let started_unix_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let t0 = Instant::now();
+    let stats_shards = match config.engine() {
+        Engine::Threads => crate::engine::threads::STATS_SHARDS / 2,
+        _ => shards.len().max(default_threads()),
+    };
     let overall = config.deadline.map(|d| t0 + d);
     let cap = |t: Instant| overall.map_or(t, |o| t.min(o));
     let connect_deadline = cap(t0 + config.connect_phase_bound());
@@ -92,7 +113,7 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         None => (None, None),
     };
     let shared = Arc::new(RunShared {
-        stats: Stats::new(threads),
+        stats: Stats::new(stats_shards),
         t0,
         connect_deadline,
         connecting: std::sync::atomic::AtomicUsize::new(config.conns),
@@ -102,25 +123,37 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         stop: std::sync::atomic::AtomicU8::new(0),
         config,
     });
-    let config = &shared.config;
-
-    let mut tasks = JoinSet::new();
-    for conn in 0..config.conns {
-        let session = session::connection(shared.clone(), conn as u64);
-        match shards.get(conn % shards.len().max(1)) {
-            Some(shard) => tasks.spawn_on(session, shard),
-            None => tasks.spawn(session),
-        };
-    }
+    let mut sessions = Sessions::start(&shared, shards)?;
     let (stop_tx, stop_rx) = oneshot::channel();
     let monitor = tokio::spawn(monitor(shared.clone(), stop_rx));
+    let phases = measure(&shared, &mut sessions, steady_tx, cap, started_unix_secs).await;
+    if let Some(driver) = pacer_driver {
+        driver.abort();
+    }
+    let _ = stop_tx.send(());
+    let timeline = monitor.await.unwrap_or_default();
+    assemble(&shared, &phases, timeline)
+}
 
+/// Opens the barrier once the connect phase is over, then waits for every session; past the
+/// deadline (plus a grace second for sessions to record their own cut-off), or at Ctrl-C,
+/// whatever is left is stopped. Each session counts its own end exactly once, stopped or not
+/// (`session::Ending`), so nothing is counted here.
+async fn measure(
+    shared: &RunShared,
+    sessions: &mut Sessions,
+    steady_tx: watch::Sender<Option<Steady>>,
+    cap: impl Fn(Instant) -> Instant,
+    started_unix_secs: f64,
+) -> Phases {
+    let config = &shared.config;
+    let t0 = shared.t0;
     // The barrier: every connection has connected and echoed once, or failed, or time is up,
     // or Ctrl-C.
     while shared.connecting.load(Ordering::Acquire) > 0 && !interrupt::requested() {
         tokio::select! {
             _ = shared.connect_phase_done.notified() => {}
-            _ = tokio::time::sleep_until(connect_deadline) => break,
+            _ = tokio::time::sleep_until(shared.connect_deadline) => break,
             _ = interrupted() => break,
         }
     }
@@ -139,18 +172,14 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         deadline,
     }));
 
-    // Wait for every session; past the deadline (plus a grace second for sessions to record
-    // their own cut-off), or at Ctrl-C, whatever is left is aborted. Each task counts its own end
-    // exactly once, aborted or not (`session::Ending`), so nothing is counted here.
     let mut last_completion: Option<Instant> = None;
     let hard_stop = deadline + Duration::from_secs(1);
     let mut stopped_by = None;
     loop {
         tokio::select! {
-            joined = tasks.join_next() => match joined {
+            ended = sessions.next() => match ended {
                 None => break,
-                Some(Ok(done)) => last_completion = last_completion.max(done),
-                Some(Err(_)) => {}
+                Some(done) => last_completion = last_completion.max(done),
             },
             _ = tokio::time::sleep_until(hard_stop) => {
                 stopped_by = Some(STOP_DEADLINE);
@@ -164,21 +193,27 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     }
     if let Some(cause) = stopped_by {
         shared.stop.store(cause, Ordering::Release);
-        tasks.abort_all();
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok(done) = joined {
-                last_completion = last_completion.max(done);
-            }
-        }
+        last_completion = last_completion.max(sessions.stop().await);
     }
-    let was_interrupted = stopped_by == Some(STOP_INTERRUPT) || interrupt::requested();
-    let end = Instant::now();
-    if let Some(driver) = pacer_driver {
-        driver.abort();
+    Phases {
+        t0,
+        started_unix_secs,
+        connected,
+        measure_start,
+        send_until,
+        end: Instant::now(),
+        last_completion,
+        interrupted: stopped_by == Some(STOP_INTERRUPT) || interrupt::requested(),
     }
-    let _ = stop_tx.send(());
-    let mut timeline = monitor.await.unwrap_or_default();
+}
 
+/// The report of a finished run, from its sessions' records and the runner's `phases`.
+fn assemble(
+    shared: &RunShared,
+    phases: &Phases,
+    mut timeline: Vec<TimelinePoint>,
+) -> Result<Report, Error> {
+    let config = &shared.config;
     let mut all = shared.stats.take_merged();
     timeline.extend(seconds_to_points(std::mem::take(&mut all.timeline))?);
     let timeline = combine_points(timeline)?;
@@ -197,10 +232,13 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     let all_first_echo_secs = (c.connections_established > 0
         && c.first_echoes == c.connections_established)
         .then(|| all.last_first_echo_us as f64 / 1e6);
-    let measured = match send_until {
-        Some(until) => until.min(end).saturating_duration_since(measure_start),
-        None => last_completion
-            .map(|l| l.saturating_duration_since(measure_start))
+    let measured = match phases.send_until {
+        Some(until) => until
+            .min(phases.end)
+            .saturating_duration_since(phases.measure_start),
+        None => phases
+            .last_completion
+            .map(|l| l.saturating_duration_since(phases.measure_start))
             .unwrap_or_default(),
     };
     let measured_secs = measured.as_secs_f64();
@@ -209,20 +247,7 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     } else {
         0.0
     };
-    let p = &config.percentiles;
-    let latency = Latencies {
-        connect: HistogramReport::from_histogram(&all.connect, p)?,
-        first_echo: HistogramReport::from_histogram(&all.first_echo, p)?,
-        echo: HistogramReport::from_histogram(&all.echo, p)?,
-        echo_uncorrected: match config.rate {
-            Some(_) => Some(HistogramReport::from_histogram(&all.echo_uncorrected, p)?),
-            None => None,
-        },
-        send_lag: match config.rate {
-            Some(_) => Some(HistogramReport::from_histogram(&all.send_lag, p)?),
-            None => None,
-        },
-    };
+    let latency = latencies(config, &all)?;
     Ok(Report {
         schema_version: SCHEMA_VERSION,
         parameters: parameters(config),
@@ -230,14 +255,14 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         merged_from: Vec::new(),
         identity: crate::report::identity::of_run(
             config,
-            started_unix_secs,
-            measure_start.duration_since(t0),
+            phases.started_unix_secs,
+            phases.measure_start.duration_since(phases.t0),
             measured,
         ),
         merge: None,
-        started_unix_secs,
-        elapsed_secs: end.duration_since(t0).as_secs_f64(),
-        connect_phase_secs: connected.duration_since(t0).as_secs_f64(),
+        started_unix_secs: phases.started_unix_secs,
+        elapsed_secs: phases.end.duration_since(phases.t0).as_secs_f64(),
+        connect_phase_secs: phases.connected.duration_since(phases.t0).as_secs_f64(),
         all_first_echo_secs,
         measured_secs,
         messages_per_sec,
@@ -245,12 +270,28 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
             + all.errors.connect.run_deadline
             + all.counters.connections_not_started
             > 0
-            && !was_interrupted,
-        interrupted: was_interrupted,
+            && !phases.interrupted,
+        interrupted: phases.interrupted,
         counters: all.counters,
         latency,
         errors: all.errors,
         timeline,
+    })
+}
+
+/// The report's histograms, with the run's percentiles.
+fn latencies(config: &Config, all: &ShardStats) -> Result<Latencies, Error> {
+    let p = &config.percentiles;
+    let open_loop = |h| match config.rate {
+        Some(_) => HistogramReport::from_histogram(h, p).map(Some),
+        None => Ok(None),
+    };
+    Ok(Latencies {
+        connect: HistogramReport::from_histogram(&all.connect, p)?,
+        first_echo: HistogramReport::from_histogram(&all.first_echo, p)?,
+        echo: HistogramReport::from_histogram(&all.echo, p)?,
+        echo_uncorrected: open_loop(&all.echo_uncorrected)?,
+        send_lag: open_loop(&all.send_lag)?,
     })
 }
 
@@ -273,6 +314,7 @@ fn parameters(c: &Config) -> Parameters {
         max_session_failures: c.max_session_failures,
         slos: c.slos.iter().map(|s| s.to_string()).collect(),
         processes: 1,
+        engine: c.engine().name().into(),
     }
 }
 

@@ -126,6 +126,13 @@ impl Report {
             }
         }
         parameters.target = targets.join(",");
+        let mut engines: Vec<&str> = Vec::new();
+        for r in reports {
+            if !engines.contains(&r.parameters.engine.as_str()) {
+                engines.push(&r.parameters.engine);
+            }
+        }
+        parameters.engine = engines.join(",");
         let mut hosts: Vec<&str> = Vec::new();
         for p in &parts {
             if !hosts.contains(&p.host.as_str()) {

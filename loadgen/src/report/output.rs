@@ -31,8 +31,9 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     };
     writeln!(
         out,
-        "loadgen {} -> {}: {} connections, {}-byte messages, pipeline {}, {mode}, {pacing}{processes}",
-        report.environment.loadgen_version, p.target, p.conns, p.size, p.pipeline
+        "loadgen {} -> {}: {} connections, {}-byte messages, pipeline {}, {mode}, {pacing}, \
+         {} engine{processes}",
+        report.environment.loadgen_version, p.target, p.conns, p.size, p.pipeline, p.engine
     )?;
     if let Some(m) = &report.merge {
         crate::report::identity::write_merge_line(m, out)?;

@@ -78,6 +78,15 @@ pub struct Parameters {
     pub slos: Vec<String>,
     /// Number of loadgen processes this report covers (1 unless merged).
     pub processes: u64,
+    /// The engine that drove the connections (`threads` or `tokio`; `--engine auto` resolved);
+    /// a merge of runs on different engines lists them, comma-separated.
+    #[serde(default = "engine_before_v3")]
+    pub engine: String,
+}
+
+/// `parameters.engine` of a report older than schema version 3.
+fn engine_before_v3() -> String {
+    crate::Engine::Tokio.name().into()
 }
 
 /// Where a report was produced.

@@ -7,6 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+use crate::session::shared::{micros, RunShared};
 
 /// Why a connect failed, as counted in the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,15 +65,7 @@ pub(crate) async fn connect(
     let stream = match tokio::time::timeout(timeout, socket.connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(fail(e)),
-        Err(_) => {
-            return Err((
-                ConnectFailure::Timeout,
-                format!(
-                    "no connection within {}",
-                    humantime::format_duration(timeout)
-                ),
-            ))
-        }
+        Err(_) => return Err((ConnectFailure::Timeout, no_connection_within(timeout))),
     };
     stream.set_nodelay(true).map_err(fail)?;
     Ok(stream)
@@ -90,11 +85,73 @@ fn client_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpSock
     Ok(socket)
 }
 
+/// The threads engine's connect: a blocking socket to `addr`, from `source` if given, within
+/// `timeout`, with TCP_NODELAY and reads that give up after `tick`. Waits in slices of `tick`
+/// so that `stopped` (Ctrl-C, the run deadline) is noticed: `Ok(None)` when it was.
+pub(crate) fn connect_blocking(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+    tick: Duration,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Option<socket2::Socket>, (ConnectFailure, String)> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let fail = |e: io::Error| (ConnectFailure::classify(&e), e.to_string());
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(fail)?;
+    if let Some(ip) = source {
+        bind_address_no_port(&socket).map_err(fail)?;
+        socket.bind(&SocketAddr::new(ip, 0).into()).map_err(fail)?;
+    }
+    socket.set_nonblocking(true).map_err(fail)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            let deadline = Instant::now() + timeout;
+            loop {
+                if stopped() {
+                    return Ok(None);
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err((ConnectFailure::Timeout, no_connection_within(timeout)));
+                }
+                let ms = left.min(tick).as_millis().clamp(1, u16::MAX as u128) as u16;
+                let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLOUT)];
+                match poll(&mut fds, PollTimeout::from(ms)) {
+                    Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+                    Ok(_) => break,
+                    Err(e) => return Err(fail(e.into())),
+                }
+            }
+            if let Some(e) = socket.take_error().map_err(fail)? {
+                return Err(fail(e));
+            }
+        }
+        Err(e) => return Err(fail(e)),
+    }
+    socket.set_nonblocking(false).map_err(fail)?;
+    socket.set_tcp_nodelay(true).map_err(fail)?;
+    socket.set_read_timeout(Some(tick)).map_err(fail)?;
+    Ok(Some(socket))
+}
+
+fn no_connection_within(timeout: Duration) -> String {
+    format!(
+        "no connection within {}",
+        humantime::format_duration(timeout)
+    )
+}
+
 /// IP_BIND_ADDRESS_NO_PORT: bind the address now but choose the port at connect time, per
 /// destination, instead of reserving one port for good at bind time.
 #[cfg(target_os = "linux")]
-fn bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
+fn bind_address_no_port(socket: &impl std::os::fd::AsRawFd) -> io::Result<()> {
     let one: libc::c_int = 1;
     // SAFETY: a valid socket fd and a correctly sized int option value.
     let rc = unsafe {
@@ -114,8 +171,48 @@ fn bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn bind_address_no_port(_socket: &TcpSocket) -> io::Result<()> {
+fn bind_address_no_port(_socket: &impl std::os::fd::AsRawFd) -> io::Result<()> {
     Ok(())
+}
+
+/// Counts a connect that began at `connect_start` and ended now with `result`; returns the
+/// stream if it was established.
+pub(crate) fn count_connect<T>(
+    shared: &RunShared,
+    connect_start: Instant,
+    result: Result<T, (ConnectFailure, String)>,
+) -> Option<T> {
+    let now = Instant::now();
+    let second = now.duration_since(shared.t0).as_secs();
+    let mut shard = shared.stats.local();
+    match result {
+        Err((kind, message)) => {
+            shard.counters.connections_failed += 1;
+            let c = &mut shard.errors.connect;
+            match kind {
+                ConnectFailure::Refused => c.refused += 1,
+                ConnectFailure::Timeout => c.timeout += 1,
+                ConnectFailure::Reset => c.reset += 1,
+                ConnectFailure::AddressNotAvailable => c.address_not_available += 1,
+                ConnectFailure::Other => c.other += 1,
+            }
+            shard
+                .errors
+                .examples
+                .entry(format!("connect.{}", kind.name()))
+                .or_insert(message);
+            shard.second(second).errors += 1;
+            None
+        }
+        Ok(stream) => {
+            shard.counters.connections_established += 1;
+            shard
+                .connect
+                .saturating_record(micros(now.duration_since(connect_start)));
+            shard.second(second).established += 1;
+            Some(stream)
+        }
+    }
 }
 
 #[cfg(test)]

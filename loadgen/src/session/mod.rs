@@ -5,84 +5,53 @@
 //! writes are pending (no deadlock when pipelined bytes exceed the socket buffers) and each echo
 //! is timed when it arrives, not when the task next gets around to it. Every received byte is
 //! compared with the deterministic payload; any failure ends the session and is counted by kind.
+//! The threads engine drives the same session on a blocking socket (`blocking`); what both
+//! drivers share is in `plan` (what to send, until when), `failure` (why a session ended),
+//! `connect` and `shared` (the run's state every session sees).
 //!
 //! Below `engine`; it records into `report`'s types and reads the `config`.
 //!
 //! Layers it may import: `report`, `config`.
-//! Crates it may import: `hdrhistogram`, `humantime`, `libc`, `nix`, `tokio`.
+//! Crates it may import: `hdrhistogram`, `humantime`, `libc`, `nix`, `socket2`, `tokio`.
 
+pub(crate) mod blocking;
 pub(crate) mod connect;
+mod failure;
 pub(crate) mod pacer;
 pub mod payload;
+pub(crate) mod plan;
+mod shared;
 pub(crate) mod stats;
+
+pub(crate) use shared::{RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::report::Mismatch;
-use crate::session::connect::{connect, ConnectFailure};
+use crate::session::connect::{connect, count_connect};
+use crate::session::failure::Failure;
 use crate::session::pacer::Pacer;
-use crate::session::stats::{ShardStats, Stats};
+use crate::session::plan::{first_plan, ramp_slot, source_of, steady_plan, Plan};
+use crate::session::shared::micros;
+use crate::session::stats::Stats;
 use crate::Config;
 
-/// The measured phase's timing, decided once at the barrier and shared by every session.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Steady {
-    /// When the measured phase's sending starts: the barrier (every connection had connected and
-    /// echoed once, or failed) plus, in open loop, [`Config::schedule_lead`].
-    pub schedule_start: Instant,
-    /// `schedule_start + warmup`: messages intended before this are warmup.
-    pub measure_start: Instant,
-    /// Duration mode: no message is intended at or after this.
-    pub send_until: Option<Instant>,
-    /// Hard deadline: whatever is outstanding then is counted as cut off.
-    pub deadline: Instant,
-}
-
-/// State shared by all sessions of one run.
-pub(crate) struct RunShared {
-    pub config: Config,
-    pub stats: Stats,
-    /// Start of the connect phase; timeline seconds count from here.
-    pub t0: Instant,
-    /// Deadline of the connect phase (first echo included).
-    pub connect_deadline: Instant,
-    /// Sessions still connecting or waiting for their first echo. Each session decrements it
-    /// exactly once (through `PhaseGuard`, so also when aborted); whoever takes it to zero
-    /// notifies `connect_phase_done`, which opens the barrier.
-    pub connecting: AtomicUsize,
-    pub connect_phase_done: Notify,
-    /// `None` until the barrier opens; then the measured phase's timing.
-    pub steady: watch::Receiver<Option<Steady>>,
-    /// Open loop: the run's microsecond send timer (closed loop: `None`).
-    pub pacer: Option<Pacer>,
-    /// Why the runner is aborting the sessions still going ([`STOP_DEADLINE`] or
-    /// [`STOP_INTERRUPT`]); set before `abort_all`, so each aborted session's drop guard
-    /// ([`Ending`]) counts it under the right cause. 0 while nobody is stopping them.
-    pub stop: AtomicU8,
-}
-
-/// `RunShared::stop`: the hard run deadline passed.
-pub(crate) const STOP_DEADLINE: u8 = 1;
-/// `RunShared::stop`: Ctrl-C.
-pub(crate) const STOP_INTERRUPT: u8 = 2;
-
 /// Where a connection's task is, for counting it if it is aborted there.
-enum Stage {
+enum Stage<S> {
     /// Waiting for its `--connect-rate` slot.
     Waiting,
     /// `connect()` has begun.
     Connecting,
     /// Established; its session holds the local counters.
-    Session(Box<Session>),
+    Session(Box<Session<S>>),
     /// Counted already.
     Counted,
 }
@@ -90,12 +59,12 @@ enum Stage {
 /// Counts how connection `conn` ended, exactly once: the task marks it [`Stage::Counted`]
 /// when it ends by itself; if the runner aborts it (deadline, Ctrl-C) or it panics, the drop
 /// counts it from the stage it was in, so no connection is in no counter or in two.
-struct Ending<'a> {
+struct Ending<'a, S> {
     shared: &'a RunShared,
-    stage: Stage,
+    stage: Stage<S>,
 }
 
-impl Drop for Ending<'_> {
+impl<S> Drop for Ending<'_, S> {
     fn drop(&mut self) {
         let stage = std::mem::replace(&mut self.stage, Stage::Counted);
         let cause = self.shared.stop.load(Ordering::Acquire);
@@ -155,103 +124,6 @@ impl Drop for EstablishedGuard<'_> {
     }
 }
 
-/// Why a session ended early.
-#[derive(Debug)]
-enum Failure {
-    Mismatch(Mismatch),
-    ShortEcho,
-    ClosedEarly,
-    EchoTimeout,
-    Reset(String),
-    Other(String),
-    RunDeadline,
-}
-
-impl Failure {
-    fn from_io(e: &io::Error) -> Failure {
-        match e.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                Failure::Reset(e.to_string())
-            }
-            io::ErrorKind::BrokenPipe => Failure::ClosedEarly,
-            io::ErrorKind::TimedOut => Failure::EchoTimeout,
-            _ => Failure::Other(e.to_string()),
-        }
-    }
-
-    fn record(&self, shard: &mut ShardStats) {
-        let s = &mut shard.errors.session;
-        let (kind, example) = match self {
-            Failure::Mismatch(m) => {
-                s.mismatch += 1;
-                shard.note_mismatch(m.clone());
-                ("mismatch", m.to_string())
-            }
-            Failure::ShortEcho => {
-                s.short_echo += 1;
-                (
-                    "short_echo",
-                    "server closed in the middle of an echo".into(),
-                )
-            }
-            Failure::ClosedEarly => {
-                s.closed_early += 1;
-                ("closed_early", "server closed while echoes were due".into())
-            }
-            Failure::EchoTimeout => {
-                s.echo_timeout += 1;
-                ("echo_timeout", "no echo within --io-timeout".into())
-            }
-            Failure::Reset(e) => {
-                s.reset += 1;
-                ("reset", e.clone())
-            }
-            Failure::Other(e) => {
-                s.other += 1;
-                ("other", e.clone())
-            }
-            Failure::RunDeadline => {
-                s.run_deadline += 1;
-                (
-                    "run_deadline",
-                    "outstanding at the hard run deadline".into(),
-                )
-            }
-        };
-        shard
-            .errors
-            .examples
-            .entry(format!("session.{kind}"))
-            .or_insert(example);
-    }
-}
-
-/// How one stretch of a session sends.
-struct Plan {
-    /// Send only sequence numbers below this.
-    limit: Option<u64>,
-    /// Send only messages intended before this.
-    send_until: Option<Instant>,
-    /// Open loop: message `seq` is intended at `first + (seq - first_seq) * interval`.
-    schedule: Option<(Instant, u64, f64)>,
-    /// Messages intended before this are warmup; `None` = all count.
-    measure_start: Option<Instant>,
-    /// Nothing outstanding survives this.
-    deadline: Instant,
-    /// Connect start, for the first-echo time of message 0.
-    connect_start: Instant,
-    /// Record the uncorrected latency too (open loop).
-    uncorrected: bool,
-}
-
-impl Plan {
-    fn intended(&self, seq: u64) -> Option<Instant> {
-        self.schedule.map(|(first, first_seq, interval)| {
-            first + Duration::from_secs_f64(interval * (seq - first_seq) as f64)
-        })
-    }
-}
-
 /// A message written (or queued to be written) whose echo has not fully come back.
 struct InFlight {
     intended: Instant,
@@ -269,8 +141,10 @@ enum Event {
     Paced(io::Result<()>),
 }
 
-struct Session {
-    stream: TcpStream,
+/// One established connection's state, whatever drives its socket `S` (a tokio `TcpStream` here,
+/// a blocking socket in [`blocking`]).
+struct Session<S> {
+    stream: S,
     conn: u64,
     size: usize,
     pipeline: usize,
@@ -292,8 +166,21 @@ struct Session {
     slot_freed_at: Option<Instant>,
 }
 
-impl Session {
-    fn new(stream: TcpStream, conn: u64, config: &Config) -> Self {
+/// What a session does next, decided before it waits on its socket.
+enum Next {
+    /// The plan is over: nothing more to send and nothing outstanding.
+    Done,
+    Fail(Failure),
+    /// Wait for the socket until `wake` (the echo timeout or the plan's deadline); in open loop
+    /// the next send is due at `next_send_at`.
+    Wait {
+        wake: Instant,
+        next_send_at: Option<Instant>,
+    },
+}
+
+impl<S> Session<S> {
+    fn new(stream: S, conn: u64, config: &Config) -> Self {
         let mut expected = vec![0; config.size];
         payload::fill(conn, 0, &mut expected);
         let rbuf_len = (config.size.saturating_mul(config.pipeline)).clamp(4096, 256 << 10);
@@ -343,6 +230,75 @@ impl Session {
         self.next_seq += 1;
     }
 
+    /// Queues whatever is due and checks the deadlines: what the session does next.
+    fn next_step(&mut self, plan: &Plan, shared: &RunShared) -> Next {
+        let now = Instant::now();
+        // Queue whatever is due; remember when the next scheduled message is.
+        let mut next_send_at = None;
+        let mut more_to_send = true;
+        while self.in_flight.len() < self.pipeline {
+            if plan.limit.is_some_and(|l| self.next_seq >= l) {
+                more_to_send = false;
+                break;
+            }
+            let intended = plan.intended(self.next_seq).unwrap_or(now);
+            if plan.send_until.is_some_and(|u| intended >= u) {
+                more_to_send = false;
+                break;
+            }
+            if intended > now {
+                next_send_at = Some(intended);
+                break;
+            }
+            self.queue(intended, now, plan, shared);
+        }
+        if self.in_flight.is_empty() && !more_to_send {
+            return Next::Done;
+        }
+        let io_deadline = self.in_flight.front().map(|m| m.actual + self.io_timeout);
+        if now >= plan.deadline {
+            // With nothing outstanding the plan simply ran out of time to send.
+            return match self.in_flight.is_empty() {
+                true => Next::Done,
+                false => Next::Fail(Failure::RunDeadline),
+            };
+        }
+        if io_deadline.is_some_and(|d| now >= d) {
+            return Next::Fail(Failure::EchoTimeout);
+        }
+        let wake = io_deadline.map_or(plan.deadline, |d| d.min(plan.deadline));
+        Next::Wait { wake, next_send_at }
+    }
+
+    /// Accounts for `n` bytes of the pending output written.
+    fn wrote(&mut self, n: usize) -> Result<(), Failure> {
+        if n == 0 {
+            return Err(Failure::Other("write returned 0".into()));
+        }
+        self.bytes_sent += n as u64;
+        self.out_off += n;
+        if self.out_off == self.out.len() {
+            self.out.clear();
+            self.out_off = 0;
+        }
+        Ok(())
+    }
+
+    /// Accounts for a read of `n` bytes into `rbuf` (0: the server closed).
+    fn read(&mut self, n: usize, plan: &Plan, shared: &RunShared) -> Result<(), Failure> {
+        if n == 0 {
+            return Err(if self.recv_off > 0 {
+                Failure::ShortEcho
+            } else {
+                Failure::ClosedEarly
+            });
+        }
+        self.bytes_received += n as u64;
+        self.absorb(n, Instant::now(), plan, shared)
+    }
+}
+
+impl Session<TcpStream> {
     /// Runs `plan` until it has nothing more to send and nothing outstanding, or fails.
     async fn drive(&mut self, plan: &Plan, shared: &RunShared) -> Result<(), Failure> {
         // One timer for the whole plan. It is only moved earlier (or re-armed after firing):
@@ -354,47 +310,11 @@ impl Session {
         // keeps the millisecond-grained deadlines (echo timeout, run deadline).
         let mut pacer = plan.schedule.and(shared.pacer.as_ref()).map(Pacer::session);
         loop {
-            let now = Instant::now();
-            // Queue whatever is due; remember when the next scheduled message is.
-            let mut next_send_at = None;
-            let mut more_to_send = true;
-            while self.in_flight.len() < self.pipeline {
-                if plan.limit.is_some_and(|l| self.next_seq >= l) {
-                    more_to_send = false;
-                    break;
-                }
-                let intended = plan.intended(self.next_seq).unwrap_or(now);
-                if plan.send_until.is_some_and(|u| intended >= u) {
-                    more_to_send = false;
-                    break;
-                }
-                if intended > now {
-                    next_send_at = Some(intended);
-                    break;
-                }
-                self.queue(intended, now, plan, shared);
-            }
-            if self.in_flight.is_empty() && !more_to_send {
-                return Ok(());
-            }
-
-            let io_deadline = self.in_flight.front().map(|m| m.actual + self.io_timeout);
-            if now >= plan.deadline {
-                // With nothing outstanding the plan simply ran out of time to send.
-                return match self.in_flight.is_empty() {
-                    true => Ok(()),
-                    false => Err(Failure::RunDeadline),
-                };
-            }
-            if io_deadline.is_some_and(|d| now >= d) {
-                return Err(Failure::EchoTimeout);
-            }
-            let wake = [io_deadline, Some(plan.deadline)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(plan.deadline);
-
+            let (wake, next_send_at) = match self.next_step(plan, shared) {
+                Next::Done => return Ok(()),
+                Next::Fail(f) => return Err(f),
+                Next::Wait { wake, next_send_at } => (wake, next_send_at),
+            };
             if wake < timer.deadline() || timer.is_elapsed() {
                 timer.as_mut().reset(wake);
             }
@@ -421,31 +341,15 @@ impl Session {
                 Event::Paced(Err(e)) => {
                     return Err(Failure::Other(format!("send timer failed: {e}")))
                 }
-                Event::Wrote(Ok(0)) => return Err(Failure::Other("write returned 0".into())),
-                Event::Wrote(Ok(n)) => {
-                    self.bytes_sent += n as u64;
-                    self.out_off += n;
-                    if self.out_off == self.out.len() {
-                        self.out.clear();
-                        self.out_off = 0;
-                    }
-                }
+                Event::Wrote(Ok(n)) => self.wrote(n)?,
+                Event::Read(Ok(n)) => self.read(n, plan, shared)?,
                 Event::Wrote(Err(e)) | Event::Read(Err(e)) => return Err(Failure::from_io(&e)),
-                Event::Read(Ok(0)) => {
-                    return Err(if self.recv_off > 0 {
-                        Failure::ShortEcho
-                    } else {
-                        Failure::ClosedEarly
-                    });
-                }
-                Event::Read(Ok(n)) => {
-                    self.bytes_received += n as u64;
-                    self.absorb(n, Instant::now(), plan, shared)?;
-                }
             }
         }
     }
+}
 
+impl<S> Session<S> {
     /// Verifies `rbuf[..n]` against the expected payloads and records every completed echo.
     fn absorb(
         &mut self,
@@ -555,9 +459,9 @@ impl Session {
     }
 }
 
-fn micros(d: Duration) -> u64 {
-    d.as_micros().min(u64::MAX as u128) as u64
-}
+/// How long a session waits for the barrier after the connect phase's deadline before it gives
+/// up on it (only if the runner died).
+const BARRIER_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs connection number `conn` from ramp-up to close. Returns when its last echo completed.
 pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Instant> {
@@ -568,48 +472,16 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
         shared,
         stage: Stage::Waiting,
     };
-    if let Some(rate) = config.connect_rate {
-        tokio::time::sleep_until(shared.t0 + Duration::from_secs_f64(conn as f64 / rate)).await;
+    if let Some(slot) = ramp_slot(shared, conn) {
+        tokio::time::sleep_until(slot).await;
     }
     ending.stage = Stage::Connecting;
     shared.stats.local().counters.connections_attempted += 1;
-    let source = (!config.source_ips.is_empty())
-        .then(|| config.source_ips[conn as usize % config.source_ips.len()]);
     let connect_start = Instant::now();
-    let result = connect(config.addr, source, config.connect_timeout).await;
-    let now = Instant::now();
-    let second = now.duration_since(shared.t0).as_secs();
-    let stream = {
-        let mut shard = shared.stats.local();
-        match result {
-            Err((kind, message)) => {
-                shard.counters.connections_failed += 1;
-                let c = &mut shard.errors.connect;
-                match kind {
-                    ConnectFailure::Refused => c.refused += 1,
-                    ConnectFailure::Timeout => c.timeout += 1,
-                    ConnectFailure::Reset => c.reset += 1,
-                    ConnectFailure::AddressNotAvailable => c.address_not_available += 1,
-                    ConnectFailure::Other => c.other += 1,
-                }
-                shard
-                    .errors
-                    .examples
-                    .entry(format!("connect.{}", kind.name()))
-                    .or_insert(message);
-                shard.second(second).errors += 1;
-                ending.stage = Stage::Counted;
-                return None;
-            }
-            Ok(stream) => {
-                shard.counters.connections_established += 1;
-                shard
-                    .connect
-                    .saturating_record(micros(now.duration_since(connect_start)));
-                shard.second(second).established += 1;
-                stream
-            }
-        }
+    let result = connect(config.addr, source_of(config, conn), config.connect_timeout).await;
+    let Some(stream) = count_connect(shared, connect_start, result) else {
+        ending.stage = Stage::Counted;
+        return None;
     };
     shared.stats.connection_opened();
     let _established = EstablishedGuard(&shared.stats);
@@ -618,15 +490,7 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
         unreachable!("the stage was set just above")
     };
 
-    let first = Plan {
-        limit: Some(1),
-        send_until: None,
-        schedule: None,
-        measure_start: None,
-        deadline: shared.connect_deadline,
-        connect_start,
-        uncorrected: false,
-    };
+    let first = first_plan(shared, connect_start);
     if let Err(f) = session.drive(&first, shared).await {
         session.finish(Some(&f), shared);
         let last = session.last_completion;
@@ -637,7 +501,7 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
 
     let mut steady_rx = shared.steady.clone();
     let steady = match tokio::time::timeout_at(
-        shared.connect_deadline + Duration::from_secs(1),
+        shared.connect_deadline + BARRIER_GRACE,
         steady_rx.wait_for(|s| s.is_some()),
     )
     .await
@@ -651,25 +515,7 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
             return last;
         }
     };
-    let schedule = config.rate.map(|rate| {
-        let interval = config.conns as f64 / rate;
-        // Spread connections evenly over one interval so the total rate is smooth.
-        let offset = interval * (conn as f64 / config.conns as f64);
-        (
-            steady.schedule_start + Duration::from_secs_f64(offset),
-            1,
-            interval,
-        )
-    });
-    let plan = Plan {
-        limit: config.messages,
-        send_until: steady.send_until,
-        schedule,
-        measure_start: Some(steady.measure_start),
-        deadline: steady.deadline,
-        connect_start,
-        uncorrected: config.rate.is_some(),
-    };
+    let plan = steady_plan(config, &steady, conn, connect_start);
     let result = session.drive(&plan, shared).await;
     session.finish(result.as_ref().err(), shared);
     let last = session.last_completion;

@@ -445,6 +445,8 @@ fn worker_args(
     if let Some(t) = config.deadline {
         a.extend(["--deadline".into(), d(t)]);
     }
+    // Resolved here, so every worker runs the engine the parent reports.
+    a.extend(["--engine".into(), config.engine().name().into()]);
     if let Some(t) = config.threads {
         a.extend(["--threads".into(), t.to_string()]);
     }

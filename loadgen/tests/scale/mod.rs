@@ -37,7 +37,7 @@ fn reports_carry_run_id_host_worker_and_measured_window() {
     run_to(&server.target(), &b, &[]);
     let after = now_unix();
     let (ra, rb) = (util::read_report(&a), util::read_report(&b));
-    assert_eq!(ra.schema_version, 2);
+    assert_eq!(ra.schema_version, loadgen::SCHEMA_VERSION);
     assert_eq!(ra.identity.run_id, "nightly-7");
     assert_eq!(ra.identity.worker, 3);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
@@ -325,6 +325,8 @@ fn a_tiny_descriptor_limit_splits_the_run_over_worker_processes() {
     assert_eq!((m.workers, m.workers_lost, m.hosts), (3, 0, 1));
     assert_eq!(r.parameters.processes, 3);
     assert_eq!(r.parameters.conns, 200);
+    // The workers ran the engine the parent chose.
+    assert_eq!(r.parameters.engine, "threads");
     assert_eq!(r.counters.connections_established, 200);
     assert_eq!(r.counters.messages_verified, 200 * 5);
     let mut workers: Vec<u64> = m.parts.iter().map(|p| p.worker).collect();

@@ -198,6 +198,9 @@ pub fn raise_nofile() {
     }
 }
 
+/// Every engine, for the suites that must hold under each.
+pub const ENGINES: [loadgen::Engine; 2] = [loadgen::Engine::Threads, loadgen::Engine::Tokio];
+
 /// A base config for in-process runs against `addr`: quiet, no progress bar.
 pub fn config(addr: SocketAddr) -> loadgen::Config {
     loadgen::Config {

@@ -1,0 +1,118 @@
+//! The threads engine: one OS thread per connection, each running `session::blocking` on its
+//! own socket. The threads get small stacks (a session keeps its buffers on the heap), record
+//! into the run's shared `Stats` shards like the tokio engine's tasks, and each tells the runner
+//! when it has ended over a channel, so the runner waits for them as it waits for tasks.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::session::{blocking, RunShared, STOP_INTERRUPT};
+use crate::Error;
+
+/// Stack of a connection's thread. A session's frames need a few KiB; only touched pages are
+/// resident, so this bounds address space (128 MiB per 1000 connections), not memory.
+const STACK_BYTES: usize = 128 << 10;
+
+/// Stats shards of a threads-engine run: enough that the threads on the CPUs rarely share one,
+/// few enough that their histograms (a few touched pages each) stay small.
+pub(crate) const STATS_SHARDS: usize = 32;
+
+/// The connection threads of one run.
+pub(crate) struct ThreadSessions {
+    threads: Vec<JoinHandle<()>>,
+    /// One message per thread, sent when it ends (also when it panics: [`EndReport`]).
+    ended: mpsc::UnboundedReceiver<Option<Instant>>,
+    /// Threads that have not reported their end yet.
+    running: usize,
+}
+
+/// Tells the runner a connection's thread ended, with its last echo's completion; sent on drop,
+/// so a panicking session is not waited for forever.
+struct EndReport {
+    tx: mpsc::UnboundedSender<Option<Instant>>,
+    last: Option<Instant>,
+}
+
+impl Drop for EndReport {
+    fn drop(&mut self) {
+        let _ = self.tx.send(self.last);
+    }
+}
+
+impl ThreadSessions {
+    /// Starts one thread per connection of `shared.config`. If the system refuses a thread,
+    /// stops and joins those started and says which limit to raise.
+    pub fn start(shared: &Arc<RunShared>) -> Result<ThreadSessions, Error> {
+        let conns = shared.config.conns;
+        let (tx, ended) = mpsc::unbounded_channel();
+        let mut threads = Vec::with_capacity(conns);
+        for conn in 0..conns {
+            let report = EndReport {
+                tx: tx.clone(),
+                last: None,
+            };
+            let shared_here = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("loadgen-conn".into())
+                .stack_size(STACK_BYTES)
+                .spawn(move || {
+                    // Moved whole, so it is dropped (and sent) when this thread ends.
+                    let mut report = report;
+                    report.last = blocking::connection(&shared_here, conn as u64);
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    shared.stop.store(STOP_INTERRUPT, Ordering::Release);
+                    for t in &threads {
+                        t.thread().unpark();
+                    }
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(Error::Limit(format!(
+                        "cannot start the thread of connection {conn} of {conns} (the threads \
+                         engine runs one per connection): {e}; raise `ulimit -u` or \
+                         kernel.threads-max, or use --engine tokio"
+                    )));
+                }
+            }
+        }
+        Ok(ThreadSessions {
+            running: threads.len(),
+            threads,
+            ended,
+        })
+    }
+
+    /// The next connection to end: `Some(its last echo's completion)`, `None` once all have.
+    pub async fn next(&mut self) -> Option<Option<Instant>> {
+        if self.running == 0 {
+            return None;
+        }
+        let last = self.ended.recv().await?;
+        self.running -= 1;
+        Some(last)
+    }
+
+    /// Waits for every thread to end (call after setting `RunShared::stop`: each notices it
+    /// within a tick) and joins them; returns the latest completion among them.
+    pub async fn stop(&mut self) -> Option<Instant> {
+        // Threads parked in a ramp-up slot or at the barrier look at the stop flag when woken.
+        for t in &self.threads {
+            t.thread().unpark();
+        }
+        let mut latest = None;
+        while let Some(last) = self.next().await {
+            latest = latest.max(last);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        latest
+    }
+}

@@ -1,0 +1,260 @@
+//! The threads engine's connection: the same [`Session`] as the tokio engine (plans, payloads,
+//! verification, counting, the exactly-once [`Ending`]), driven by an OS thread of its own on a
+//! blocking socket. Closed loop with one message in flight, an echo costs one `send` and one
+//! `recv`, and the thread sleeps in `recv` until its echo is there: the kernel wakes exactly the
+//! thread whose echo arrived, which is what lets it keep up with a fork-per-connection server
+//! (loadgen/BENCH.md). Output is sent with `MSG_DONTWAIT`; while some of it is left, the thread
+//! polls for room and echoes together, so pipelined bytes beyond the socket buffers cannot
+//! deadlock. No call blocks longer than one tick, so Ctrl-C and the run deadline
+//! (`RunShared::stop`) are noticed within it.
+
+use std::future::Future;
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use socket2::Socket;
+use tokio::time::Instant;
+
+use crate::session::connect::{connect_blocking, count_connect};
+use crate::session::failure::Failure;
+use crate::session::plan::{first_plan, ramp_slot, source_of, steady_plan, Plan};
+use crate::session::{
+    Ending, EstablishedGuard, Next, PhaseGuard, RunShared, Session, Stage, Steady, BARRIER_GRACE,
+};
+use crate::Config;
+
+/// Why the blocking driver stopped before its plan was over.
+enum Halt {
+    Failed(Failure),
+    /// The runner set `RunShared::stop`: the [`Ending`] guard counts the session by its cause.
+    Stopped,
+}
+
+/// The longest any call of the threads engine blocks before it looks at `RunShared::stop` and
+/// its deadlines again: short against `--io-timeout`, long enough to cost nothing while idle.
+pub(crate) fn tick(config: &Config) -> Duration {
+    (config.io_timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(50))
+}
+
+fn stopped(shared: &RunShared) -> bool {
+    shared.stop.load(Ordering::Acquire) != 0
+}
+
+/// Sleeps until `at`; false if the run was stopped meanwhile (the runner unparks every thread
+/// when it stops them).
+fn sleep_until(shared: &RunShared, at: Instant) -> bool {
+    loop {
+        if stopped(shared) {
+            return false;
+        }
+        let left = at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::park_timeout(left);
+    }
+}
+
+/// Wakes a thread parked in [`wait_for_barrier`].
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Waits for the barrier to open (parked, woken by the runner's `watch` send, or by the runner
+/// unparking it to stop); `None` if it did not by `until` or the run was stopped.
+fn wait_for_barrier(shared: &RunShared, until: Instant) -> Option<Steady> {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut rx = shared.steady.clone();
+    let mut opened = pin!(rx.wait_for(|s| s.is_some()));
+    loop {
+        match opened.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(steady)) => return *steady,
+            Poll::Ready(Err(_)) => return None,
+            Poll::Pending => {}
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stopped(shared) {
+            return None;
+        }
+        std::thread::park_timeout(left);
+    }
+}
+
+/// Runs connection number `conn` from ramp-up to close on the calling thread. Returns when its
+/// last echo completed.
+pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
+    let config = &shared.config;
+    let tick = tick(config);
+    let mut phase = PhaseGuard(Some(shared));
+    let mut ending = Ending::<Socket> {
+        shared,
+        stage: Stage::Waiting,
+    };
+    if let Some(slot) = ramp_slot(shared, conn) {
+        if !sleep_until(shared, slot) {
+            return None;
+        }
+    }
+    ending.stage = Stage::Connecting;
+    shared.stats.local().counters.connections_attempted += 1;
+    let connect_start = Instant::now();
+    let source = source_of(config, conn);
+    let result = match connect_blocking(config.addr, source, config.connect_timeout, tick, &|| {
+        stopped(shared)
+    }) {
+        Ok(None) => return None,
+        Ok(Some(socket)) => Ok(socket),
+        Err(e) => Err(e),
+    };
+    let Some(stream) = count_connect(shared, connect_start, result) else {
+        ending.stage = Stage::Counted;
+        return None;
+    };
+    shared.stats.connection_opened();
+    let _established = EstablishedGuard(&shared.stats);
+    ending.stage = Stage::Session(Box::new(Session::new(stream, conn, config)));
+    let Stage::Session(session) = &mut ending.stage else {
+        unreachable!("the stage was set just above")
+    };
+
+    let first = first_plan(shared, connect_start);
+    let result = session.drive_blocking(&first, shared, tick);
+    if result.is_ok() {
+        phase.done();
+    }
+    let steady = match result {
+        Err(Halt::Stopped) => return session.last_completion,
+        Err(Halt::Failed(f)) => Err(f),
+        Ok(()) => match wait_for_barrier(shared, shared.connect_deadline + BARRIER_GRACE) {
+            Some(steady) => Ok(steady),
+            None if stopped(shared) => return session.last_completion,
+            // The barrier never opened (cannot happen unless the runner died): end cleanly.
+            None => {
+                session.finish(None, shared);
+                let last = session.last_completion;
+                ending.stage = Stage::Counted;
+                return last;
+            }
+        },
+    };
+    let result = match steady {
+        Ok(steady) => {
+            let plan = steady_plan(config, &steady, conn, connect_start);
+            session.drive_blocking(&plan, shared, tick)
+        }
+        Err(f) => Err(Halt::Failed(f)),
+    };
+    let failure = match result {
+        Err(Halt::Stopped) => return session.last_completion,
+        Err(Halt::Failed(f)) => Some(f),
+        Ok(()) => None,
+    };
+    session.finish(failure.as_ref(), shared);
+    let last = session.last_completion;
+    // Close our side first; the server then sees a clean EOF.
+    let _ = session.stream.shutdown(Shutdown::Write);
+    ending.stage = Stage::Counted;
+    last
+}
+
+impl Session<Socket> {
+    /// Runs `plan` until it has nothing more to send and nothing outstanding, fails, or the run
+    /// is stopped. Closed loop only (the threads engine refuses `--rate`).
+    fn drive_blocking(
+        &mut self,
+        plan: &Plan,
+        shared: &RunShared,
+        tick: Duration,
+    ) -> Result<(), Halt> {
+        loop {
+            if stopped(shared) {
+                return Err(Halt::Stopped);
+            }
+            let wake = match self.next_step(plan, shared) {
+                Next::Done => return Ok(()),
+                Next::Fail(f) => return Err(Halt::Failed(f)),
+                Next::Wait { wake, .. } => wake,
+            };
+            if self.out_off < self.out.len() {
+                match self.send_pending(wake, tick).map_err(Halt::Failed)? {
+                    Sent::All | Sent::Readable => {}
+                    Sent::Partly => continue,
+                }
+            }
+            match (&self.stream).read(&mut self.rbuf) {
+                Ok(n) => self.read(n, plan, shared).map_err(Halt::Failed)?,
+                // The read timeout is the tick: look at the deadlines and the stop flag again.
+                Err(e) if is_transient(&e) => {}
+                Err(e) => return Err(Halt::Failed(Failure::from_io(&e))),
+            }
+        }
+    }
+
+    /// Sends what is pending without blocking; when the socket is full, waits (until `wake`,
+    /// at most a tick) for room or for an echo to read.
+    fn send_pending(&mut self, wake: Instant, tick: Duration) -> Result<Sent, Failure> {
+        match self
+            .stream
+            .send_with_flags(&self.out[self.out_off..], libc::MSG_DONTWAIT)
+        {
+            Ok(n) => {
+                self.wrote(n)?;
+                Ok(if self.out_off == 0 {
+                    Sent::All
+                } else {
+                    Sent::Partly
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = wake.saturating_duration_since(Instant::now()).min(tick);
+                let ms = left.as_millis().clamp(1, u16::MAX as u128) as u16;
+                let flags = PollFlags::POLLIN | PollFlags::POLLOUT;
+                let mut fds = [PollFd::new(self.stream.as_fd(), flags)];
+                match poll(&mut fds, PollTimeout::from(ms)) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(Failure::from_io(&e.into())),
+                }
+                let readable = fds[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP));
+                Ok(if readable {
+                    Sent::Readable
+                } else {
+                    Sent::Partly
+                })
+            }
+            Err(e) if is_transient(&e) => Ok(Sent::Partly),
+            Err(e) => Err(Failure::from_io(&e)),
+        }
+    }
+}
+
+/// What [`Session::send_pending`] achieved.
+enum Sent {
+    /// Nothing is left to send: wait for echoes.
+    All,
+    /// Output is left and an echo (or the server's close) is there to read.
+    Readable,
+    /// Output is left and nothing to read yet: try again.
+    Partly,
+}
+
+/// A timeout or interruption of a blocking call: not a failure, just a reason to look again.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}

@@ -1,0 +1,103 @@
+//! The engines: which one a run uses, that the default really is one thread per connection,
+//! and the flags an engine cannot honour (the suites of `integration.rs` run under each engine).
+
+use std::time::{Duration, Instant};
+
+use crate::util::{self, Behaviour, TestServer};
+
+/// Threads of process `pid` now (0 once it has gone).
+fn threads_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `loadgen` with 40 connections for 2 s plus `extra`; returns the most threads it had at
+/// once (sampled until it exits) and its report's engine.
+fn peak_threads_and_engine(extra: &[&str]) -> (u64, String) {
+    let server = TestServer::start(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("engine.json");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
+        .args(["--addr", &server.target(), "-c", "40", "-d", "2s"])
+        .args(["--no-progress", "-q", "--json"])
+        .arg(&json)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "loadgen did not end");
+        peak = peak.max(threads_of(child.id()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(child.wait().unwrap().success());
+    let report = util::read_report(&json);
+    assert_eq!(report.counters.connections_established, 40);
+    assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
+    (peak, report.parameters.engine)
+}
+
+/// Fails if a closed-loop run falls back to the event-loop engine: the default must run a
+/// thread per connection (issue 18), and say so in the report.
+#[test]
+fn a_closed_loop_runs_one_thread_per_connection_by_default() {
+    let (peak, engine) = peak_threads_and_engine(&[]);
+    assert_eq!(engine, "threads");
+    assert!(peak >= 40, "only {peak} threads for 40 connections");
+    let (peak, engine) = peak_threads_and_engine(&["--engine", "tokio"]);
+    assert_eq!(engine, "tokio");
+    assert!(peak < 40, "{peak} threads on the tokio engine");
+    // --rate needs the tokio engine: auto chooses it.
+    let (_, engine) = peak_threads_and_engine(&["--rate", "400"]);
+    assert_eq!(engine, "tokio");
+}
+
+#[test]
+fn flags_the_threads_engine_cannot_honour_exit_2_with_one_line() {
+    let target = format!("127.0.0.1:{}", util::refused_port());
+    for (flags, needle) in [
+        (&["--rate", "100"][..], "--rate"),
+        (&["--threads", "2"][..], "--threads"),
+    ] {
+        let assert = util::loadgen_for(&target, 2, "1s")
+            .args(["--engine", "threads"])
+            .args(flags)
+            .assert()
+            .code(2);
+        let stderr = util::stderr(&assert);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(needle) && stderr.contains("--engine tokio"),
+            "{stderr}"
+        );
+    }
+    let assert = util::loadgen_for(&target, 2, "1s")
+        .args(["--engine", "fibers"])
+        .assert()
+        .code(2);
+    assert!(util::stderr(&assert).contains("auto, threads, tokio"));
+}
+
+#[test]
+fn the_library_resolves_auto_and_refuses_what_an_engine_cannot_do() {
+    let server = TestServer::start(Behaviour::Echo);
+    let config = util::messages_config(server.addr, 3, 4);
+    assert_eq!(config.engine(), loadgen::Engine::Threads);
+    let report = loadgen::run(config).unwrap();
+    assert_eq!(report.parameters.engine, "threads");
+    assert_eq!(report.counters.messages_verified, 12);
+    let refused = loadgen::run(loadgen::Config {
+        engine: loadgen::Engine::Threads,
+        rate: Some(10.0),
+        ..util::messages_config(server.addr, 3, 4)
+    });
+    assert!(matches!(refused, Err(loadgen::Error::Config(_))));
+}
