@@ -12,11 +12,14 @@
 //! - [`cli`]: clap types only, turned into a validated [`Config`]; printing, exit codes, `merge`.
 //! - [`workers`]: one run split over worker processes ([`run_auto`]), their shared barrier and
 //!   the merge of their reports.
-//! - `engine`: one run in this process: `runner` ([`run`], [`run_async`]), `shards` (the
-//!   event-loop threads), `start` (the `--start-at` wait and the barrier), `limits`
-//!   (RLIMIT_NOFILE), `progress` (the live line on a TTY).
-//! - `session`: one connection's life: connect, first echo, barrier, measured phase; `connect`,
-//!   `pacer` (the `--rate` timerfd), [`payload`], `stats` (the shards sessions record into).
+//! - `engine`: one run in this process: `runner` ([`run`], [`run_async`]), `sessions` (a run's
+//!   sessions on either engine), `threads` (`--engine threads`: a thread per connection),
+//!   `shards` (the tokio engine's event-loop threads), `start` (the `--start-at` wait and the
+//!   barrier), `limits` (RLIMIT_NOFILE), `progress` (the live line on a TTY).
+//! - `session`: one connection's life: connect, first echo, barrier, measured phase; `blocking`
+//!   (the same on a blocking socket, for the threads engine), `plan`, `failure`, `shared` (the
+//!   run's state every session sees), `connect`, `pacer` (the `--rate` timerfd), [`payload`],
+//!   `stats` (the shards sessions record into).
 //! - `report`: the serde types that are the JSON format (`schema`, `histogram`), the run's
 //!   `checks`, schema `versions`, the `timeline` buckets, [`Report::merge`], [`identity`],
 //!   `environment` and [`output`] (text, `--json`, `--hgrm`, the one atomic write).
