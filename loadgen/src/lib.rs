@@ -16,7 +16,7 @@ mod report;
 mod session;
 pub mod workers;
 
-pub use report::{identity, output};
+pub use report::{hlog, identity, output};
 pub use session::payload;
 
 pub use config::{Config, Slo};

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::report::hlog::IntervalLog;
 use crate::{report::output, Config, Error, Report, Slo};
 
 /// The exit codes, as `--help` lists them.
@@ -110,6 +111,13 @@ struct RunArgs {
     /// limit requires].
     #[arg(long)]
     procs: Option<usize>,
+    /// Write the HdrHistogram interval log (format 1.3: connect, first-echo and echo per
+    /// interval, tagged) here at the end of the run.
+    #[arg(long, value_name = "PATH")]
+    hlog: Option<PathBuf>,
+    /// Length of each --hlog interval.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", requires = "hlog")]
+    hlog_interval: Duration,
     /// Internal, set by a splitting parent on its workers: wait for its go after connecting.
     #[arg(long, hide = true)]
     worker_barrier: bool,
@@ -127,6 +135,12 @@ struct MergeArgs {
     /// merged report lists the fields that do).
     #[arg(long)]
     allow_mixed: bool,
+    /// Merge these hlogs (the runs' --hlog files) into --hlog, aligned by wall clock.
+    #[arg(long, value_name = "PATH", num_args = 1.., requires = "hlog")]
+    hlog_in: Vec<PathBuf>,
+    /// Write the merged interval log here.
+    #[arg(long, value_name = "PATH", requires = "hlog_in")]
+    hlog: Option<PathBuf>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -206,6 +220,8 @@ impl RunArgs {
             run_id: self.run_id.clone(),
             worker_index: self.worker_index,
             stdio_barrier: self.worker_barrier,
+            hlog: self.hlog.clone(),
+            hlog_interval: self.hlog_interval,
         };
         config.validate()?;
         Ok(config)
@@ -247,6 +263,9 @@ pub fn main() -> ExitCode {
 fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
     let config = args.to_config()?;
     args.report.check_outputs()?;
+    if let Some(path) = &args.hlog {
+        output::check_writable(path)?;
+    }
     // First Ctrl-C stops the load; the summary is printed and the report written as usual,
     // marked `interrupted`. A second one quits.
     crate::interrupt::install_ctrl_c_handler("loadgen", || {});
@@ -277,6 +296,14 @@ fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
         .map(|p| p.display().to_string())
         .collect();
     let merged = Report::merge_with(&reports, &labels, args.allow_mixed)?;
+    if let Some(path) = &args.hlog {
+        let logs = args
+            .hlog_in
+            .iter()
+            .map(|p| IntervalLog::read(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        IntervalLog::merge(&logs)?.write(path)?;
+    }
     present(&merged, &args.report)?;
     Ok(merged.failed_checks(
         args.report.max_error_rate,

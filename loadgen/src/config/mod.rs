@@ -2,6 +2,7 @@
 //! the harness builds it directly. `Config::default()` matches the CLI defaults.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::Error;
@@ -102,6 +103,10 @@ pub struct Config {
     /// A worker of a split run: after connecting it says so on stdout and waits for the parent's
     /// go on stdin, so every worker's measured phase starts once all of them have connected.
     pub stdio_barrier: bool,
+    /// `--hlog`: write the HdrHistogram interval log of the run here (atomically, at the end).
+    pub hlog: Option<PathBuf>,
+    /// Length of each `--hlog` interval.
+    pub hlog_interval: Duration,
 }
 
 impl Default for Config {
@@ -130,6 +135,8 @@ impl Default for Config {
             run_id: None,
             worker_index: 0,
             stdio_barrier: false,
+            hlog: None,
+            hlog_interval: crate::report::hlog::DEFAULT_INTERVAL,
         }
     }
 }
@@ -208,6 +215,9 @@ impl Config {
         }
         if self.deadline.is_some_and(|d| d.is_zero()) {
             return bad("--deadline must be above 0".into());
+        }
+        if self.hlog_interval < Duration::from_millis(1) {
+            return bad("--hlog-interval must be at least 1ms".into());
         }
         if let Some(at) = self.start_at {
             crate::engine::start::check_start_at(at, SystemTime::now())?;

@@ -14,6 +14,7 @@ use crate::cli::progress::Progress;
 use crate::config::end_margin;
 use crate::engine::pacer::Pacer;
 use crate::engine::shards::Shards;
+use crate::report::hlog::IntervalLog;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::stats::{seconds_to_points, Stats};
 use crate::session::{self, RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
@@ -91,7 +92,7 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         None => (None, None),
     };
     let shared = Arc::new(RunShared {
-        stats: Stats::new(threads),
+        stats: Stats::new(threads, config.hlog.as_ref().map(|_| config.hlog_interval)),
         t0,
         connect_deadline,
         connecting: std::sync::atomic::AtomicUsize::new(config.conns),
@@ -112,7 +113,8 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         };
     }
     let (stop_tx, stop_rx) = oneshot::channel();
-    let monitor = tokio::spawn(monitor(shared.clone(), stop_rx));
+    let hlog = IntervalLog::new(started_unix_secs, config.hlog_interval);
+    let monitor = tokio::spawn(monitor(shared.clone(), stop_rx, hlog));
 
     // The barrier: every connection has connected and echoed once, or failed, or time is up,
     // or Ctrl-C.
@@ -176,9 +178,14 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         driver.abort();
     }
     let _ = stop_tx.send(());
-    let mut timeline = monitor.await.unwrap_or_default();
+    let (mut timeline, mut hlog) = monitor
+        .await
+        .unwrap_or_else(|_| (Vec::new(), IntervalLog::new(0.0, config.hlog_interval)));
 
-    let mut all = shared.stats.take_merged();
+    let mut all = shared.stats.take_merged(Some(&mut hlog))?;
+    if let Some(path) = &config.hlog {
+        hlog.write(path)?;
+    }
     timeline.extend(seconds_to_points(std::mem::take(&mut all.timeline))?);
     let timeline = combine_points(timeline)?;
     all.counters.peak_established = shared.stats.peak_established.load(Ordering::Relaxed) as u64;
@@ -276,8 +283,13 @@ fn parameters(c: &Config) -> Parameters {
 }
 
 /// Every 250 ms: update the progress line; every second: turn finished seconds of the timeline
-/// into points, so a long run keeps a few live histograms, not one per second.
-async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec<TimelinePoint> {
+/// into points and finished `--hlog` intervals into compressed ones, so a long run keeps a few
+/// live histograms, not one per second.
+async fn monitor(
+    shared: Arc<RunShared>,
+    mut stop: oneshot::Receiver<()>,
+    mut hlog: IntervalLog,
+) -> (Vec<TimelinePoint>, IntervalLog) {
     let progress = Progress::new(shared.config.progress);
     let mut points = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -295,6 +307,11 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
             if let Ok(p) = seconds_to_points(shared.stats.drain_timeline(last_drain)) {
                 points.extend(p);
             }
+            // Compressing cannot fail for histograms of the shared range; were it to, the
+            // interval would be missing and the log's totals would show it.
+            let _ = shared
+                .stats
+                .drain_intervals(Duration::from_secs(last_drain), &mut hlog);
         }
         if let Some(p) = &progress {
             let (echoes, errors) = shared.stats.progress_counts();
@@ -305,7 +322,7 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
     if let Some(p) = &progress {
         p.finish();
     }
-    points
+    (points, hlog)
 }
 
 /// Resolves once Ctrl-C asked the load to stop (polled: the flag is set from a signal thread).

@@ -4,6 +4,7 @@
 //! [`Report::merge`] combine reports from several processes or hosts exactly.
 
 pub(crate) mod environment;
+pub mod hlog;
 pub mod identity;
 pub(crate) mod merge;
 pub mod output;

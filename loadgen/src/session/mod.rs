@@ -449,7 +449,8 @@ impl Session {
         shared: &RunShared,
     ) -> Result<(), Failure> {
         let mut shard = shared.stats.local();
-        let second = now.duration_since(shared.t0).as_secs();
+        let since_t0 = now.duration_since(shared.t0);
+        let (second, at_us) = (since_t0.as_secs(), micros(since_t0));
         let mut i = 0;
         while i < n {
             if self.in_flight.is_empty() {
@@ -496,16 +497,15 @@ impl Session {
             bucket.messages += 1;
             if seq == 0 {
                 let first = micros(now.duration_since(plan.connect_start));
-                shard.first_echo.saturating_record(first);
+                shard.record_first_echo(at_us, first);
                 shard.counters.first_echoes += 1;
                 shard.counters.messages_verified += 1;
-                let since_t0 = micros(now.duration_since(shared.t0));
-                shard.last_first_echo_us = shard.last_first_echo_us.max(since_t0);
+                shard.last_first_echo_us = shard.last_first_echo_us.max(at_us);
                 continue;
             }
             bucket.echo.saturating_record(corrected);
             if msg.counted {
-                shard.echo.saturating_record(corrected);
+                shard.record_echo(at_us, corrected);
                 if plan.uncorrected {
                     let actual = micros(now.duration_since(msg.actual));
                     shard.echo_uncorrected.saturating_record(actual);
@@ -597,9 +597,8 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
             }
             Ok(stream) => {
                 shard.counters.connections_established += 1;
-                shard
-                    .connect
-                    .saturating_record(micros(now.duration_since(connect_start)));
+                let at_us = micros(now.duration_since(shared.t0));
+                shard.record_connect(at_us, micros(now.duration_since(connect_start)));
                 shard.second(second).established += 1;
                 stream
             }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::end_margin;
 use crate::engine::start::{self, CONNECTED_LINE};
+use crate::report::hlog::IntervalLog;
 use crate::report::identity;
 use crate::report::Identity;
 use crate::{engine::limits, Config, Error, Report};
@@ -314,7 +315,25 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
     for w in lost {
         count_lost(&mut merged, w, &run_id);
     }
+    if let Some(path) = &config.hlog {
+        merge_worker_hlogs(&workers, path)?;
+    }
     Ok(merged)
+}
+
+/// `--hlog` of a split run: one log from the workers' logs, aligned by wall clock. A lost
+/// worker's log is missing; its connections are counted as lost in the report.
+fn merge_worker_hlogs(workers: &[Worker], path: &Path) -> Result<(), Error> {
+    let logs: Vec<IntervalLog> = workers
+        .iter()
+        .filter_map(|w| IntervalLog::read(&worker_hlog(&w.report)).ok())
+        .collect();
+    IntervalLog::merge(&logs)?.write(path)
+}
+
+/// Where a worker writes its `--hlog`: beside its report.
+fn worker_hlog(report: &Path) -> PathBuf {
+    report.with_extension("hlog")
 }
 
 /// How a worker ended and the last line it wrote to stderr.
@@ -444,6 +463,11 @@ fn worker_args(
     }
     if let Some(t) = config.start_at {
         a.extend(["--start-at".into(), format!("{:.6}", start::unix_secs(t))]);
+    }
+    if config.hlog.is_some() {
+        let hlog = worker_hlog(report).display().to_string();
+        a.extend(["--hlog".into(), hlog, "--hlog-interval".into()]);
+        a.push(d(config.hlog_interval));
     }
     a
 }
