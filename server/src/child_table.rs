@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 
 use crate::limits::SourceKey;
 use crate::log;
+use crate::metrics::durations::SessionDurations;
 use crate::session::SessionEnd;
 use crate::stats::Stats;
 
@@ -35,6 +36,9 @@ pub struct ChildTable {
     /// parent writes between two forks stays a private copy in the child forked before, so each
     /// needless write per fork costs up to a page of memory per live child.
     count_sources: bool,
+    /// Session durations (fork to reap) for the metrics; `None` unless they are exported, so a
+    /// parent without metrics writes nothing more per fork.
+    durations: Option<SessionDurations>,
 }
 
 impl ChildTable {
@@ -46,7 +50,20 @@ impl ChildTable {
             details: (keep_details || count_sources).then(HashMap::new),
             per_source: HashMap::new(),
             count_sources,
+            durations: None,
         }
+    }
+
+    /// Keeps each child's fork time (in the details) and counts session durations at reap.
+    pub fn measure_durations(mut self) -> ChildTable {
+        self.details.get_or_insert_with(HashMap::new);
+        self.durations = Some(SessionDurations::default());
+        self
+    }
+
+    /// The session durations, when measured.
+    pub fn durations(&self) -> Option<&SessionDurations> {
+        self.durations.as_ref()
     }
 
     pub fn insert(&mut self, pid: Pid, peer: Option<SocketAddr>, stats: &mut Stats) {
@@ -137,6 +154,9 @@ impl ChildTable {
                     info.started.elapsed().as_secs_f64(),
                     end.map_or_else(|| "unknown exit code".to_owned(), |e| format!("{e:?}"))
                 );
+                if let Some(durations) = self.durations.as_mut() {
+                    durations.observe(info.started.elapsed());
+                }
             }
             stats.record_reaped(end);
         }

@@ -13,6 +13,7 @@ pub mod fork;
 pub mod limits;
 pub mod listener;
 pub mod log;
+pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod signals;
@@ -69,14 +70,19 @@ pub fn run(config: Config) -> Result<Stats, String> {
     let signals =
         SignalSource::install().map_err(|err| format!("cannot set up signal handling: {err}"))?;
     let local = listener.local_addr();
+    let metrics = metrics::Metrics::start(&config.metrics, &Stats::new())?;
     log_at!(
         log::INFO,
         "{}; at most {}",
         listener.describe_backlog(config.backlog),
         log::count(config.max_children, "child", "children")
     );
+    if let Some(addr) = metrics.as_ref().and_then(metrics::Metrics::local_addr) {
+        log_at!(log::INFO, "metrics at http://{addr}/metrics");
+    }
     announce(local).map_err(|err| format!("cannot write to stdout: {err}"))?;
     Server::new(config, listener, signals)
+        .with_metrics(metrics)
         .run()
         .map_err(|err| format!("event loop failed: {err}"))
 }
