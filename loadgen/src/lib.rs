@@ -21,6 +21,7 @@ pub use session::payload;
 
 pub use config::{Config, Slo};
 pub use engine::runner::{preflight, run, run_async};
+pub use engine::stages::Stages;
 pub use error::Error;
 pub use report::{
     ConnectErrors, Counters, Environment, Errors, HistogramReport, Latencies, Mismatch, Parameters,

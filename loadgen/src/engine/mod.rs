@@ -6,4 +6,5 @@ pub(crate) mod limits;
 pub(crate) mod pacer;
 pub(crate) mod runner;
 pub(crate) mod shards;
+pub mod stages;
 pub(crate) mod start;

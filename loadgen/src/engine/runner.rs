@@ -14,6 +14,7 @@ use crate::cli::progress::Progress;
 use crate::config::end_margin;
 use crate::engine::pacer::Pacer;
 use crate::engine::shards::Shards;
+use crate::engine::stages::{StageUnit, Stages};
 use crate::report::hlog::IntervalLog;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::stats::{seconds_to_points, Stats};
@@ -95,7 +96,11 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         stats: Stats::new(threads, config.hlog.as_ref().map(|_| config.hlog_interval)),
         t0,
         connect_deadline,
-        connecting: std::sync::atomic::AtomicUsize::new(config.conns),
+        // Connection stages open connections on the plan: no connect phase to wait for.
+        connecting: std::sync::atomic::AtomicUsize::new(match config.staged_connections() {
+            true => 0,
+            false => config.conns,
+        }),
         connect_phase_done: Notify::new(),
         steady: steady_rx,
         pacer,
@@ -106,7 +111,7 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
 
     let mut tasks = JoinSet::new();
     for conn in 0..config.conns {
-        let session = session::connection(shared.clone(), conn as u64);
+        let session = session::connection_of(&shared, conn as u64);
         match shards.get(conn % shards.len().max(1)) {
             Some(shard) => tasks.spawn_on(session, shard),
             None => tasks.spawn(session),
@@ -183,11 +188,12 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         .unwrap_or_else(|_| (Vec::new(), IntervalLog::new(0.0, config.hlog_interval)));
 
     let mut all = shared.stats.take_merged(Some(&mut hlog))?;
-    if let Some(path) = &config.hlog {
-        hlog.write(path)?;
-    }
     timeline.extend(seconds_to_points(std::mem::take(&mut all.timeline))?);
-    let timeline = combine_points(timeline)?;
+    let mut timeline = combine_points(timeline)?;
+    if let Some(stages) = &config.stages {
+        let plan_start = schedule_start.duration_since(t0);
+        label_stages(stages, plan_start, &mut timeline, &mut hlog);
+    }
     all.counters.peak_established = shared.stats.peak_established.load(Ordering::Relaxed) as u64;
 
     // Tasks aborted before their first poll never counted themselves: they never started.
@@ -215,6 +221,9 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     } else {
         0.0
     };
+    if let Some(path) = &config.hlog {
+        hlog.write(path)?;
+    }
     let p = &config.percentiles;
     let latency = Latencies {
         connect: HistogramReport::from_histogram(&all.connect, p)?,
@@ -279,6 +288,11 @@ fn parameters(c: &Config) -> Parameters {
         max_session_failures: c.max_session_failures,
         slos: c.slos.iter().map(|s| s.to_string()).collect(),
         processes: 1,
+        stages: c
+            .stages
+            .as_ref()
+            .map(|s| s.stages.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -332,6 +346,39 @@ async fn interrupted() {
     }
 }
 
+/// `--stages`: marks each timeline second with the stage its middle belongs to, and notes in the
+/// hlog where each stage starts. `plan_start` is when the plan started, since the run started.
+fn label_stages(
+    stages: &Stages,
+    plan_start: Duration,
+    timeline: &mut [TimelinePoint],
+    hlog: &mut IntervalLog,
+) {
+    let offset = plan_start.as_secs_f64();
+    for p in timeline.iter_mut() {
+        p.stage = stages
+            .stage_at(p.second as f64 + 0.5 - offset)
+            .map(|s| s as u32);
+    }
+    let n = stages.stages.len();
+    for (i, (start, stage)) in stages.starts().into_iter().zip(&stages.stages).enumerate() {
+        let at = offset + start;
+        let index = (at / hlog.interval.as_secs_f64()) as u64;
+        let target = match stage.unit {
+            StageUnit::Connections => format!("{} connections", stage.target),
+            StageUnit::MessagesPerSec => format!("{} messages/s", stage.target),
+        };
+        hlog.note(
+            index,
+            format!(
+                "[Stage {} of {n} starts at {at:.3} s: {} to {target}]",
+                i + 1,
+                humantime::format_duration(Duration::from_secs_f64(stage.duration_secs))
+            ),
+        );
+    }
+}
+
 /// Sorts points by second and folds points of the same second into one.
 fn combine_points(mut points: Vec<TimelinePoint>) -> Result<Vec<TimelinePoint>, Error> {
     points.sort_by_key(|p| p.second);
@@ -344,13 +391,16 @@ fn combine_points(mut points: Vec<TimelinePoint>) -> Result<Vec<TimelinePoint>, 
                     h.add(decode_histogram(hdr)?)
                         .map_err(|e| Error::Merge(format!("{e:?}")))?;
                 }
+                let stage = last.stage.or(p.stage);
                 *last = TimelinePoint::new(
                     p.second,
                     last.messages + p.messages,
                     last.errors + p.errors,
                     last.established + p.established,
+                    last.closed + p.closed,
                     &h,
                 )?;
+                last.stage = stage;
             }
             _ => out.push(p),
         }

@@ -21,6 +21,7 @@ use hdrhistogram::serialization::interval_log::{
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
+use crate::config::DEFAULT_HLOG_INTERVAL;
 use crate::report::output::write_atomically;
 use crate::{new_histogram, Error};
 
@@ -42,9 +43,6 @@ impl Metric {
         TAGS[self as usize]
     }
 }
-
-/// The default `--hlog-interval`.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The intervals of one run (or of several merged), kept compressed: an hour of one-second
 /// intervals is a few megabytes this way, where the live histograms would be gigabytes.
@@ -198,7 +196,7 @@ impl IntervalLog {
             .first()
             .map(|r| r.1)
             .filter(|d| !d.is_zero())
-            .unwrap_or(DEFAULT_INTERVAL);
+            .unwrap_or(DEFAULT_HLOG_INTERVAL);
         let mut log = IntervalLog::new(start, interval);
         for (at, length, metric, h) in raw {
             if length.abs_diff(interval) > Duration::from_millis(1) {
@@ -253,6 +251,18 @@ impl IntervalLog {
             }
         }
         Ok(merged)
+    }
+}
+
+impl IntervalLog {
+    /// `--hlog` of a split run: one log at `out` from the logs at `inputs` that exist and parse,
+    /// aligned by wall clock.
+    pub fn merge_files(inputs: &[std::path::PathBuf], out: &Path) -> Result<(), Error> {
+        let logs: Vec<IntervalLog> = inputs
+            .iter()
+            .filter_map(|p| IntervalLog::read(p).ok())
+            .collect();
+        IntervalLog::merge(&logs)?.write(out)
     }
 }
 

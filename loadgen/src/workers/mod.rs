@@ -137,6 +137,13 @@ pub fn run_auto(
     if split.procs == 1 {
         return crate::run(config);
     }
+    if config.stages.is_some() {
+        return Err(Error::Limit(format!(
+            "--stages runs in one process, but --conns {} needs {} (the descriptor limit); \
+             raise it with `ulimit -n`",
+            config.conns, split.procs
+        )));
+    }
     let exe = worker_exe.ok_or_else(|| {
         Error::Limit(format!(
             "--conns {} needs {} worker processes but the loadgen binary to start them was not \
@@ -316,19 +323,11 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
         count_lost(&mut merged, w, &run_id);
     }
     if let Some(path) = &config.hlog {
-        merge_worker_hlogs(&workers, path)?;
+        // A lost worker's log is missing; its connections are counted as lost in the report.
+        let logs: Vec<_> = workers.iter().map(|w| worker_hlog(&w.report)).collect();
+        IntervalLog::merge_files(&logs, path)?;
     }
     Ok(merged)
-}
-
-/// `--hlog` of a split run: one log from the workers' logs, aligned by wall clock. A lost
-/// worker's log is missing; its connections are counted as lost in the report.
-fn merge_worker_hlogs(workers: &[Worker], path: &Path) -> Result<(), Error> {
-    let logs: Vec<IntervalLog> = workers
-        .iter()
-        .filter_map(|w| IntervalLog::read(&worker_hlog(&w.report)).ok())
-        .collect();
-    IntervalLog::merge(&logs)?.write(path)
 }
 
 /// Where a worker writes its `--hlog`: beside its report.
