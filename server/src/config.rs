@@ -1,5 +1,8 @@
 //! Command-line flags and the validated `Config` the server core runs on. clap types stay here:
 //! the rest of the crate never sees a parser type, only plain values that are already checked.
+//!
+//! Layers it may import: `log`.
+//! Crates it may import: `clap`, `humantime`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -129,6 +132,20 @@ fn parse_duration_flag(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// The metrics flags, validated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsConfig {
+    pub file: Option<std::path::PathBuf>,
+    pub interval: Duration,
+    pub addr: Option<SocketAddr>,
+}
+
+impl MetricsConfig {
+    pub fn enabled(&self) -> bool {
+        self.file.is_some() || self.addr.is_some()
+    }
+}
+
 /// The validated configuration the server core uses.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -148,7 +165,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Added to each child's nice value (0..=19).
     pub child_nice: u8,
-    pub metrics: crate::metrics::MetricsConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl From<Cli> for Config {
@@ -172,7 +189,7 @@ impl From<Cli> for Config {
             log_level,
             log_format: cli.log_format,
             child_nice: cli.child_nice,
-            metrics: crate::metrics::MetricsConfig {
+            metrics: MetricsConfig {
                 file: cli.metrics_file,
                 interval: cli.metrics_interval,
                 addr: cli.metrics_addr,

@@ -1,11 +1,19 @@
-//! The validated configuration the core runs from. The CLI (`cli.rs`) turns flags into this;
+//! The validated configuration the core runs from. The CLI (`cli/`) turns flags into this;
 //! the harness builds it directly. `Config::default()` matches the CLI defaults.
+//!
+//! Near the bottom: every other layer reads it.
+//!
+//! Layers it may import: `error`.
+//! Crates it may import: `humantime`, `serde`.
+
+pub mod stages;
+pub(crate) mod start_at;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::engine::stages::{StageUnit, Stages};
+use crate::config::stages::{StageUnit, Stages};
 use crate::Error;
 
 /// A percentile objective on echo latency, e.g. `p99=5ms`: the run fails if the echo latency at
@@ -229,7 +237,7 @@ impl Config {
             return bad("--hlog-interval must be at least 1ms".into());
         }
         if let Some(at) = self.start_at {
-            crate::engine::start::check_start_at(at, SystemTime::now())?;
+            start_at::check_start_at(at, SystemTime::now())?;
         }
         if let Some(stages) = &self.stages {
             self.validate_stages(stages)?;

@@ -10,14 +10,15 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cli::progress::Progress;
 use crate::config::end_margin;
-use crate::engine::pacer::Pacer;
+use crate::config::stages::{StageUnit, Stages};
+use crate::engine::progress::Progress;
 use crate::engine::shards::Shards;
-use crate::engine::stages::{StageUnit, Stages};
 use crate::report::hlog::IntervalLog;
+use crate::report::timeline::seconds_to_points;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
-use crate::session::stats::{seconds_to_points, Stats};
+use crate::session::pacer::Pacer;
+use crate::session::stats::Stats;
 use crate::session::{self, RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
 use crate::{
     engine::limits, interrupt, new_histogram, report::environment, Config, Error, Report,
@@ -371,9 +372,9 @@ fn label_stages(
         hlog.note(
             index,
             format!(
-                "[Stage {} of {n} starts at {at:.3} s: {} to {target}]",
+                "[Stage {} of {n} starts at {at:.3} s: {} s to {target}]",
                 i + 1,
-                humantime::format_duration(Duration::from_secs_f64(stage.duration_secs))
+                stage.duration_secs
             ),
         );
     }

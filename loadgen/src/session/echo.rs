@@ -16,9 +16,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::engine::pacer::Pacer;
-use crate::engine::stages::Stages;
+use crate::config::stages::Stages;
 use crate::report::Mismatch;
+use crate::session::pacer::Pacer;
 use crate::session::stats::{ShardStats, Stats};
 use crate::Config;
 

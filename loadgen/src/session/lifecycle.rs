@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::engine::stages::StageUnit;
+use crate::config::stages::StageUnit;
 use crate::session::connect::{connect, ConnectFailure};
 use crate::session::echo::{
     micros, Ending, EstablishedGuard, PhaseGuard, Plan, RunShared, Schedule, Session, Stage,

@@ -2,10 +2,16 @@
 //! wait at the barrier for every other connection, then run the measured phase and close
 //! (`lifecycle`); or, under connection `--stages`, open and close as the plan ramps past it
 //! (`staged`). The echo loop and the counting both share are in `echo`.
+//!
+//! Below `engine`; it records into `report`'s types and reads the `config`.
+//!
+//! Layers it may import: `report`, `config`, `error`.
+//! Crates it may import: `hdrhistogram`, `humantime`, `libc`, `nix`, `tokio`.
 
 pub(crate) mod connect;
 mod echo;
 mod lifecycle;
+pub(crate) mod pacer;
 pub mod payload;
 mod staged;
 pub(crate) mod stats;

@@ -15,42 +15,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::report::hlog::{IntervalLog, Metric};
-use crate::report::{Counters, Errors, Mismatch, TimelinePoint};
+use crate::report::timeline::SecondBucket;
+use crate::report::{Counters, Errors, Mismatch};
 use crate::{new_histogram, Error};
-
-/// One second of the run's timeline, before it is turned into a [`crate::TimelinePoint`].
-pub(crate) struct SecondBucket {
-    pub messages: u64,
-    pub errors: u64,
-    pub established: u64,
-    pub closed: u64,
-    /// Only in merged timelines: the stage the reports gave this second.
-    pub stage: Option<u32>,
-    pub echo: Histogram<u64>,
-}
-
-impl SecondBucket {
-    pub fn new() -> Self {
-        SecondBucket {
-            messages: 0,
-            errors: 0,
-            established: 0,
-            closed: 0,
-            stage: None,
-            echo: new_histogram(),
-        }
-    }
-
-    pub fn absorb(&mut self, other: SecondBucket) {
-        self.messages += other.messages;
-        self.errors += other.errors;
-        self.established += other.established;
-        self.closed += other.closed;
-        self.stage = self.stage.or(other.stage);
-        // Same bounds everywhere, so adding cannot fail.
-        let _ = self.echo.add(&other.echo);
-    }
-}
 
 /// `--hlog`: a shard's histograms per interval not yet drained, keyed by interval index (time
 /// since the run started divided by the interval). Recorded exactly where the end-of-run
@@ -189,21 +156,6 @@ impl ShardStats {
         add_seconds(&mut self.timeline, other.timeline);
         Ok(())
     }
-}
-
-/// Turns buckets into timeline points (percentiles and the encoded histogram), in second order.
-pub(crate) fn seconds_to_points(
-    seconds: BTreeMap<u64, SecondBucket>,
-) -> Result<Vec<TimelinePoint>, Error> {
-    seconds
-        .into_iter()
-        .map(|(s, b)| {
-            let mut p =
-                TimelinePoint::new(s, b.messages, b.errors, b.established, b.closed, &b.echo)?;
-            p.stage = b.stage;
-            Ok(p)
-        })
-        .collect()
 }
 
 /// Adds the buckets of `from` into `into`, second by second.

@@ -4,6 +4,11 @@
 //! serves the same text at GET /metrics (see `http`). Both are driven from the parent's poll loop
 //! (`Metrics::deadline` joins its timeout, `Metrics::poll_fds` its fds), so there are no threads,
 //! and a parent without either flag does no metrics work at all.
+//!
+//! Beside the loop: `server` drives it, `child_table` counts the session durations into it.
+//!
+//! Layers it may import: `config`, `log`, `stats`.
+//! Crates it may import: `nix`.
 
 pub mod durations;
 pub mod http;
@@ -12,10 +17,12 @@ pub mod text;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
 use std::time::{Duration, Instant};
 
 use nix::poll::PollFd;
 
+use crate::config::MetricsConfig;
 use crate::log::{self, RateLimitedLog};
 use crate::stats::Stats;
 use durations::SessionDurations;
@@ -23,20 +30,6 @@ use http::Endpoint;
 
 /// Most fds the metrics add to one poll: the listener and every scrape.
 pub const MAX_POLL_FDS: usize = 1 + http::MAX_SCRAPES;
-
-/// The metrics flags, validated.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct MetricsConfig {
-    pub file: Option<PathBuf>,
-    pub interval: Duration,
-    pub addr: Option<SocketAddr>,
-}
-
-impl MetricsConfig {
-    pub fn enabled(&self) -> bool {
-        self.file.is_some() || self.addr.is_some()
-    }
-}
 
 pub struct Metrics {
     file: Option<PathBuf>,

@@ -4,11 +4,30 @@
 //! (`"10s:100,30s:1000,10s:0"`, k6's ramping-vus) or a total message rate (`"10s:200/s,30s:2000/s"`,
 //! ramping-arrival-rate, over `--conns` connections). This module is the plan's arithmetic only,
 //! engine-independent: which connections are open when, when each message is due, which stage
-//! a moment belongs to.
+//! a moment belongs to. [`Stage`] is also the report's record of a stage (`parameters.stages`).
 
 use std::time::Duration;
 
-pub use crate::report::stage::{Stage, StageUnit};
+use serde::{Deserialize, Serialize};
+
+/// What the stage targets are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageUnit {
+    /// Open connections.
+    Connections,
+    /// Messages per second over all connections (open loop).
+    MessagesPerSec,
+}
+
+/// One stage: reach `target` linearly over `duration`. The serde struct is the report's
+/// `parameters.stages` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub duration_secs: f64,
+    pub target: f64,
+    pub unit: StageUnit,
+}
 
 /// A validated `--stages` plan.
 #[derive(Debug, Clone, PartialEq)]
