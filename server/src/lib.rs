@@ -10,7 +10,8 @@
 //! Every module's `//!` header ends with the layers (modules) and crates it may import;
 //! `ci/layers.py` fails CI on an import outside them and on any loop between modules. Top to
 //! bottom: `server` (the event loop) over `child_table`, `fork`, `config`, `listener`, `signals`;
-//! those over `stats`, `session`, `limits`; `log` at the bottom.
+//! `metrics` (`--metrics-file`, `--metrics-addr`) beside the loop, under `server` and
+//! `child_table`; those over `stats`, `session`, `limits`; `log` at the bottom.
 
 pub mod child_table;
 pub mod config;
