@@ -2,6 +2,7 @@
 //! and validated against `harness/schema.json`.
 
 mod faults;
+mod html;
 mod scale;
 mod util;
 

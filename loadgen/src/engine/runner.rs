@@ -11,8 +11,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::end_margin;
+use crate::config::stages::{StageUnit, Stages};
 use crate::engine::progress::Progress;
 use crate::engine::shards::Shards;
+use crate::report::hlog::IntervalLog;
 use crate::report::timeline::seconds_to_points;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::pacer::Pacer;
@@ -92,10 +94,14 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         None => (None, None),
     };
     let shared = Arc::new(RunShared {
-        stats: Stats::new(threads),
+        stats: Stats::new(threads, config.hlog.as_ref().map(|_| config.hlog_interval)),
         t0,
         connect_deadline,
-        connecting: std::sync::atomic::AtomicUsize::new(config.conns),
+        // Connection stages open connections on the plan: no connect phase to wait for.
+        connecting: std::sync::atomic::AtomicUsize::new(match config.staged_connections() {
+            true => 0,
+            false => config.conns,
+        }),
         connect_phase_done: Notify::new(),
         steady: steady_rx,
         pacer,
@@ -106,14 +112,15 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
 
     let mut tasks = JoinSet::new();
     for conn in 0..config.conns {
-        let session = session::connection(shared.clone(), conn as u64);
+        let session = session::connection_of(&shared, conn as u64);
         match shards.get(conn % shards.len().max(1)) {
             Some(shard) => tasks.spawn_on(session, shard),
             None => tasks.spawn(session),
         };
     }
     let (stop_tx, stop_rx) = oneshot::channel();
-    let monitor = tokio::spawn(monitor(shared.clone(), stop_rx));
+    let hlog = IntervalLog::new(started_unix_secs, config.hlog_interval);
+    let monitor = tokio::spawn(monitor(shared.clone(), stop_rx, hlog));
 
     // The barrier: every connection has connected and echoed once, or failed, or time is up,
     // or Ctrl-C.
@@ -177,11 +184,17 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         driver.abort();
     }
     let _ = stop_tx.send(());
-    let mut timeline = monitor.await.unwrap_or_default();
+    let (mut timeline, mut hlog) = monitor
+        .await
+        .unwrap_or_else(|_| (Vec::new(), IntervalLog::new(0.0, config.hlog_interval)));
 
-    let mut all = shared.stats.take_merged();
+    let mut all = shared.stats.take_merged(Some(&mut hlog))?;
     timeline.extend(seconds_to_points(std::mem::take(&mut all.timeline))?);
-    let timeline = combine_points(timeline)?;
+    let mut timeline = combine_points(timeline)?;
+    if let Some(stages) = &config.stages {
+        let plan_start = schedule_start.duration_since(t0);
+        label_stages(stages, plan_start, &mut timeline, &mut hlog);
+    }
     all.counters.peak_established = shared.stats.peak_established.load(Ordering::Relaxed) as u64;
 
     // Tasks aborted before their first poll never counted themselves: they never started.
@@ -209,6 +222,9 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     } else {
         0.0
     };
+    if let Some(path) = &config.hlog {
+        hlog.write(path)?;
+    }
     let p = &config.percentiles;
     let latency = Latencies {
         connect: HistogramReport::from_histogram(&all.connect, p)?,
@@ -273,12 +289,22 @@ fn parameters(c: &Config) -> Parameters {
         max_session_failures: c.max_session_failures,
         slos: c.slos.iter().map(|s| s.to_string()).collect(),
         processes: 1,
+        stages: c
+            .stages
+            .as_ref()
+            .map(|s| s.stages.clone())
+            .unwrap_or_default(),
     }
 }
 
 /// Every 250 ms: update the progress line; every second: turn finished seconds of the timeline
-/// into points, so a long run keeps a few live histograms, not one per second.
-async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec<TimelinePoint> {
+/// into points and finished `--hlog` intervals into compressed ones, so a long run keeps a few
+/// live histograms, not one per second.
+async fn monitor(
+    shared: Arc<RunShared>,
+    mut stop: oneshot::Receiver<()>,
+    mut hlog: IntervalLog,
+) -> (Vec<TimelinePoint>, IntervalLog) {
     let progress = Progress::new(shared.config.progress);
     let mut points = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -296,6 +322,11 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
             if let Ok(p) = seconds_to_points(shared.stats.drain_timeline(last_drain)) {
                 points.extend(p);
             }
+            // Compressing cannot fail for histograms of the shared range; were it to, the
+            // interval would be missing and the log's totals would show it.
+            let _ = shared
+                .stats
+                .drain_intervals(Duration::from_secs(last_drain), &mut hlog);
         }
         if let Some(p) = &progress {
             let (echoes, errors) = shared.stats.progress_counts();
@@ -306,13 +337,46 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
     if let Some(p) = &progress {
         p.finish();
     }
-    points
+    (points, hlog)
 }
 
 /// Resolves once Ctrl-C asked the load to stop (polled: the flag is set from a signal thread).
 async fn interrupted() {
     while !interrupt::requested() {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `--stages`: marks each timeline second with the stage its middle belongs to, and notes in the
+/// hlog where each stage starts. `plan_start` is when the plan started, since the run started.
+fn label_stages(
+    stages: &Stages,
+    plan_start: Duration,
+    timeline: &mut [TimelinePoint],
+    hlog: &mut IntervalLog,
+) {
+    let offset = plan_start.as_secs_f64();
+    for p in timeline.iter_mut() {
+        p.stage = stages
+            .stage_at(p.second as f64 + 0.5 - offset)
+            .map(|s| s as u32);
+    }
+    let n = stages.stages.len();
+    for (i, (start, stage)) in stages.starts().into_iter().zip(&stages.stages).enumerate() {
+        let at = offset + start;
+        let index = (at / hlog.interval.as_secs_f64()) as u64;
+        let target = match stage.unit {
+            StageUnit::Connections => format!("{} connections", stage.target),
+            StageUnit::MessagesPerSec => format!("{} messages/s", stage.target),
+        };
+        hlog.note(
+            index,
+            format!(
+                "[Stage {} of {n} starts at {at:.3} s: {} s to {target}]",
+                i + 1,
+                stage.duration_secs
+            ),
+        );
     }
 }
 
@@ -328,13 +392,16 @@ fn combine_points(mut points: Vec<TimelinePoint>) -> Result<Vec<TimelinePoint>, 
                     h.add(decode_histogram(hdr)?)
                         .map_err(|e| Error::Merge(format!("{e:?}")))?;
                 }
+                let stage = last.stage.or(p.stage);
                 *last = TimelinePoint::new(
                     p.second,
                     last.messages + p.messages,
                     last.errors + p.errors,
                     last.established + p.established,
+                    last.closed + p.closed,
                     &h,
                 )?;
+                last.stage = stage;
             }
             _ => out.push(p),
         }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::end_margin;
 use crate::config::start_at;
 use crate::engine::start::CONNECTED_LINE;
+use crate::report::hlog::IntervalLog;
 use crate::report::identity;
 use crate::report::Identity;
 use crate::{engine::limits, Config, Error, Report};
@@ -141,6 +142,13 @@ pub fn run_auto(
     config.source_ips = split.source_ips;
     if split.procs == 1 {
         return crate::run(config);
+    }
+    if config.stages.is_some() {
+        return Err(Error::Limit(format!(
+            "--stages runs in one process, but --conns {} needs {} (the descriptor limit); \
+             raise it with `ulimit -n`",
+            config.conns, split.procs
+        )));
     }
     let exe = worker_exe.ok_or_else(|| {
         Error::Limit(format!(
@@ -320,7 +328,17 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
     for w in lost {
         count_lost(&mut merged, w, &run_id);
     }
+    if let Some(path) = &config.hlog {
+        // A lost worker's log is missing; its connections are counted as lost in the report.
+        let logs: Vec<_> = workers.iter().map(|w| worker_hlog(&w.report)).collect();
+        IntervalLog::merge_files(&logs, path)?;
+    }
     Ok(merged)
+}
+
+/// Where a worker writes its `--hlog`: beside its report.
+fn worker_hlog(report: &Path) -> PathBuf {
+    report.with_extension("hlog")
 }
 
 /// How a worker ended and the last line it wrote to stderr.
@@ -453,6 +471,11 @@ fn worker_args(
             "--start-at".into(),
             format!("{:.6}", start_at::unix_secs(t)),
         ]);
+    }
+    if config.hlog.is_some() {
+        let hlog = worker_hlog(report).display().to_string();
+        a.extend(["--hlog".into(), hlog, "--hlog-interval".into()]);
+        a.push(d(config.hlog_interval));
     }
     a
 }

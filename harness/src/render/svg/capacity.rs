@@ -30,22 +30,34 @@ pub fn chart_subject(report: &SweepReport, server: &str) -> String {
     )
 }
 
-/// The USL and CPU charts of `report`, titled with `subject`; a model the report lacks is drawn as
-/// its measured points alone, or as "no data".
-pub fn capacity_svgs(
+/// The USL and CPU charts of `report` as SVG text, each with its [`CAPACITY_CHARTS`] name, titled
+/// with `subject`; a model the report lacks is drawn as its measured points alone, or as "no data".
+pub fn capacity_svg_texts(
     report: &SweepReport,
     subject: &str,
-    dir: &Path,
-    stem: &str,
-) -> Result<Vec<PathBuf>, PlotError> {
+) -> Result<Vec<(&'static str, String)>, PlotError> {
     let charts = [usl_chart(report, subject), cpu_chart(report, subject)];
-    let mut written = Vec::with_capacity(charts.len());
+    let mut drawn = Vec::with_capacity(charts.len());
     for (chart, suffix) in charts.iter().zip(CAPACITY_CHARTS) {
         let svg =
             render(CHART_SIZE, |root| draw_chart(root, chart)).map_err(|e| PlotError::Draw {
                 chart: suffix.to_owned(),
                 message: e.0,
             })?;
+        drawn.push((suffix, svg));
+    }
+    Ok(drawn)
+}
+
+/// Writes the charts of [`capacity_svg_texts`] into `dir` as `{stem}-usl.svg`, `{stem}-cpu.svg`.
+pub fn capacity_svgs(
+    report: &SweepReport,
+    subject: &str,
+    dir: &Path,
+    stem: &str,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let mut written = Vec::with_capacity(CAPACITY_CHARTS.len());
+    for (suffix, svg) in capacity_svg_texts(report, subject)? {
         let path = dir.join(format!("{stem}-{suffix}.svg"));
         write_atomically(&path, &svg)?;
         written.push(path);
