@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use super::chart::{
-    draw_chart, render, scale_for, write_atomically, Chart, Mark, PlotError, Series,
+    draw_chart, render, scale_for, write_atomically, Chart, Mark, PlotError, Series, CHART_SIZE,
+    LOG_X_RATIO,
 };
-use super::sweep::{CHART_SIZE, LOG_X_RATIO};
 use crate::report::sweep::SweepReport;
 
 /// Suffixes of the files [`capacity_svgs`] writes, in order.

@@ -10,8 +10,9 @@ use plotters::prelude::*;
 use super::capacity::chart_subject;
 use super::chart::{
     draw_chart, render, scale_for, write_atomically, Chart, Mark, PlotError, Scale, Series,
+    CHART_SIZE, LOG_X_RATIO,
 };
-use super::sweep::{short_server_name, CHART_SIZE, LOG_X_RATIO};
+use super::sweep::short_server_name;
 use crate::render::units::{bytes_unit, fmt_bytes};
 use crate::report::sweep::SweepReport;
 
