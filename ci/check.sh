@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command: formatting, lints, import cycles, the README's `cargo run` commands,
-# and every test in the workspace. Run it from anywhere; it works on the repository root.
+# The project's test command: formatting, lints, import cycles and layer rules, the README's
+# `cargo run` commands, and every test in the workspace. Run it from anywhere; it works on the
+# repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== no import cycles between the modules of a crate"
 python3 ci/import_cycles.py
+echo "== each layer imports only what its header lists; no loop between layers"
+python3 ci/layers.py
+python3 ci/test_layers.py
 echo "== the README's cargo run commands resolve to one binary each"
 for package in fork-echo-server loadgen harness; do
   cargo run --quiet --locked -p "$package" -- --help > /dev/null

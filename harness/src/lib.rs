@@ -3,8 +3,10 @@
 //! sweeps its capacity, and writes JSON reports, text, JUnit and SVG charts. `main.rs` only
 //! dispatches the hidden server subcommand and [`cli::main`].
 //!
-//! The layers, top to bottom; each imports only layers below it (`ci/import_cycles.py` checks
-//! that no two modules import each other, directly or around a loop):
+//! The layers, top to bottom. Each imports only layers below it, and only those its folder's `//!`
+//! header lists on its "Layers it may import:" line, with the external crates on the "Crates it
+//! may import:" line; `ci/layers.py` fails CI on any import outside those lists and on any loop
+//! between folders, and `ci/import_cycles.py` on a loop between files.
 //!
 //! - [`cli`]: clap types only, turned into each command's options; exit codes.
 //! - [`commands`]: one file per subcommand, each starting at its `execute`: where `check`, `run`,
@@ -13,21 +15,26 @@
 //!   sampler, a `loadgen` load under the sampler.
 //! - [`subject`]: the server under test: which program and flags ([`subject::spec`]), spawned,
 //!   waited for, stopped and killed on drop ([`subject::process`]), its stderr and stats lines.
-//! - [`capacity`]: the sweep's capacity model: the memory fit ([`capacity::fit`]), the limits
-//!   and the predicted maximum ([`capacity::limits`]), and this machine's limits (`system.rs`, the
-//!   one part that reads the machine, through `sys`).
-//! - [`sys`]: leaf readers of the machine: /proc accounting ([`sys::procfs`]) and the one
-//!   `/proc/sys` reader ([`sys::environment`]).
-//! - [`render`]: one renderer per output: [`render::units`], [`render::text`],
-//!   [`render::junit`], [`render::svg`]. Reads reports; never starts or reads a process.
+//! - [`render`]: one renderer per output: [`render::units`], [`render::layout`] (tables,
+//!   wrapping), [`render::text`], [`render::memory`], [`render::junit`], [`render::svg`] (a
+//!   folder: one file per chart family). Reads reports; never starts or reads a process.
+//! - [`faults`]: the fault-injecting proxy (toxics per direction on a seeded fraction of
+//!   connections, and its own counts of what it did); a leaf, like `sys`.
 //! - [`report`]: the JSON format of each report kind as plain serde data ([`report::check`],
 //!   [`report::run`], [`report::sweep`]), [`report::AnyReport::read`], the one atomic write, and
-//!   `compare`'s numbers and verdicts. Imports only `capacity`'s pure model and other crates'
-//!   formats, so `report`, `compare` and `plot` work on files alone.
+//!   `compare`'s numbers and verdicts. Imports only `capacity`'s pure model, `sys`'s plain counter
+//!   types and other crates' formats, so `report`, `compare` and `plot` work on files alone.
+//! - [`sys`]: readers of the machine: /proc accounting ([`sys::procfs`]), memory counters
+//!   ([`sys::memory`]), the one `/proc/sys` reader ([`sys::environment`]), this machine's limits
+//!   ([`sys::limits`]), and the plain counter types they fill ([`sys::counters`]).
+//! - [`capacity`]: the sweep's capacity model, pure arithmetic: the memory fit
+//!   ([`capacity::fit`]), the limits and the predicted maximum ([`capacity::limits`]), the memory
+//!   model ([`capacity::memory`]) and what a sweep report stores ([`capacity::model`]).
 
 pub mod capacity;
 pub mod cli;
 pub mod commands;
+pub mod faults;
 pub mod probe;
 pub mod render;
 pub mod report;

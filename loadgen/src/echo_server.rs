@@ -2,6 +2,11 @@
 //! (`ci/bench-loadgen.sh`) and a second, non-forking server for the harness tests. One task per
 //! connection copies bytes back until the client closes; a half-close is honoured (everything
 //! already sent comes back, then EOF).
+//!
+//! A leaf: nothing of the load generator.
+//!
+//! Layers it may import: none.
+//! Crates it may import: `tokio`.
 
 use std::time::Duration;
 

@@ -1,5 +1,10 @@
 //! Setup errors: everything that stops a run before or outside the measurement. The CLI maps
 //! each of them to exit code 2 with its one-line message.
+//!
+//! A leaf.
+//!
+//! Layers it may import: none.
+//! Crates it may import: `thiserror`.
 
 use std::path::PathBuf;
 

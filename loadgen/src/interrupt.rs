@@ -2,6 +2,11 @@
 //! of what ran is printed and the report is written, marked `interrupted`); a second one quits at
 //! once. The flag is process-wide so that the harness, which runs loadgen in-process, shares it:
 //! its first Ctrl-C stops a load (or the checks) the same way.
+//!
+//! A leaf.
+//!
+//! Layers it may import: none.
+//! Crates it may import: `tokio`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 

@@ -5,6 +5,24 @@
 //! call [`run`] (or [`run_async`] inside a runtime) and get a [`Report`], the serde struct that is
 //! also the JSON format. Failed connections and bad echoes are counted in the report, never
 //! returned as errors; [`Error`] is only for setup problems (bad config, limits, runtime).
+//!
+//! Code map, one folder per job, layers top to bottom (each imports only layers below it, and
+//! only those its `//!` header lists; `ci/layers.py` checks that):
+//!
+//! - [`cli`]: clap types only, turned into a validated [`Config`]; printing, exit codes, `merge`.
+//! - [`workers`]: one run split over worker processes ([`run_auto`]), their shared barrier and
+//!   the merge of their reports.
+//! - `engine`: one run in this process: `runner` ([`run`], [`run_async`]), `shards` (the
+//!   event-loop threads), `start` (the `--start-at` wait and the barrier), `limits`
+//!   (RLIMIT_NOFILE), `progress` (the live line on a TTY).
+//! - `session`: one connection's life: connect, first echo, barrier, measured phase; `connect`,
+//!   `pacer` (the `--rate` timerfd), [`payload`], `stats` (the shards sessions record into).
+//! - `report`: the serde types that are the JSON format (`schema`, `histogram`), the run's
+//!   `checks`, schema `versions`, the `timeline` buckets, [`Report::merge`], [`identity`],
+//!   `environment` and [`output`] (text, `--json`, `--hgrm`, the one atomic write).
+//! - `config`: the validated [`Config`] and [`Slo`], `--start-at` parsing and checks.
+//! - `error` ([`Error`]), [`interrupt`] (Ctrl-C) and [`echo_server`] (the tokio reference server)
+//!   are leaves.
 
 pub mod cli;
 mod config;

@@ -1,6 +1,9 @@
 //! The parent's table of live children and the reaper. Reaping is a `waitpid(-1, WNOHANG)` loop:
 //! SIGCHLDs coalesce, so one signal may stand for many exited children, and the loop collects
 //! every one of them; a child that is never collected stays a zombie.
+//!
+//! Layers it may import: `limits`, `log`, `session`, `stats`.
+//! Crates it may import: `nix`.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -1,5 +1,8 @@
 //! Command-line flags and the validated `Config` the server core runs on. clap types stay here:
 //! the rest of the crate never sees a parser type, only plain values that are already checked.
+//!
+//! Layers it may import: `log`.
+//! Crates it may import: `clap`, `humantime`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

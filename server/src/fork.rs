@@ -3,6 +3,9 @@
 //! `unsafe`: the fork itself, and `_exit`, which std does not offer. The child never returns into the parent's accept loop:
 //! `run_child` ends the process with `_exit`, so destructors, atexit handlers and buffered stdout
 //! that belong to the parent never run a second time in the child.
+//!
+//! Layers it may import: `log`, `session`.
+//! Crates it may import: `libc`, `nix`, `rustix`, `socket2`.
 
 use std::net::TcpStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};

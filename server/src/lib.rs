@@ -6,6 +6,11 @@
 //! `main_with_args` is the whole program (the binary and the harness's hidden `__serve`
 //! subcommand both call it); `Server` takes an already bound `Listener` and `SignalSource`, so
 //! callers choose the address and tests bind port 0.
+//!
+//! Every module's `//!` header ends with the layers (modules) and crates it may import;
+//! `ci/layers.py` fails CI on an import outside them and on any loop between modules. Top to
+//! bottom: `server` (the event loop) over `child_table`, `fork`, `config`, `listener`, `signals`;
+//! those over `stats`, `session`, `limits`; `log` at the bottom.
 
 pub mod child_table;
 pub mod config;

@@ -2,6 +2,9 @@
 //! `--max-per-source` (an IPv4 address; an IPv6 /64, since one host or customer usually holds a
 //! whole /64 and could otherwise dodge the limit by picking addresses), and the token bucket
 //! behind `--max-rate` (xinetd's `cps`).
+//!
+//! Layers it may import: none.
+//! Crates it may import: none.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

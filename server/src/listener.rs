@@ -2,6 +2,9 @@
 //! by socket activation. Close-on-exec and non-blocking from the start: the accept loop drains
 //! the queue until `EAGAIN`, and a poll wake-up must never turn into a blocking `accept` that
 //! keeps SIGCHLD and SIGTERM waiting.
+//!
+//! Layers it may import: none.
+//! Crates it may import: `libc`, `socket2`.
 
 use std::fmt;
 use std::io;

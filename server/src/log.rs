@@ -3,6 +3,9 @@
 //! not have; an atomic level and one `write` per line are enough. A log write that fails (stderr
 //! is a pipe whose reader is gone, a full disk) is dropped and counted: logging must never take
 //! the server down, which `eprintln!` does by panicking on EPIPE.
+//!
+//! Layers it may import: none.
+//! Crates it may import: none.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};

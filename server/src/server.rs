@@ -7,6 +7,10 @@
 //! after each `fork` every page the parent writes is a copy-on-write fault; and it reaps only when
 //! a SIGCHLD was read, because `waitpid(-1, WNOHANG)` walks the whole list of live children even
 //! when none has exited.
+//!
+//! Layers it may import: `child_table`, `config`, `fork`, `limits`, `listener`, `log`,
+//! `signals`, `stats`.
+//! Crates it may import: `humantime`, `nix`, `socket2`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -185,9 +189,11 @@ impl Server {
 
     /// The start-up line gives the effective backlog as a number; a capped one deserves a
     /// warning of its own, because a connect burst larger than the accept queue does not fail:
-    /// it waits out SYN retransmits (1 s, then 3 s), which looks like a slow server.
+    /// it waits out SYN retransmits (1 s, then 3 s), which looks like a slow server. Not for a
+    /// socket passed by socket activation: whoever passed it chose its backlog, `--backlog` was
+    /// never applied, and its `effective_backlog` of 0 means "unknown", not "capped to 0".
     fn warn_if_backlog_capped(&self) {
-        let Some(listener) = self.listener.as_ref() else {
+        let Some(listener) = self.listener.as_ref().filter(|l| !l.activated) else {
             return;
         };
         if listener.effective_backlog < self.config.backlog {

@@ -1,6 +1,9 @@
 //! One client's echo session, run inside the forked child. Every byte read is written back in
 //! full before the next read (so a half-closed client still gets all of its bytes, then EOF), and
 //! the way the session ended becomes the child's exit status for the parent's statistics.
+//!
+//! Layers it may import: `log`.
+//! Crates it may import: `libc`, `nix`, `socket2`.
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};

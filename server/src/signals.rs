@@ -2,6 +2,9 @@
 //! from a signalfd that is polled beside the listener. Signal handlers would have to be
 //! async-signal-safe and std's `accept` silently retries EINTR, so a blocking accept would never
 //! notice a signal; a readable fd in the same `poll` has neither problem.
+//!
+//! Layers it may import: none.
+//! Crates it may import: `nix`.
 
 use std::os::fd::{AsFd, BorrowedFd};
 

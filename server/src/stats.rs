@@ -1,5 +1,8 @@
 //! Counters of the parent process. The serde struct is the stats line's format: the harness and
 //! tests parse the JSON line printed on SIGUSR1 and at exit.
+//!
+//! Layers it may import: `log`, `session`.
+//! Crates it may import: `serde`, `serde_json`.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
 //! Everything that bounds concurrent connections (memory, tasks, pids, descriptors, ports), each
 //! turned into a connection count by [`predict_max`], which names the limit that binds first and
-//! the knob that raises it. Pure arithmetic over [`Limits`]; `system.rs` reads them.
+//! the knob that raises it. Pure arithmetic over [`Limits`]; `sys::limits` reads them.
 
 use std::fmt;
 

@@ -3,24 +3,26 @@
 //! space alone, against live connections), where echo latency turns (the knee), and how many concurrent
 //! connections this machine can hold, naming the limit that binds first and the knob that raises it.
 //!
-//! Everything here except [`Limits::read_from_system`] (in `system.rs`) is a pure function of its
-//! inputs, so the arithmetic is tested with fake numbers; the system reader is split into small
-//! parsers over file contents so that each `/proc` format is tested too.
+//! Everything here is a pure function of its inputs, so the arithmetic is tested with fake
+//! numbers. The one reader of this machine's limits, [`Limits::read_from_system`], lives in
+//! `sys::limits`: readers of the machine are `sys`'s job.
 //!
 //! [`fit`] (least squares, hold-out check, knee), [`limits`] (each limit as a connection count),
 //! [`memory`] (the total per connection, its breakdown and checks), [`usl`] (throughput against
-//! concurrency), [`cpu`] (CPU per connection and per message, cores needed), [`model`] (what a
-//! sweep report stores) and `system` (reads the limits of this machine).
+//! concurrency), [`cpu`] (CPU per connection and per message, cores needed) and [`model`] (what a
+//! sweep report stores).
 //!
-//! May import: `sys` (from `system.rs` only). `fit`, `limits`, `memory`, `usl`, `cpu` and `model`
-//! import nothing of the harness, which is why `report` may embed them.
+//! The bottom layer: it imports nothing of the harness, which is why `report` may embed it and
+//! `sys` may fill its `Limits` in.
+//!
+//! Layers it may import: none.
+//! Crates it may import: `serde`.
 
 pub mod cpu;
 pub mod fit;
 pub mod limits;
 pub mod memory;
 pub mod model;
-mod system;
 pub mod usl;
 
 pub use fit::{check_prediction, fit_line, latency_knee, HoldOutCheck, LinearFit};

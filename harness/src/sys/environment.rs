@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::report::parts::Environment;
+use crate::sys::counters::Environment;
 
 /// `/proc/sys/<name>` under `proc_root` (`/proc`, or a fake tree in tests), trimmed; `None` when
 /// it cannot be read. `name` is the sysctl with slashes: `kernel/pid_max`, `fs/file-nr`.

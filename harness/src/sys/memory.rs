@@ -14,7 +14,7 @@ use procfs_core::{FromRead, Meminfo};
 
 use crate::sys::procfs::ProcStat;
 
-pub use crate::report::parts::MemoryCounters;
+pub use crate::sys::counters::MemoryCounters;
 
 /// The kernel's page size for `/proc/net/sockstat`'s `mem` (counted in pages).
 pub fn page_size() -> u64 {

@@ -7,7 +7,7 @@
 use std::fs;
 use std::io;
 
-use crate::report::parts::ListenCounters;
+use crate::sys::counters::ListenCounters;
 
 /// The fields of `/proc/PID/stat` the harness uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

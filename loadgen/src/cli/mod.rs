@@ -1,8 +1,11 @@
 //! The command line: clap types live only here. Flags become a validated [`Config`], the run's
 //! [`Report`] is printed and exported, and the outcome becomes the exit code (0 ok, 1 the run
 //! failed its checks, 2 usage or setup error). `loadgen merge` combines reports.
-
-pub(crate) mod progress;
+//!
+//! The top layer: it may use every layer below it.
+//!
+//! Layers it may import: `workers`, `report`, `config`, `error`, `interrupt`.
+//! Crates it may import: `clap`, `humantime`.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -98,7 +101,7 @@ struct RunArgs {
     threads: Option<usize>,
     /// Start the measured phase at this wall-clock time (RFC 3339 or Unix seconds), after
     /// connecting; for loadgens on several hosts that should measure the same window.
-    #[arg(long, value_parser = crate::engine::start::parse_start_at)]
+    #[arg(long, value_parser = crate::config::start_at::parse_start_at)]
     start_at: Option<std::time::SystemTime>,
     /// Run id written into the report; give every loadgen of one multi-host run the same one.
     #[arg(long)]

@@ -1,5 +1,12 @@
-//! The validated configuration the core runs from. The CLI (`cli.rs`) turns flags into this;
+//! The validated configuration the core runs from. The CLI (`cli/`) turns flags into this;
 //! the harness builds it directly. `Config::default()` matches the CLI defaults.
+//!
+//! Near the bottom: every other layer reads it.
+//!
+//! Layers it may import: `error`.
+//! Crates it may import: `humantime`.
+
+pub(crate) mod start_at;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime};
@@ -210,7 +217,7 @@ impl Config {
             return bad("--deadline must be above 0".into());
         }
         if let Some(at) = self.start_at {
-            crate::engine::start::check_start_at(at, SystemTime::now())?;
+            start_at::check_start_at(at, SystemTime::now())?;
         }
         Ok(())
     }

@@ -10,12 +10,13 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cli::progress::Progress;
 use crate::config::end_margin;
-use crate::engine::pacer::Pacer;
+use crate::engine::progress::Progress;
 use crate::engine::shards::Shards;
+use crate::report::timeline::seconds_to_points;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
-use crate::session::stats::{seconds_to_points, Stats};
+use crate::session::pacer::Pacer;
+use crate::session::stats::Stats;
 use crate::session::{self, RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
 use crate::{
     engine::limits, interrupt, new_histogram, report::environment, Config, Error, Report,

@@ -1,18 +1,18 @@
 //! One report from several runs (processes or hosts): `loadgen merge` and [`Report::merge`].
 //!
-//! Kept out of `report.rs` so the format does not depend on the recorder (`stats`, whose
+//! Kept out of `report::schema` so the format does not depend on the recorder (`stats`, whose
 //! per-second buckets the merged timeline is folded into) or on where a report is written
 //! (`environment`): the format is a leaf that everything else may read.
 
 use std::collections::BTreeMap;
 
 use crate::report::identity;
+use crate::report::timeline::{seconds_to_points, SecondBucket};
 use crate::report::{
     decode_histogram, Counters, Errors, HistogramReport, Latencies, Report,
     OLDEST_READABLE_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 use crate::report::{Identity, MergeInfo};
-use crate::session::stats::{seconds_to_points, SecondBucket};
 use crate::{new_histogram, Error};
 
 impl Report {

@@ -5,8 +5,14 @@
 //! writes are pending (no deadlock when pipelined bytes exceed the socket buffers) and each echo
 //! is timed when it arrives, not when the task next gets around to it. Every received byte is
 //! compared with the deterministic payload; any failure ends the session and is counted by kind.
+//!
+//! Below `engine`; it records into `report`'s types and reads the `config`.
+//!
+//! Layers it may import: `report`, `config`.
+//! Crates it may import: `hdrhistogram`, `humantime`, `libc`, `nix`, `tokio`.
 
 pub(crate) mod connect;
+pub(crate) mod pacer;
 pub mod payload;
 pub(crate) mod stats;
 
@@ -21,9 +27,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::engine::pacer::Pacer;
 use crate::report::Mismatch;
 use crate::session::connect::{connect, ConnectFailure};
+use crate::session::pacer::Pacer;
 use crate::session::stats::{ShardStats, Stats};
 use crate::Config;
 

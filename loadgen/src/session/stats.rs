@@ -13,35 +13,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use hdrhistogram::Histogram;
 
-use crate::report::{Counters, Errors, Mismatch, TimelinePoint};
-use crate::{new_histogram, Error};
-
-/// One second of the run's timeline, before it is turned into a [`crate::TimelinePoint`].
-pub(crate) struct SecondBucket {
-    pub messages: u64,
-    pub errors: u64,
-    pub established: u64,
-    pub echo: Histogram<u64>,
-}
-
-impl SecondBucket {
-    pub fn new() -> Self {
-        SecondBucket {
-            messages: 0,
-            errors: 0,
-            established: 0,
-            echo: new_histogram(),
-        }
-    }
-
-    pub fn absorb(&mut self, other: SecondBucket) {
-        self.messages += other.messages;
-        self.errors += other.errors;
-        self.established += other.established;
-        // Same bounds everywhere, so adding cannot fail.
-        let _ = self.echo.add(&other.echo);
-    }
-}
+use crate::new_histogram;
+use crate::report::timeline::SecondBucket;
+use crate::report::{Counters, Errors, Mismatch};
 
 /// Everything one shard has recorded.
 pub(crate) struct ShardStats {
@@ -99,16 +73,6 @@ impl ShardStats {
         self.last_first_echo_us = self.last_first_echo_us.max(other.last_first_echo_us);
         add_seconds(&mut self.timeline, other.timeline);
     }
-}
-
-/// Turns buckets into timeline points (percentiles and the encoded histogram), in second order.
-pub(crate) fn seconds_to_points(
-    seconds: BTreeMap<u64, SecondBucket>,
-) -> Result<Vec<TimelinePoint>, Error> {
-    seconds
-        .into_iter()
-        .map(|(s, b)| TimelinePoint::new(s, b.messages, b.errors, b.established, &b.echo))
-        .collect()
 }
 
 /// Adds the buckets of `from` into `into`, second by second.

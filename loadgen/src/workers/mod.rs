@@ -14,6 +14,11 @@
 //! together and the merged peak really was open at once. A worker that dies or writes no report is counted: its
 //! connections are attempted and failed (`connect.other`, with an example naming the worker and
 //! how it ended) and `merge.workers_lost` says how many — never a hang, never a silent gap.
+//!
+//! Below `cli`, above the engine it runs in-process when one process will do.
+//!
+//! Layers it may import: `engine`, `report`, `config`, `error`.
+//! Crates it may import: `humantime`, `indicatif`.
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,7 +27,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::end_margin;
-use crate::engine::start::{self, CONNECTED_LINE};
+use crate::config::start_at;
+use crate::engine::start::CONNECTED_LINE;
 use crate::report::identity;
 use crate::report::Identity;
 use crate::{engine::limits, Config, Error, Report};
@@ -443,7 +449,10 @@ fn worker_args(
         a.extend(["--threads".into(), t.to_string()]);
     }
     if let Some(t) = config.start_at {
-        a.extend(["--start-at".into(), format!("{:.6}", start::unix_secs(t))]);
+        a.extend([
+            "--start-at".into(),
+            format!("{:.6}", start_at::unix_secs(t)),
+        ]);
     }
     a
 }

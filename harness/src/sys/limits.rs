@@ -1,4 +1,6 @@
-//! Reads [`Limits`] from a `/proc` tree, a cgroup mount and the process's rlimits.
+//! Reads `capacity`'s [`Limits`] from a `/proc` tree, a cgroup mount and the process's rlimits:
+//! the one part of the capacity model that reads the machine, kept here so `capacity` is pure
+//! arithmetic.
 //!
 //! The roots are parameters so tests can point them at a fake tree; each file format has a small
 //! parser of its own, tested on the text the kernel writes (`/proc/meminfo`'s is the `procfs-core`
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
 
-use super::limits::{LimitInputs, Limits};
+use crate::capacity::limits::{LimitInputs, Limits};
 use crate::sys::environment::{read_u64, sysctl, sysctl_u64};
 use crate::sys::memory;
 
