@@ -7,7 +7,7 @@ use plotters::prelude::*;
 
 use super::chart::{
     draw_chart, latency_chart, render, scale_for, write_atomically, Chart, Mark, PlotError, Scale,
-    Series,
+    Series, CHART_SIZE, LOG_X_RATIO,
 };
 use crate::capacity::memory::Component;
 use crate::capacity::LinearFit;
@@ -55,10 +55,6 @@ pub struct SweepModels<'a> {
 
 /// Suffixes of the four files [`write_sweep_svgs`] writes, in the order it returns them.
 pub const SWEEP_CHARTS: [&str; 4] = ["echo-latency", "first-echo-latency", "memory", "throughput"];
-
-pub(super) const CHART_SIZE: (u32, u32) = (900, 560);
-/// A ladder spanning two decades or more is drawn on a log axis, so 1, 10, 100, 1000 are evenly spaced.
-pub(super) const LOG_X_RATIO: f64 = 100.0;
 
 /// Writes the sweep charts of `report` into `dir` as `{stem}-*.svg`.
 pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, PlotError> {
