@@ -16,14 +16,18 @@
 //!   sessions on either engine), `threads` (`--engine threads`: a thread per connection),
 //!   `shards` (the tokio engine's event-loop threads), `start` (the `--start-at` wait and the
 //!   barrier), `limits` (RLIMIT_NOFILE), `progress` (the live line on a TTY).
-//! - `session`: one connection's life: connect, first echo, barrier, measured phase; `blocking`
-//!   (the same on a blocking socket, for the threads engine), `plan`, `failure`, `shared` (the
-//!   run's state every session sees), `connect`, `pacer` (the `--rate` timerfd), [`payload`],
-//!   `stats` (the shards sessions record into).
+//! - `session`: one connection's life: connect, first echo, barrier, measured phase
+//!   (`lifecycle`), or opened and closed on a `--stages` plan (`staged`), or the same on a
+//!   blocking socket for the threads engine (`blocking`), over the echo loop and exactly-once
+//!   counting (`echo`); `plan`, `failure`, `shared` (the run's state every session sees),
+//!   `connect`, `pacer` (the `--rate` timerfd), [`payload`], `stats` (the shards sessions record
+//!   into, `--hlog` intervals included).
 //! - `report`: the serde types that are the JSON format (`schema`, `histogram`), the run's
 //!   `checks`, schema `versions`, the `timeline` buckets, [`Report::merge`], [`identity`],
-//!   `environment` and [`output`] (text, `--json`, `--hgrm`, the one atomic write).
-//! - `config`: the validated [`Config`] and [`Slo`], `--start-at` parsing and checks.
+//!   `environment`, [`hlog`] (the `--hlog` interval log, its reading and merging) and [`output`]
+//!   (text, `--json`, `--hgrm`, the one atomic write).
+//! - `config`: the validated [`Config`] and [`Slo`], `--start-at` parsing and checks, `stages`
+//!   (the `--stages` plan's arithmetic, [`Stages`]).
 //! - `error` ([`Error`]), [`interrupt`] (Ctrl-C) and [`echo_server`] (the tokio reference server)
 //!   are leaves.
 
@@ -37,9 +41,10 @@ mod report;
 mod session;
 pub mod workers;
 
-pub use report::{identity, output};
+pub use report::{hlog, identity, output};
 pub use session::payload;
 
+pub use config::stages::Stages;
 pub use config::{Config, Engine, Slo};
 pub use engine::runner::{preflight, run, run_async};
 pub use error::Error;

@@ -3,6 +3,7 @@
 //! the `loadgen` binary. Every load is bounded by a message count or a short duration.
 
 mod engines;
+mod observe;
 mod scale;
 mod util;
 

@@ -4,13 +4,16 @@
 //! Near the bottom: every other layer reads it.
 //!
 //! Layers it may import: `error`.
-//! Crates it may import: `humantime`.
+//! Crates it may import: `humantime`, `serde`.
 
+pub mod stages;
 pub(crate) mod start_at;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use crate::config::stages::{StageUnit, Stages};
 use crate::Error;
 
 /// A percentile objective on echo latency, e.g. `p99=5ms`: the run fails if the echo latency at
@@ -60,7 +63,7 @@ impl std::fmt::Display for Slo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Engine {
     /// [`Engine::Threads`] for a closed loop, [`Engine::Tokio`] when a flag only it honours
-    /// (`--rate`, `--threads`) is given.
+    /// (`--rate`, `--threads`, `--stages`) is given.
     #[default]
     Auto,
     /// Connections as tasks on one `current_thread` tokio runtime per CPU (`engine::shards`).
@@ -149,6 +152,14 @@ pub struct Config {
     /// A worker of a split run: after connecting it says so on stdout and waits for the parent's
     /// go on stdin, so every worker's measured phase starts once all of them have connected.
     pub stdio_barrier: bool,
+    /// `--hlog`: write the HdrHistogram interval log of the run here (atomically, at the end).
+    pub hlog: Option<PathBuf>,
+    /// Length of each `--hlog` interval.
+    pub hlog_interval: Duration,
+    /// `--stages`: the load ramps through these (see `engine::stages`). With connection targets
+    /// `conns` is the peak and `duration` the plan's length; with rate targets `rate` is the
+    /// peak rate and `duration` the plan's length.
+    pub stages: Option<Stages>,
 }
 
 impl Default for Config {
@@ -178,9 +189,15 @@ impl Default for Config {
             run_id: None,
             worker_index: 0,
             stdio_barrier: false,
+            hlog: None,
+            hlog_interval: DEFAULT_HLOG_INTERVAL,
+            stages: None,
         }
     }
 }
+
+/// The default `--hlog-interval`.
+pub const DEFAULT_HLOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Extra time past the planned end of a run before outstanding work is cut off, at least.
 pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
@@ -251,28 +268,21 @@ impl Config {
         if self.threads == Some(0) {
             return bad("--threads must be at least 1".into());
         }
-        if self.engine == Engine::Threads {
-            if self.rate.is_some() {
-                return bad(
-                    "--rate needs --engine tokio (the threads engine is closed loop)".into(),
-                );
-            }
-            if self.threads.is_some() {
-                return bad(
-                    "--threads sets the tokio engine's event-loop threads; the threads engine \
-                     runs one thread per connection (use --engine tokio)"
-                        .into(),
-                );
-            }
-        }
+        self.validate_engine()?;
         if !(0.0..=1.0).contains(&self.max_session_failures) {
             return bad("--max-session-failures must be between 0 and 1".into());
         }
         if self.deadline.is_some_and(|d| d.is_zero()) {
             return bad("--deadline must be above 0".into());
         }
+        if self.hlog_interval < Duration::from_millis(1) {
+            return bad("--hlog-interval must be at least 1ms".into());
+        }
         if let Some(at) = self.start_at {
             start_at::check_start_at(at, SystemTime::now())?;
+        }
+        if let Some(stages) = &self.stages {
+            self.validate_stages(stages)?;
         }
         Ok(())
     }
@@ -280,11 +290,71 @@ impl Config {
     /// The engine this run uses: the one asked for, or for [`Engine::Auto`] the threads engine
     /// unless a flag only the tokio engine honours is given.
     pub fn engine(&self) -> Engine {
+        let tokio_only = self.rate.is_some() || self.threads.is_some() || self.stages.is_some();
         match self.engine {
-            Engine::Auto if self.rate.is_some() || self.threads.is_some() => Engine::Tokio,
+            Engine::Auto if tokio_only => Engine::Tokio,
             Engine::Auto => Engine::Threads,
             chosen => chosen,
         }
+    }
+
+    /// `--engine threads` runs one closed-loop session per thread: flags only the tokio engine
+    /// honours are refused.
+    fn validate_engine(&self) -> Result<(), Error> {
+        if self.engine != Engine::Threads {
+            return Ok(());
+        }
+        let bad = |m: &str| Err(Error::Config(m.into()));
+        if self.rate.is_some() {
+            return bad("--rate needs --engine tokio (the threads engine is closed loop)");
+        }
+        if self.threads.is_some() {
+            return bad(
+                "--threads sets the tokio engine's event-loop threads; the threads engine \
+                 runs one thread per connection (use --engine tokio)",
+            );
+        }
+        if self.stages.is_some() {
+            return bad(
+                "--stages needs --engine tokio (the threads engine runs each connection once, \
+                 from connect to the end of the run)",
+            );
+        }
+        Ok(())
+    }
+
+    /// `--stages` fixes what the plan decides; flags that would contradict it are refused.
+    fn validate_stages(&self, stages: &Stages) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Config(format!("--stages: {m}")));
+        if self.duration != Some(stages.total()) || self.messages.is_some() {
+            return bad("the stages set the run's length; drop --duration and --messages");
+        }
+        match stages.unit {
+            StageUnit::Connections => {
+                if self.conns as f64 != stages.peak() {
+                    return bad("connection stages set --conns (the peak); drop --conns");
+                }
+                if self.rate.is_some() || self.connect_rate.is_some() || !self.warmup.is_zero() {
+                    return bad(
+                        "connection stages ramp the connections themselves; drop --rate, \
+                         --connect-rate and --warmup (rate stages: 10s:200/s,...)",
+                    );
+                }
+            }
+            StageUnit::MessagesPerSec => {
+                if self.rate != Some(stages.peak()) {
+                    return bad("rate stages set the rate; drop --rate");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Connection `--stages`: connections open and close on the plan, not in a connect phase.
+    pub(crate) fn staged_connections(&self) -> bool {
+        self.stages
+            .as_ref()
+            .is_some_and(|s| s.unit == StageUnit::Connections)
     }
 
     /// Upper bound of the connect phase: the ramp-up, one connect timeout and one echo timeout.
@@ -354,6 +424,11 @@ mod engine_tests {
             ..Config::default()
         };
         assert_eq!(sharded.engine(), Engine::Tokio);
+        let staged = Config {
+            stages: Some("2s:4".parse().unwrap()),
+            ..Config::default()
+        };
+        assert_eq!(staged.engine(), Engine::Tokio);
         let chosen = Config {
             engine: Engine::Tokio,
             ..Config::default()
@@ -362,7 +437,7 @@ mod engine_tests {
     }
 
     #[test]
-    fn the_threads_engine_refuses_rate_and_threads() {
+    fn the_threads_engine_refuses_rate_threads_and_stages() {
         for config in [
             Config {
                 engine: Engine::Threads,
@@ -372,6 +447,13 @@ mod engine_tests {
             Config {
                 engine: Engine::Threads,
                 threads: Some(2),
+                ..Config::default()
+            },
+            Config {
+                engine: Engine::Threads,
+                conns: 4,
+                duration: Some(Duration::from_secs(2)),
+                stages: Some("2s:4".parse().unwrap()),
                 ..Config::default()
             },
         ] {

@@ -10,9 +10,11 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use crate::config::end_margin;
+use crate::config::stages::{StageUnit, Stages};
 use crate::engine::progress::Progress;
 use crate::engine::sessions::Sessions;
 use crate::engine::shards::Shards;
+use crate::report::hlog::IntervalLog;
 use crate::report::timeline::seconds_to_points;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::pacer::Pacer;
@@ -76,6 +78,8 @@ struct Phases {
     started_unix_secs: f64,
     /// The barrier: every connection had connected and echoed once, or failed.
     connected: Instant,
+    /// When the measured phase's sending (and a `--stages` plan) starts.
+    schedule_start: Instant,
     measure_start: Instant,
     send_until: Option<Instant>,
     /// When the last session ended.
@@ -113,10 +117,17 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         None => (None, None),
     };
     let shared = Arc::new(RunShared {
-        stats: Stats::new(stats_shards),
+        stats: Stats::new(
+            stats_shards,
+            config.hlog.as_ref().map(|_| config.hlog_interval),
+        ),
         t0,
         connect_deadline,
-        connecting: std::sync::atomic::AtomicUsize::new(config.conns),
+        // Connection stages open connections on the plan: no connect phase to wait for.
+        connecting: std::sync::atomic::AtomicUsize::new(match config.staged_connections() {
+            true => 0,
+            false => config.conns,
+        }),
         connect_phase_done: Notify::new(),
         steady: steady_rx,
         pacer,
@@ -125,14 +136,20 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     });
     let mut sessions = Sessions::start(&shared, shards)?;
     let (stop_tx, stop_rx) = oneshot::channel();
-    let monitor = tokio::spawn(monitor(shared.clone(), stop_rx));
+    let hlog = IntervalLog::new(started_unix_secs, shared.config.hlog_interval);
+    let monitor = tokio::spawn(monitor(shared.clone(), stop_rx, hlog));
     let phases = measure(&shared, &mut sessions, steady_tx, cap, started_unix_secs).await;
     if let Some(driver) = pacer_driver {
         driver.abort();
     }
     let _ = stop_tx.send(());
-    let timeline = monitor.await.unwrap_or_default();
-    assemble(&shared, &phases, timeline)
+    let (timeline, hlog) = monitor.await.unwrap_or_else(|_| {
+        (
+            Vec::new(),
+            IntervalLog::new(0.0, shared.config.hlog_interval),
+        )
+    });
+    assemble(&shared, &phases, timeline, hlog)
 }
 
 /// Opens the barrier once the connect phase is over, then waits for every session; past the
@@ -199,6 +216,7 @@ async fn measure(
         t0,
         started_unix_secs,
         connected,
+        schedule_start,
         measure_start,
         send_until,
         end: Instant::now(),
@@ -207,16 +225,22 @@ async fn measure(
     }
 }
 
-/// The report of a finished run, from its sessions' records and the runner's `phases`.
+/// The report of a finished run, from its sessions' records and the runner's `phases`; writes
+/// the `--hlog` interval log.
 fn assemble(
     shared: &RunShared,
     phases: &Phases,
     mut timeline: Vec<TimelinePoint>,
+    mut hlog: IntervalLog,
 ) -> Result<Report, Error> {
     let config = &shared.config;
-    let mut all = shared.stats.take_merged();
+    let mut all = shared.stats.take_merged(Some(&mut hlog))?;
     timeline.extend(seconds_to_points(std::mem::take(&mut all.timeline))?);
-    let timeline = combine_points(timeline)?;
+    let mut timeline = combine_points(timeline)?;
+    if let Some(stages) = &config.stages {
+        let plan_start = phases.schedule_start.duration_since(phases.t0);
+        label_stages(stages, plan_start, &mut timeline, &mut hlog);
+    }
     all.counters.peak_established = shared.stats.peak_established.load(Ordering::Relaxed) as u64;
 
     // Tasks aborted before their first poll never counted themselves: they never started.
@@ -247,6 +271,9 @@ fn assemble(
     } else {
         0.0
     };
+    if let Some(path) = &config.hlog {
+        hlog.write(path)?;
+    }
     let latency = latencies(config, &all)?;
     Ok(Report {
         schema_version: SCHEMA_VERSION,
@@ -315,12 +342,22 @@ fn parameters(c: &Config) -> Parameters {
         slos: c.slos.iter().map(|s| s.to_string()).collect(),
         processes: 1,
         engine: c.engine().name().into(),
+        stages: c
+            .stages
+            .as_ref()
+            .map(|s| s.stages.clone())
+            .unwrap_or_default(),
     }
 }
 
 /// Every 250 ms: update the progress line; every second: turn finished seconds of the timeline
-/// into points, so a long run keeps a few live histograms, not one per second.
-async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec<TimelinePoint> {
+/// into points and finished `--hlog` intervals into compressed ones, so a long run keeps a few
+/// live histograms, not one per second.
+async fn monitor(
+    shared: Arc<RunShared>,
+    mut stop: oneshot::Receiver<()>,
+    mut hlog: IntervalLog,
+) -> (Vec<TimelinePoint>, IntervalLog) {
     let progress = Progress::new(shared.config.progress);
     let mut points = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -338,6 +375,11 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
             if let Ok(p) = seconds_to_points(shared.stats.drain_timeline(last_drain)) {
                 points.extend(p);
             }
+            // Compressing cannot fail for histograms of the shared range; were it to, the
+            // interval would be missing and the log's totals would show it.
+            let _ = shared
+                .stats
+                .drain_intervals(Duration::from_secs(last_drain), &mut hlog);
         }
         if let Some(p) = &progress {
             let (echoes, errors) = shared.stats.progress_counts();
@@ -348,13 +390,46 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
     if let Some(p) = &progress {
         p.finish();
     }
-    points
+    (points, hlog)
 }
 
 /// Resolves once Ctrl-C asked the load to stop (polled: the flag is set from a signal thread).
 async fn interrupted() {
     while !interrupt::requested() {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `--stages`: marks each timeline second with the stage its middle belongs to, and notes in the
+/// hlog where each stage starts. `plan_start` is when the plan started, since the run started.
+fn label_stages(
+    stages: &Stages,
+    plan_start: Duration,
+    timeline: &mut [TimelinePoint],
+    hlog: &mut IntervalLog,
+) {
+    let offset = plan_start.as_secs_f64();
+    for p in timeline.iter_mut() {
+        p.stage = stages
+            .stage_at(p.second as f64 + 0.5 - offset)
+            .map(|s| s as u32);
+    }
+    let n = stages.stages.len();
+    for (i, (start, stage)) in stages.starts().into_iter().zip(&stages.stages).enumerate() {
+        let at = offset + start;
+        let index = (at / hlog.interval.as_secs_f64()) as u64;
+        let target = match stage.unit {
+            StageUnit::Connections => format!("{} connections", stage.target),
+            StageUnit::MessagesPerSec => format!("{} messages/s", stage.target),
+        };
+        hlog.note(
+            index,
+            format!(
+                "[Stage {} of {n} starts at {at:.3} s: {} s to {target}]",
+                i + 1,
+                stage.duration_secs
+            ),
+        );
     }
 }
 
@@ -370,13 +445,16 @@ fn combine_points(mut points: Vec<TimelinePoint>) -> Result<Vec<TimelinePoint>, 
                     h.add(decode_histogram(hdr)?)
                         .map_err(|e| Error::Merge(format!("{e:?}")))?;
                 }
+                let stage = last.stage.or(p.stage);
                 *last = TimelinePoint::new(
                     p.second,
                     last.messages + p.messages,
                     last.errors + p.errors,
                     last.established + p.established,
+                    last.closed + p.closed,
                     &h,
                 )?;
+                last.stage = stage;
             }
             _ => out.push(p),
         }

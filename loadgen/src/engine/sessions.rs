@@ -26,7 +26,7 @@ impl Sessions {
         }
         let mut tasks = JoinSet::new();
         for conn in 0..shared.config.conns {
-            let session = session::connection(shared.clone(), conn as u64);
+            let session = session::connection_of(shared, conn as u64);
             match shards.get(conn % shards.len().max(1)) {
                 Some(shard) => tasks.spawn_on(session, shard),
                 None => tasks.spawn(session),

@@ -82,6 +82,9 @@ pub struct Parameters {
     /// a merge of runs on different engines lists them, comma-separated.
     #[serde(default = "engine_before_v3")]
     pub engine: String,
+    /// `--stages`, in order; the timeline's `stage` indexes it. Empty without stages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::config::stages::Stage>,
 }
 
 /// `parameters.engine` of a report older than schema version 3.
@@ -351,6 +354,14 @@ pub struct TimelinePoint {
     pub errors: u64,
     /// Connections established in this second.
     pub established: u64,
+    /// Connections closed in this second (by loadgen or the server); with `established`, the
+    /// open connections at the end of each second are a running sum.
+    #[serde(default)]
+    pub closed: u64,
+    /// `--stages`: the stage (from 0) this second belongs to (by its middle); absent outside the
+    /// plan and without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u32>,
     pub p50_us: u64,
     pub p99_us: u64,
     /// This second's echo histogram, V2 compressed base64, so timelines merge exactly.
@@ -363,6 +374,7 @@ impl TimelinePoint {
         messages: u64,
         errors: u64,
         established: u64,
+        closed: u64,
         h: &Histogram<u64>,
     ) -> Result<Self, Error> {
         Ok(TimelinePoint {
@@ -370,6 +382,8 @@ impl TimelinePoint {
             messages,
             errors,
             established,
+            closed,
+            stage: None,
             p50_us: if h.is_empty() {
                 0
             } else {

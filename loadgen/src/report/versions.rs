@@ -9,8 +9,9 @@ use crate::Error;
 /// Version of the JSON format; bumped on any change. Version 2 added `interrupted`,
 /// `counters.connections_not_started`, `connections_interrupted`, `sessions_completed`,
 /// `errors.connect.run_deadline`, `identity` and `merge`; version 1 reports are still read (those
-/// fields read as 0 or absent). Version 3 added `parameters.engine`; older reports read as
-/// `"tokio"`, the only engine there was.
+/// fields read as 0 or absent). Version 3 added `parameters.engine` (older reports read as
+/// `"tokio"`, the only engine there was), `parameters.stages`, and the timeline's `closed` and
+/// `stage` (absent: no stages, 0 closed).
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// The oldest `schema_version` [`Report::read_json`] and [`Report::merge`] still read.

@@ -23,11 +23,12 @@ use socket2::Socket;
 use tokio::time::Instant;
 
 use crate::session::connect::{connect_blocking, count_connect};
+use crate::session::echo::{
+    Ending, EstablishedGuard, Next, PhaseGuard, Session, Stage, BARRIER_GRACE,
+};
 use crate::session::failure::Failure;
 use crate::session::plan::{first_plan, ramp_slot, source_of, steady_plan, Plan};
-use crate::session::{
-    Ending, EstablishedGuard, Next, PhaseGuard, RunShared, Session, Stage, Steady, BARRIER_GRACE,
-};
+use crate::session::shared::{RunShared, Steady};
 use crate::Config;
 
 /// Why the blocking driver stopped before its plan was over.
@@ -123,7 +124,7 @@ pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
         return None;
     };
     shared.stats.connection_opened();
-    let _established = EstablishedGuard(&shared.stats);
+    let _established = EstablishedGuard(shared);
     ending.stage = Stage::Session(Box::new(Session::new(stream, conn, config)));
     let Stage::Session(session) = &mut ending.stage else {
         unreachable!("the stage was set just above")

@@ -206,9 +206,8 @@ pub(crate) fn count_connect<T>(
         }
         Ok(stream) => {
             shard.counters.connections_established += 1;
-            shard
-                .connect
-                .saturating_record(micros(now.duration_since(connect_start)));
+            let at_us = micros(now.duration_since(shared.t0));
+            shard.record_connect(at_us, micros(now.duration_since(connect_start)));
             shard.second(second).established += 1;
             Some(stream)
         }

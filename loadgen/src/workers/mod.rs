@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::end_margin;
 use crate::config::start_at;
 use crate::engine::start::CONNECTED_LINE;
+use crate::report::hlog::IntervalLog;
 use crate::report::identity;
 use crate::report::Identity;
 use crate::{engine::limits, Config, Error, Report};
@@ -141,6 +142,13 @@ pub fn run_auto(
     config.source_ips = split.source_ips;
     if split.procs == 1 {
         return crate::run(config);
+    }
+    if config.stages.is_some() {
+        return Err(Error::Limit(format!(
+            "--stages runs in one process, but --conns {} needs {} (the descriptor limit); \
+             raise it with `ulimit -n`",
+            config.conns, split.procs
+        )));
     }
     let exe = worker_exe.ok_or_else(|| {
         Error::Limit(format!(
@@ -320,7 +328,17 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
     for w in lost {
         count_lost(&mut merged, w, &run_id);
     }
+    if let Some(path) = &config.hlog {
+        // A lost worker's log is missing; its connections are counted as lost in the report.
+        let logs: Vec<_> = workers.iter().map(|w| worker_hlog(&w.report)).collect();
+        IntervalLog::merge_files(&logs, path)?;
+    }
     Ok(merged)
+}
+
+/// Where a worker writes its `--hlog`: beside its report.
+fn worker_hlog(report: &Path) -> PathBuf {
+    report.with_extension("hlog")
 }
 
 /// How a worker ended and the last line it wrote to stderr.
@@ -426,6 +444,15 @@ fn worker_args(
         "--json".into(),
         report.display().to_string(),
     ];
+    a.extend(optional_args(config, procs, report));
+    a
+}
+
+/// The worker flags that depend on what `config` sets: the run's length, the rates (divided over
+/// the `procs` workers), addresses, deadline, engine, start time and `--hlog`.
+fn optional_args(config: &Config, procs: usize, report: &Path) -> Vec<String> {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    let mut a: Vec<String> = Vec::new();
     match (config.duration, config.messages) {
         (Some(t), _) => a.extend(["--duration".into(), d(t)]),
         (None, Some(n)) => a.extend(["--messages".into(), n.to_string()]),
@@ -455,6 +482,11 @@ fn worker_args(
             "--start-at".into(),
             format!("{:.6}", start_at::unix_secs(t)),
         ]);
+    }
+    if config.hlog.is_some() {
+        let hlog = worker_hlog(report).display().to_string();
+        a.extend(["--hlog".into(), hlog, "--hlog-interval".into()]);
+        a.push(d(config.hlog_interval));
     }
     a
 }
@@ -490,95 +522,4 @@ impl WorkerProgress {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(conns: usize) -> Config {
-        Config {
-            conns,
-            ..Config::default()
-        }
-    }
-
-    #[test]
-    fn the_descriptor_limit_decides_the_number_of_processes() {
-        let range = Some((32768, 60999));
-        assert_eq!(plan_for(&config(100), None, 1024, range).unwrap().procs, 1);
-        // 136 connections per process under a limit of 200.
-        assert_eq!(plan_for(&config(300), None, 200, range).unwrap().procs, 3);
-        assert_eq!(
-            plan_for(&config(50_000), None, 20_000, range)
-                .unwrap()
-                .procs,
-            3
-        );
-        assert_eq!(
-            plan_for(&config(300), Some(2), 200, range).unwrap().procs,
-            2
-        );
-        assert!(plan_for(&config(3), Some(4), 200, range).is_err());
-        assert!(plan_for(&config(3), Some(0), 200, range).is_err());
-        assert!(plan_for(&config(3), None, 10, range).is_err());
-        let e = plan_for(&config(100_000_000), None, 20_000, range).unwrap_err();
-        assert!(e.to_string().contains("ulimit -n"), "{e}");
-    }
-
-    #[test]
-    fn loopback_targets_get_a_127_spread_when_ports_run_out() {
-        let range = Some((32768, 60999));
-        assert!(plan_for(&config(20_000), None, 1 << 20, range)
-            .unwrap()
-            .source_ips
-            .is_empty());
-        let split = plan_for(&config(50_000), None, 1 << 20, range).unwrap();
-        let want: Vec<IpAddr> = ["127.0.0.1", "127.0.0.2"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        assert_eq!(split.source_ips, want);
-        // An explicit --source-ip wins.
-        let explicit = Config {
-            source_ips: vec!["127.0.0.9".parse().unwrap(); 2],
-            ..config(50_000)
-        };
-        assert_eq!(
-            plan_for(&explicit, None, 1 << 20, range)
-                .unwrap()
-                .source_ips,
-            explicit.source_ips
-        );
-        // Not for a remote target: its addresses are not ours to invent.
-        let remote = Config {
-            addr: "10.203.0.1:7".parse().unwrap(),
-            ..config(50_000)
-        };
-        assert!(plan_for(&remote, None, 1 << 20, range)
-            .unwrap()
-            .source_ips
-            .is_empty());
-    }
-
-    #[test]
-    fn worker_args_share_rates_and_pass_the_load_through() {
-        let c = Config {
-            rate: Some(1000.0),
-            messages: Some(7),
-            duration: None,
-            size: 128,
-            ..config(10)
-        };
-        let a = worker_args(&c, 4, 3, "rid", 5, Path::new("/tmp/r.json")).join(" ");
-        for want in [
-            "--rate 250",
-            "--messages 7",
-            "--size 128",
-            "--conns 3",
-            "--run-id rid",
-            "--worker-index 5",
-            "--procs 1",
-            "--max-session-failures 1",
-        ] {
-            assert!(a.contains(want), "{want} missing from {a}");
-        }
-    }
-}
+mod tests;
