@@ -79,6 +79,17 @@ fn flags_the_threads_engine_cannot_honour_exit_2_with_one_line() {
             "{stderr}"
         );
     }
+    // --stages sets the run's length and peak itself: no -c, no -d.
+    let assert = util::loadgen()
+        .args(["--addr", &target, "--stages", "1s:2", "--engine", "threads"])
+        .assert()
+        .code(2);
+    let stderr = util::stderr(&assert);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--stages") && stderr.contains("--engine tokio"),
+        "{stderr}"
+    );
     let assert = util::loadgen_for(&target, 2, "1s")
         .args(["--engine", "fibers"])
         .assert()
