@@ -1,4 +1,4 @@
-//! Unit tests of the split: how many workers, which addresses, what each worker is told.
+//! Unit tests of the worker split: how many processes and source addresses a run needs.
 
 use super::*;
 
