@@ -2,7 +2,7 @@
 //! in `commands/` takes. Exit codes: 0 ok, 1 a check or the load failed (or `compare` found a
 //! regression), 2 usage or setup error (bad flag, missing or unusable server, unreadable report).
 //!
-//! Layers it may import: `commands`, `report`, `subject`.
+//! Layers it may import: `commands`, `report`, `subject`, `faults`.
 //! Crates it may import: `clap`, `humantime`, `loadgen`.
 
 use std::ffi::OsString;
@@ -16,9 +16,11 @@ use crate::commands::outcome::{SetupError, Verdict};
 use crate::commands::run::RunOptions;
 use crate::commands::save::ReportOutput;
 use crate::commands::sweep::{self, SweepOptions};
-use crate::commands::{check, compare, plot, report, run, save};
+use crate::commands::{check, compare, plot, proxy, report, run, save, soak};
+use crate::faults::FaultPlan;
 use crate::report::check::CheckOptions;
 use crate::report::compare::parse_percent;
+use crate::report::soak::SoakParameters;
 use crate::subject::spec::ServerSpec;
 
 pub const EXIT_OK: i32 = 0;
@@ -57,6 +59,11 @@ enum Command {
     Sweep(SweepArgs),
     /// Redraw the SVGs of a saved sweep report, or the timeline of a run report.
     Plot(PlotArgs),
+    /// Load the server through the fault proxy for a long time (by default 10% of connections
+    /// reset or stalled), sampling it every second; exit 1 unless its fds and RSS stay flat.
+    Soak(SoakArgs),
+    /// Run the fault-injecting proxy on its own in front of a loopback server.
+    Proxy(ProxyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +102,10 @@ struct CheckArgs {
     /// Connections made by the parent-fd case.
     #[arg(long, default_value_t = 500, value_name = "N")]
     fd_connections: usize,
+    /// Run the fault suite instead: the server through a fault-injecting proxy (slices, latency,
+    /// bandwidth, resets, FINs and stalls mid-echo).
+    #[arg(long)]
+    faults: bool,
     #[command(flatten)]
     out: ReportOutArgs,
 }
@@ -229,6 +240,73 @@ struct PlotArgs {
     out_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct FaultArgs {
+    /// A fault profile, `DIR:TOXIC=VALUE[+...][@FRACTION]` (DIR up or down; TOXIC slice=N[:DELAY],
+    /// latency=D[:JITTER], bandwidth=BYTES, reset-after=BYTES, stall-after=BYTES,
+    /// close-after=BYTES); repeat for disjoint shares of the connections.
+    #[arg(long = "faults", value_name = "PROFILE")]
+    faults: Vec<String>,
+    /// Seed of the draws that pick the faulted connections and the jitter.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+struct SoakArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// How long the load runs.
+    #[arg(short = 'd', long, default_value = "10m", value_parser = humantime::parse_duration, value_name = "D")]
+    duration: Duration,
+    /// Connections of each loadgen round (rounds follow each other until the duration is over).
+    #[arg(short = 'c', long, default_value_t = 20, value_name = "N")]
+    conns: usize,
+    /// Messages per connection and round.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    messages: u64,
+    /// Message size in bytes.
+    #[arg(short = 's', long, default_value_t = 64, value_name = "BYTES")]
+    size: usize,
+    /// An echo slower than this ends its session as an echo timeout (how stalls end).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "D")]
+    io_timeout: Duration,
+    /// Samples before this are left out of the fits [default: a tenth of the duration, at most 30s].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "D")]
+    warmup: Option<Duration>,
+    /// The most the fitted fd line may move over the run and still be flat.
+    #[arg(long, default_value_t = 2.0, value_name = "N")]
+    max_fd_growth: f64,
+    /// The most the fitted RSS line may move over the run and still be flat.
+    #[arg(long, default_value = "512KiB", value_parser = sweep::parse_bytes, value_name = "SIZE")]
+    max_rss_growth: u64,
+    #[command(flatten)]
+    faults: FaultArgs,
+    /// Directory the JSON report is written into [default: results/ at the workspace root].
+    #[arg(long, value_name = "DIR")]
+    results_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+struct ProxyArgs {
+    /// The server to forward to (loopback).
+    #[arg(long, value_name = "IP:PORT")]
+    to: std::net::SocketAddr,
+    /// Where clients connect (loopback; port 0 takes a free one, printed as `listening on`).
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "IP:PORT")]
+    listen: std::net::SocketAddr,
+    #[command(flatten)]
+    faults: FaultArgs,
+    /// Stop after this long instead of on Ctrl-C or SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "D")]
+    duration: Option<Duration>,
+    /// Also write the final counts as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    counts: Option<PathBuf>,
+}
+
 /// Parses `args` (program name first) and runs the subcommand; returns the exit code.
 pub fn main<I, T>(args: I) -> i32
 where
@@ -244,7 +322,7 @@ where
     };
     if matches!(
         cli.command,
-        Command::Check(_) | Command::Run(_) | Command::Sweep(_)
+        Command::Check(_) | Command::Run(_) | Command::Sweep(_) | Command::Soak(_)
     ) {
         // First Ctrl-C: stop the load (or the remaining checks or steps), print and save what
         // ran. Second: quit; the servers get SIGTERM from PR_SET_PDEATHSIG as the harness exits.
@@ -272,6 +350,8 @@ where
         ),
         Command::Sweep(a) => cmd_sweep(a),
         Command::Plot(a) => plot::execute(&a.file, a.out_dir.as_deref()),
+        Command::Soak(a) => cmd_soak(a),
+        Command::Proxy(a) => cmd_proxy(a),
     };
     match result {
         Ok(Verdict::Passed) => EXIT_OK,
@@ -315,6 +395,7 @@ fn cmd_check(a: CheckArgs) -> Result<Verdict, SetupError> {
     let opts = CheckOptions {
         clients: a.clients,
         fd_connections: a.fd_connections,
+        faults: a.faults,
     };
     let out = report_output(a.out);
     out.check_writable()?;
@@ -356,6 +437,7 @@ fn cmd_run(a: RunArgs) -> Result<Verdict, SetupError> {
         checks: CheckOptions {
             clients: a.check_clients,
             fd_connections: 100,
+            faults: false,
         },
         sample_interval: a.sample_interval,
         runs: a.runs,
@@ -407,4 +489,68 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
         io_timeout: a.io_timeout,
     };
     sweep::execute(&spec, &opts)
+}
+
+fn fault_plan(a: &FaultArgs, default: &[&str]) -> Result<FaultPlan, SetupError> {
+    let specs: Vec<String> = if a.faults.is_empty() {
+        default.iter().map(|s| s.to_string()).collect()
+    } else {
+        a.faults.clone()
+    };
+    Ok(FaultPlan::parse(&specs, a.seed)?)
+}
+
+fn cmd_soak(a: SoakArgs) -> Result<Verdict, SetupError> {
+    let spec = server_spec(&a.server)?;
+    if a.duration.is_zero() || a.io_timeout.is_zero() {
+        return Err(SetupError(
+            "--duration and --io-timeout must be more than 0".into(),
+        ));
+    }
+    if a.max_fd_growth.is_nan() || a.max_fd_growth < 0.0 {
+        return Err(SetupError("--max-fd-growth must be 0 or more".into()));
+    }
+    let load = loadgen::Config {
+        conns: a.conns,
+        duration: None,
+        messages: Some(a.messages),
+        size: a.size,
+        io_timeout: a.io_timeout,
+        ..loadgen::Config::default()
+    };
+    loadgen::preflight(&load)?;
+    let warmup = a
+        .warmup
+        .unwrap_or_else(|| (a.duration / 10).min(Duration::from_secs(30)));
+    let params = SoakParameters {
+        duration_secs: a.duration.as_secs_f64(),
+        conns: a.conns,
+        messages: a.messages,
+        size: a.size,
+        io_timeout_secs: a.io_timeout.as_secs_f64(),
+        faults: fault_plan(&a.faults, &soak::DEFAULT_FAULTS)?,
+        warmup_secs: warmup.as_secs_f64(),
+        max_fd_growth: a.max_fd_growth,
+        max_rss_growth_kib: a.max_rss_growth as f64 / 1024.0,
+    };
+    let results_dir = a.results_dir.unwrap_or_else(save::default_results_dir);
+    save::check_results_dir(&results_dir)?;
+    soak::execute(
+        &spec,
+        &soak::SoakOptions {
+            params,
+            results_dir,
+        },
+    )
+}
+
+fn cmd_proxy(a: ProxyArgs) -> Result<Verdict, SetupError> {
+    let plan = fault_plan(&a.faults, &[])?;
+    proxy::execute(&proxy::ProxyOptions {
+        listen: a.listen,
+        upstream: a.to,
+        plan,
+        duration: a.duration,
+        counts: a.counts,
+    })
 }

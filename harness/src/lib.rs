@@ -18,6 +18,8 @@
 //! - [`render`]: one renderer per output: [`render::units`], [`render::layout`] (tables,
 //!   wrapping), [`render::text`], [`render::memory`], [`render::junit`], [`render::svg`] (a
 //!   folder: one file per chart family). Reads reports; never starts or reads a process.
+//! - [`faults`]: the fault-injecting proxy (toxics per direction on a seeded fraction of
+//!   connections, and its own counts of what it did); a leaf, like `sys`.
 //! - [`report`]: the JSON format of each report kind as plain serde data ([`report::check`],
 //!   [`report::run`], [`report::sweep`]), [`report::AnyReport::read`], the one atomic write, and
 //!   `compare`'s numbers and verdicts. Imports only `capacity`'s pure model, `sys`'s plain counter
@@ -32,6 +34,7 @@
 pub mod capacity;
 pub mod cli;
 pub mod commands;
+pub mod faults;
 pub mod probe;
 pub mod render;
 pub mod report;

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `harness` binary: real servers on port 0, real loads, reports read back
 //! and validated against `harness/schema.json`.
 
+mod faults;
 mod scale;
 mod util;
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::commands::outcome::{SetupError, Verdict};
 use crate::commands::save::{save_junit, save_report, ReportOutput};
 use crate::probe::checks::{self, Case};
+use crate::probe::fault_checks;
 use crate::render::text;
 use crate::report::check::{CheckCounts, CheckOptions, CheckReport};
 use crate::report::parts::{Environment, ListenCounters, ReportKind, ServerInfo};
@@ -61,10 +62,14 @@ impl Session {
     }
 }
 
-/// `harness check`: every case against `spec`.
+/// `harness check`: every case against `spec` (with `faults`, every fault case).
 pub fn check(spec: &ServerSpec, opts: &CheckOptions) -> Result<CheckReport, ServerError> {
     let mut session = Session::start(spec)?;
-    let results = checks::run_cases(&Case::ALL, spec, &mut session.server, opts);
+    let results = if opts.faults {
+        fault_checks::run_fault_cases(spec, &mut session.server)
+    } else {
+        checks::run_cases(&Case::ALL, spec, &mut session.server, opts)
+    };
     let listen_queue = session.listen_queue_so_far();
     let server_end = session.server.shut_down(STOP_GRACE);
     Ok(CheckReport {

@@ -1,7 +1,7 @@
 //! Output formats, one renderer each (as hyperfine's `export/`): [`units`] (every number printed
 //! for people), [`layout`] (aligned tables, wrapping), [`text`] (terminal tables and summaries), [`memory`]
 //! (the text of the total memory model), [`junit`] (check results for CI) and
-//! [`svg`] (sweep and timeline charts).
+//! [`svg`] (sweep and timeline charts), [`soak`] (the soak's summary and trends).
 //!
 //! It uses `report` and `capacity`'s model (what is drawn), and loadgen's atomic write (for the
 //! chart files). Never `subject`, `probe` or `sys`: rendering works on a saved report alone.
@@ -12,6 +12,7 @@
 pub mod junit;
 pub mod layout;
 pub mod memory;
+pub mod soak;
 pub mod svg;
 pub mod text;
 pub mod units;

@@ -40,6 +40,10 @@ pub struct CheckOptions {
     pub clients: usize,
     /// Connections made by `parent_fds_stable`.
     pub fd_connections: usize,
+    /// `check --faults`: the fault suite (the server through the fault proxy) instead of the
+    /// standard cases. Absent from reports of the standard suite.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub faults: bool,
 }
 
 impl Default for CheckOptions {
@@ -47,6 +51,7 @@ impl Default for CheckOptions {
         CheckOptions {
             clients: 100,
             fd_connections: 500,
+            faults: false,
         }
     }
 }

@@ -5,16 +5,18 @@
 //!
 //! It embeds `capacity`'s model, fit and limits (pure arithmetic), `sys::counters`' plain data
 //! (the machine's counters; never `sys`'s readers), `loadgen::Report` and the server's stats line
-//! (formats of their own). Nothing here starts, samples or reads a process, so `report`,
+//! (formats of their own), and `faults`' plan and counts (a soak report embeds them, plain data).
+//! Nothing here starts, samples or reads a process, so `report`,
 //! `compare` and `plot` work on files alone.
 //!
-//! Layers it may import: `sys`, `capacity`.
+//! Layers it may import: `sys`, `capacity`, `faults`.
 //! Crates it may import: `loadgen`, `fork_echo_server`, `serde`, `serde_json`, `humantime`, `nix`.
 
 pub mod check;
 pub mod compare;
 pub mod parts;
 pub mod run;
+pub mod soak;
 pub mod sweep;
 pub mod write;
 
@@ -87,6 +89,11 @@ impl AnyReport {
             Some(ReportKind::Sweep) => serde_json::from_value(value)
                 .map(|r| AnyReport::Sweep(Box::new(r)))
                 .map_err(|e| bad("sweep", e)),
+            Some(ReportKind::Soak) => Err(format!(
+                "{} is a soak report: its verdict and trends are printed when the soak ends and \
+                 are in the JSON itself; report, compare and plot read check, run and sweep reports",
+                path.display()
+            )),
             None => Err(format!(
                 "{} is not a harness report (no kind)",
                 path.display()

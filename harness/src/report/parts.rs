@@ -22,6 +22,9 @@ pub enum ReportKind {
     Check,
     Run,
     Sweep,
+    /// `harness soak` (`report::soak`), which prints its own summary and is not read back by
+    /// `report`, `compare` or `plot`.
+    Soak,
 }
 
 /// The server a report is about.
