@@ -28,6 +28,11 @@ use crate::{
 /// call it from a plain thread, not from inside a runtime (use [`run_async`]).
 pub fn run(config: Config) -> Result<Report, Error> {
     config.validate()?;
+    run_validated(config)
+}
+
+/// [`run`] for a config its caller has just validated (`run_auto`): validated once per run.
+pub(crate) fn run_validated(config: Config) -> Result<Report, Error> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(Error::Config(
             "loadgen::run was called inside a tokio runtime; use loadgen::run_async there".into(),
@@ -52,6 +57,11 @@ fn default_threads() -> usize {
 /// load (the harness's checks, a sweep's smaller steps) call it first to fail before that work.
 pub fn preflight(config: &Config) -> Result<(), Error> {
     config.validate()?;
+    check_limits(config)
+}
+
+/// The limits half of [`preflight`], for a config already validated.
+fn check_limits(config: &Config) -> Result<(), Error> {
     let (nofile, _) = limits::raise_nofile_limit();
     limits::preflight(
         config.conns as u64,
@@ -63,13 +73,14 @@ pub fn preflight(config: &Config) -> Result<(), Error> {
 
 /// Runs `config` on the current tokio runtime (which must have the time and I/O drivers).
 pub async fn run_async(config: Config) -> Result<Report, Error> {
+    config.validate()?;
     run_on(config, &[]).await
 }
 
 /// Runs `config`, connection `i` on `shards[i % shards.len()]` (on the current runtime when
-/// `shards` is empty).
+/// `shards` is empty). `config` has been validated by the caller.
 async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
-    preflight(&config)?;
+    check_limits(&config)?;
     let threads = shards.len().max(default_threads());
     let started_unix_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -27,7 +27,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::end_margin;
-use crate::config::start_at;
 use crate::engine::start::CONNECTED_LINE;
 use crate::report::identity;
 use crate::report::Identity;
@@ -140,7 +139,7 @@ pub fn run_auto(
     let split = plan(&config, procs)?;
     config.source_ips = split.source_ips;
     if split.procs == 1 {
-        return crate::run(config);
+        return crate::engine::runner::run_validated(config);
     }
     let exe = worker_exe.ok_or_else(|| {
         Error::Limit(format!(
@@ -377,8 +376,10 @@ fn count_lost(merged: &mut Report, w: &Worker, run_id: &str) {
 
 /// The command line of one worker: its share of the load, the run id and index, `--procs 1`
 /// (a worker never splits again), no progress, and the report to a file. Every setting that
-/// shapes the load is passed through from `config`; rates are divided over the workers.
-fn worker_args(
+/// shapes the load is passed through from `config`; rates are divided over the workers. The test
+/// `worker_args_parse_back_to_the_workers_config` in `cli` parses these flags back for a config
+/// with every field set (a struct literal, so a new field does not compile until it is covered).
+pub(crate) fn worker_args(
     config: &Config,
     procs: usize,
     conns: u64,
@@ -449,9 +450,10 @@ fn worker_args(
         a.extend(["--threads".into(), t.to_string()]);
     }
     if let Some(t) = config.start_at {
+        // RFC 3339 with nanoseconds: exact, where Unix seconds as an f64 were ~100 ns off.
         a.extend([
             "--start-at".into(),
-            format!("{:.6}", start_at::unix_secs(t)),
+            humantime::format_rfc3339_nanos(t).to_string(),
         ]);
     }
     a
