@@ -659,7 +659,9 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
     // fitted slope stored once, in the capacity model, not copied into the limits.
     assert_eq!(report["schema_version"], 3);
     assert!(capacity["limits"].get("pss_slope_bytes_per_conn").is_none());
-    assert!(capacity["limits"].get("total_slope_bytes_per_conn").is_none());
+    assert!(capacity["limits"]
+        .get("total_slope_bytes_per_conn")
+        .is_none());
     for step in steps {
         let memory = &step["memory"];
         assert!(memory["page_tables_bytes"].is_number(), "{memory}");

@@ -16,6 +16,7 @@ pub mod checks;
 pub mod client;
 pub mod fault_checks;
 pub mod load;
+mod own_server_checks;
 pub mod sampler;
 pub mod soak;
 pub mod socket_cost;
