@@ -4,11 +4,11 @@
 //! rest still run. Cases that end a server (SIGTERM, SIGKILL) or need a flag (idle timeout) start
 //! their own instance.
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::probe::case_support::{census, connect_and_echo, pid_list, Outcome};
 use crate::probe::client;
 use crate::probe::own_server_checks::{
     idle_client_ended, killed_leaves_no_orphans, per_source_limit,
@@ -91,12 +91,6 @@ impl Case {
                 | Case::SigkillNoOrphans
         )
     }
-}
-
-pub(super) enum Outcome {
-    Pass(Option<String>),
-    Fail(String),
-    Skip(String),
 }
 
 /// How long a case waits for the server's process tree to settle.
@@ -198,19 +192,6 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-pub(super) fn census(server: &ServerProcess) -> Result<procfs::ChildCensus, String> {
-    procfs::census(server.pid()).map_err(|e| format!("reading /proc: {e}"))
-}
-
-pub(super) fn pid_list(pids: &[i32]) -> String {
-    let shown: Vec<String> = pids.iter().take(5).map(|p| p.to_string()).collect();
-    if pids.len() > 5 {
-        format!("{}, ...", shown.join(", "))
-    } else {
-        shown.join(", ")
-    }
-}
-
 fn payload_1mib(server: &ServerProcess) -> Result<Option<String>, String> {
     let payload = client::payload_for(1, 1 << 20);
     let mut stream = client::connect(server.addr())?;
@@ -275,27 +256,6 @@ fn rst_close_reaped(spec: &ServerSpec, server: &ServerProcess) -> Result<Option<
         states.join(", "),
         SETTLE.as_secs()
     ))
-}
-
-pub(super) fn connect_and_echo(server: &ServerProcess, n: usize) -> Result<Vec<TcpStream>, String> {
-    use std::io::Write;
-    let mut clients = Vec::with_capacity(n);
-    for i in 0..n {
-        let stream = client::connect(server.addr()).map_err(|e| format!("client {i}: {e}"))?;
-        clients.push(stream);
-    }
-    // Everyone writes first, then everyone reads: each must get back its own bytes only.
-    for (i, stream) in clients.iter_mut().enumerate() {
-        stream
-            .write_all(&client::payload_for(i, 100))
-            .map_err(|e| format!("client {i}: write: {e}"))?;
-    }
-    for (i, stream) in clients.iter_mut().enumerate() {
-        let got = client::read_n(stream, 100).map_err(|e| format!("client {i}: {e}"))?;
-        client::compare(&client::payload_for(i, 100), &got)
-            .map_err(|e| format!("client {i}: {e}"))?;
-    }
-    Ok(clients)
 }
 
 /// Live children of the server that were not in `before`.

@@ -12,6 +12,7 @@
 //! Layers it may import: `subject`, `report`, `sys`, `capacity`, `faults`.
 //! Crates it may import: `loadgen`, `libc`, `nix`, `serde`.
 
+mod case_support;
 pub mod checks;
 pub mod client;
 pub mod fault_checks;

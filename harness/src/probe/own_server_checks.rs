@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::probe::checks::{census, connect_and_echo, pid_list, Outcome};
+use crate::probe::case_support::{census, connect_and_echo, pid_list, Outcome};
 use crate::probe::client;
 use crate::subject::process::{ServerProcess, READY_TIMEOUT};
 use crate::subject::spec::ServerSpec;

@@ -12,23 +12,24 @@
 //! Crates it may import: `hdrhistogram`, `humantime`, `libc`, `nix`, `tokio`.
 
 pub(crate) mod connect;
+mod echo;
 pub(crate) mod pacer;
 pub mod payload;
 pub(crate) mod stats;
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::report::Mismatch;
 use crate::session::connect::{connect, ConnectFailure};
+use crate::session::echo::{Plan, Session};
 use crate::session::pacer::Pacer;
 use crate::session::stats::{ShardStats, Stats};
 use crate::Config;
@@ -226,337 +227,72 @@ impl Failure {
     }
 }
 
-/// How one stretch of a session sends.
-struct Plan {
-    /// Send only sequence numbers below this.
-    limit: Option<u64>,
-    /// Send only messages intended before this.
-    send_until: Option<Instant>,
-    /// Open loop: message `seq` is intended at `first + (seq - first_seq) * interval`.
-    schedule: Option<(Instant, u64, f64)>,
-    /// Messages intended before this are warmup; `None` = all count.
-    measure_start: Option<Instant>,
-    /// Nothing outstanding survives this.
-    deadline: Instant,
-    /// Connect start, for the first-echo time of message 0.
-    connect_start: Instant,
-    /// Record the uncorrected latency too (open loop).
-    uncorrected: bool,
-}
-
-impl Plan {
-    fn intended(&self, seq: u64) -> Option<Instant> {
-        self.schedule.map(|(first, first_seq, interval)| {
-            first + Duration::from_secs_f64(interval * (seq - first_seq) as f64)
-        })
-    }
-}
-
-/// A message written (or queued to be written) whose echo has not fully come back.
-struct InFlight {
-    intended: Instant,
-    actual: Instant,
-    /// Counted in the message counters (not warmup).
-    counted: bool,
-}
-
-/// What one wake-up of the select loop brought.
-enum Event {
-    Read(io::Result<usize>),
-    Wrote(io::Result<usize>),
-    Timer,
-    /// The open-loop pacer's deadline came.
-    Paced(io::Result<()>),
-}
-
-struct Session {
-    stream: TcpStream,
-    conn: u64,
-    size: usize,
-    pipeline: usize,
-    io_timeout: Duration,
-    next_seq: u64,
-    recv_seq: u64,
-    recv_off: usize,
-    expected: Vec<u8>,
-    in_flight: VecDeque<InFlight>,
-    out: Vec<u8>,
-    out_off: usize,
-    rbuf: Vec<u8>,
-    sent: u64,
-    bytes_sent: u64,
-    bytes_received: u64,
-    last_completion: Option<Instant>,
-    /// When an echo last freed a slot of a full pipeline: a message due before then could not be
-    /// sent on time because of the server (true coordinated omission), not because of loadgen.
-    slot_freed_at: Option<Instant>,
-}
-
-impl Session {
-    fn new(stream: TcpStream, conn: u64, config: &Config) -> Self {
-        let mut expected = vec![0; config.size];
-        payload::fill(conn, 0, &mut expected);
-        let rbuf_len = (config.size.saturating_mul(config.pipeline)).clamp(4096, 256 << 10);
-        Session {
-            stream,
-            conn,
-            size: config.size,
-            pipeline: config.pipeline,
-            io_timeout: config.io_timeout,
-            next_seq: 0,
-            recv_seq: 0,
-            recv_off: 0,
-            expected,
-            in_flight: VecDeque::with_capacity(config.pipeline),
-            out: Vec::with_capacity(config.size * config.pipeline.min(64)),
-            out_off: 0,
-            rbuf: vec![0; rbuf_len],
-            sent: 0,
-            bytes_sent: 0,
-            bytes_received: 0,
-            last_completion: None,
-            slot_freed_at: None,
-        }
-    }
-
-    /// Queues message `next_seq` for writing.
-    fn queue(&mut self, intended: Instant, now: Instant, plan: &Plan, shared: &RunShared) {
-        let seq = self.next_seq;
-        let start = self.out.len();
-        self.out.resize(start + self.size, 0);
-        payload::fill(self.conn, seq, &mut self.out[start..]);
-        let counted = seq == 0 || plan.measure_start.is_none_or(|m| intended >= m);
-        if counted {
-            self.sent += 1;
-        }
-        if counted && seq > 0 && plan.schedule.is_some() {
-            // Lateness that is loadgen's own: from when the message could first be sent.
-            let sendable = self.slot_freed_at.map_or(intended, |f| f.max(intended));
-            let lag = micros(now.saturating_duration_since(sendable));
-            shared.stats.local().send_lag.saturating_record(lag);
-        }
-        self.in_flight.push_back(InFlight {
-            intended,
-            actual: now,
-            counted,
-        });
-        self.next_seq += 1;
-    }
-
-    /// Runs `plan` until it has nothing more to send and nothing outstanding, or fails.
-    async fn drive(&mut self, plan: &Plan, shared: &RunShared) -> Result<(), Failure> {
-        // One timer for the whole plan. It is only moved earlier (or re-armed after firing):
-        // a wake-up that comes too early just goes round the loop once, which is far cheaper
-        // than re-registering a timer for every message.
-        let timer = tokio::time::sleep_until(plan.deadline);
-        tokio::pin!(timer);
-        // Open loop sends on a timer precise to microseconds (see `pacer.rs`); tokio's timer
-        // keeps the millisecond-grained deadlines (echo timeout, run deadline).
-        let mut pacer = plan.schedule.and(shared.pacer.as_ref()).map(Pacer::session);
-        loop {
-            let now = Instant::now();
-            // Queue whatever is due; remember when the next scheduled message is.
-            let mut next_send_at = None;
-            let mut more_to_send = true;
-            while self.in_flight.len() < self.pipeline {
-                if plan.limit.is_some_and(|l| self.next_seq >= l) {
-                    more_to_send = false;
-                    break;
-                }
-                let intended = plan.intended(self.next_seq).unwrap_or(now);
-                if plan.send_until.is_some_and(|u| intended >= u) {
-                    more_to_send = false;
-                    break;
-                }
-                if intended > now {
-                    next_send_at = Some(intended);
-                    break;
-                }
-                self.queue(intended, now, plan, shared);
-            }
-            if self.in_flight.is_empty() && !more_to_send {
-                return Ok(());
-            }
-
-            let io_deadline = self.in_flight.front().map(|m| m.actual + self.io_timeout);
-            if now >= plan.deadline {
-                // With nothing outstanding the plan simply ran out of time to send.
-                return match self.in_flight.is_empty() {
-                    true => Ok(()),
-                    false => Err(Failure::RunDeadline),
-                };
-            }
-            if io_deadline.is_some_and(|d| now >= d) {
-                return Err(Failure::EchoTimeout);
-            }
-            let wake = [io_deadline, Some(plan.deadline)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(plan.deadline);
-
-            if wake < timer.deadline() || timer.is_elapsed() {
-                timer.as_mut().reset(wake);
-            }
-            let pending_write = self.out_off < self.out.len();
-            let event = {
-                let (mut rd, mut wr) = self.stream.split();
-                let rbuf = &mut self.rbuf;
-                let out = &self.out[self.out_off..];
-                let next_send = async {
-                    match (pacer.as_mut(), next_send_at) {
-                        (Some(p), Some(at)) => p.sleep_until(at).await,
-                        _ => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    r = rd.read(rbuf) => Event::Read(r),
-                    w = wr.write(out), if pending_write => Event::Wrote(w),
-                    _ = &mut timer => Event::Timer,
-                    p = next_send => Event::Paced(p),
-                }
-            };
-            match event {
-                Event::Timer | Event::Paced(Ok(())) => {}
-                Event::Paced(Err(e)) => {
-                    return Err(Failure::Other(format!("send timer failed: {e}")))
-                }
-                Event::Wrote(Ok(0)) => return Err(Failure::Other("write returned 0".into())),
-                Event::Wrote(Ok(n)) => {
-                    self.bytes_sent += n as u64;
-                    self.out_off += n;
-                    if self.out_off == self.out.len() {
-                        self.out.clear();
-                        self.out_off = 0;
-                    }
-                }
-                Event::Wrote(Err(e)) | Event::Read(Err(e)) => return Err(Failure::from_io(&e)),
-                Event::Read(Ok(0)) => {
-                    return Err(if self.recv_off > 0 {
-                        Failure::ShortEcho
-                    } else {
-                        Failure::ClosedEarly
-                    });
-                }
-                Event::Read(Ok(n)) => {
-                    self.bytes_received += n as u64;
-                    self.absorb(n, Instant::now(), plan, shared)?;
-                }
-            }
-        }
-    }
-
-    /// Verifies `rbuf[..n]` against the expected payloads and records every completed echo.
-    fn absorb(
-        &mut self,
-        n: usize,
-        now: Instant,
-        plan: &Plan,
-        shared: &RunShared,
-    ) -> Result<(), Failure> {
-        let mut shard = shared.stats.local();
-        let second = now.duration_since(shared.t0).as_secs();
-        let mut i = 0;
-        while i < n {
-            if self.in_flight.is_empty() {
-                return Err(Failure::Mismatch(Mismatch {
-                    connection: self.conn,
-                    sequence: self.recv_seq,
-                    offset: self.recv_off as u64,
-                    expected: self.expected[self.recv_off],
-                    got: self.rbuf[i],
-                }));
-            }
-            let take = (self.size - self.recv_off).min(n - i);
-            let got = &self.rbuf[i..i + take];
-            let want = &self.expected[self.recv_off..self.recv_off + take];
-            if got != want {
-                let j = payload::first_difference(want, got).unwrap_or(0);
-                return Err(Failure::Mismatch(Mismatch {
-                    connection: self.conn,
-                    sequence: self.recv_seq,
-                    offset: (self.recv_off + j) as u64,
-                    expected: want[j],
-                    got: got[j],
-                }));
-            }
-            self.recv_off += take;
-            i += take;
-            if self.recv_off < self.size {
-                continue;
-            }
-            // A whole message came back intact.
-            if self.in_flight.len() == self.pipeline {
-                self.slot_freed_at = Some(now);
-            }
-            let Some(msg) = self.in_flight.pop_front() else {
-                break;
-            };
-            let seq = self.recv_seq;
-            self.recv_seq += 1;
-            self.recv_off = 0;
-            payload::fill(self.conn, self.recv_seq, &mut self.expected);
-            self.last_completion = Some(now);
-            let corrected = micros(now.duration_since(msg.intended));
-            let bucket = shard.second(second);
-            bucket.messages += 1;
-            if seq == 0 {
-                let first = micros(now.duration_since(plan.connect_start));
-                shard.first_echo.saturating_record(first);
-                shard.counters.first_echoes += 1;
-                shard.counters.messages_verified += 1;
-                let since_t0 = micros(now.duration_since(shared.t0));
-                shard.last_first_echo_us = shard.last_first_echo_us.max(since_t0);
-                continue;
-            }
-            bucket.echo.saturating_record(corrected);
-            if msg.counted {
-                shard.echo.saturating_record(corrected);
-                if plan.uncorrected {
-                    let actual = micros(now.duration_since(msg.actual));
-                    shard.echo_uncorrected.saturating_record(actual);
-                }
-                shard.counters.messages_verified += 1;
-                shard.counters.measured_messages += 1;
-            } else {
-                shard.counters.warmup_messages += 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds this session's local counters (and its failure, if any) to the shard.
-    fn finish(&self, failure: Option<&Failure>, shared: &RunShared) {
-        let failed = self.in_flight.iter().filter(|m| m.counted).count() as u64;
-        let mut shard = shared.stats.local();
-        shard.counters.messages_sent += self.sent;
-        shard.counters.messages_failed += failed;
-        shard.counters.bytes_sent += self.bytes_sent;
-        shard.counters.bytes_received += self.bytes_received;
-        if let Some(f) = failure {
-            f.record(&mut shard);
-            shard.counters.sessions_failed += 1;
-            let second = Instant::now().duration_since(shared.t0).as_secs();
-            shard.second(second).errors += 1;
-        } else {
-            shard.counters.sessions_completed += 1;
-        }
-    }
-
-    /// Counts a session Ctrl-C stopped: not a failure; its messages still in flight were never
-    /// answered or failed, so they leave the sent count instead of entering the failed one.
-    fn finish_interrupted(&self, shared: &RunShared) {
-        let in_flight = self.in_flight.iter().filter(|m| m.counted).count() as u64;
-        let mut shard = shared.stats.local();
-        shard.counters.messages_sent += self.sent.saturating_sub(in_flight);
-        shard.counters.bytes_sent += self.bytes_sent;
-        shard.counters.bytes_received += self.bytes_received;
-        shard.counters.connections_interrupted += 1;
-    }
-}
-
 fn micros(d: Duration) -> u64 {
     d.as_micros().min(u64::MAX as u128) as u64
+}
+
+/// Counts the outcome of one connect (its error by kind, or its connect time); the stream when
+/// it was established.
+fn record_connect(
+    shared: &RunShared,
+    result: Result<TcpStream, (ConnectFailure, String)>,
+    connect_start: Instant,
+) -> Option<TcpStream> {
+    let now = Instant::now();
+    let second = now.duration_since(shared.t0).as_secs();
+    let mut shard = shared.stats.local();
+    match result {
+        Err((kind, message)) => {
+            shard.counters.connections_failed += 1;
+            let c = &mut shard.errors.connect;
+            match kind {
+                ConnectFailure::Refused => c.refused += 1,
+                ConnectFailure::Timeout => c.timeout += 1,
+                ConnectFailure::Reset => c.reset += 1,
+                ConnectFailure::AddressNotAvailable => c.address_not_available += 1,
+                ConnectFailure::Other => c.other += 1,
+            }
+            shard
+                .errors
+                .examples
+                .entry(format!("connect.{}", kind.name()))
+                .or_insert(message);
+            shard.second(second).errors += 1;
+            None
+        }
+        Ok(stream) => {
+            shard.counters.connections_established += 1;
+            shard
+                .connect
+                .saturating_record(micros(now.duration_since(connect_start)));
+            shard.second(second).established += 1;
+            Some(stream)
+        }
+    }
+}
+
+/// The measured phase of connection `conn` once the barrier has opened: open loop spreads the
+/// connections evenly over one send interval so the total rate is smooth.
+fn steady_plan(config: &Config, steady: &Steady, conn: u64, connect_start: Instant) -> Plan {
+    let schedule = config.rate.map(|rate| {
+        let interval = config.conns as f64 / rate;
+        // Spread connections evenly over one interval so the total rate is smooth.
+        let offset = interval * (conn as f64 / config.conns as f64);
+        (
+            steady.schedule_start + Duration::from_secs_f64(offset),
+            1,
+            interval,
+        )
+    });
+    Plan {
+        limit: config.messages,
+        send_until: steady.send_until,
+        schedule,
+        measure_start: Some(steady.measure_start),
+        deadline: steady.deadline,
+        connect_start,
+        uncorrected: config.rate.is_some(),
+    }
 }
 
 /// Runs connection number `conn` from ramp-up to close. Returns when its last echo completed.
@@ -577,39 +313,9 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
         .then(|| config.source_ips[conn as usize % config.source_ips.len()]);
     let connect_start = Instant::now();
     let result = connect(config.addr, source, config.connect_timeout).await;
-    let now = Instant::now();
-    let second = now.duration_since(shared.t0).as_secs();
-    let stream = {
-        let mut shard = shared.stats.local();
-        match result {
-            Err((kind, message)) => {
-                shard.counters.connections_failed += 1;
-                let c = &mut shard.errors.connect;
-                match kind {
-                    ConnectFailure::Refused => c.refused += 1,
-                    ConnectFailure::Timeout => c.timeout += 1,
-                    ConnectFailure::Reset => c.reset += 1,
-                    ConnectFailure::AddressNotAvailable => c.address_not_available += 1,
-                    ConnectFailure::Other => c.other += 1,
-                }
-                shard
-                    .errors
-                    .examples
-                    .entry(format!("connect.{}", kind.name()))
-                    .or_insert(message);
-                shard.second(second).errors += 1;
-                ending.stage = Stage::Counted;
-                return None;
-            }
-            Ok(stream) => {
-                shard.counters.connections_established += 1;
-                shard
-                    .connect
-                    .saturating_record(micros(now.duration_since(connect_start)));
-                shard.second(second).established += 1;
-                stream
-            }
-        }
+    let Some(stream) = record_connect(shared, result, connect_start) else {
+        ending.stage = Stage::Counted;
+        return None;
     };
     shared.stats.connection_opened();
     let _established = EstablishedGuard(&shared.stats);
@@ -651,25 +357,7 @@ pub(crate) async fn connection(shared: Arc<RunShared>, conn: u64) -> Option<Inst
             return last;
         }
     };
-    let schedule = config.rate.map(|rate| {
-        let interval = config.conns as f64 / rate;
-        // Spread connections evenly over one interval so the total rate is smooth.
-        let offset = interval * (conn as f64 / config.conns as f64);
-        (
-            steady.schedule_start + Duration::from_secs_f64(offset),
-            1,
-            interval,
-        )
-    });
-    let plan = Plan {
-        limit: config.messages,
-        send_until: steady.send_until,
-        schedule,
-        measure_start: Some(steady.measure_start),
-        deadline: steady.deadline,
-        connect_start,
-        uncorrected: config.rate.is_some(),
-    };
+    let plan = steady_plan(config, &steady, conn, connect_start);
     let result = session.drive(&plan, shared).await;
     session.finish(result.as_ref().err(), shared);
     let last = session.last_completion;
