@@ -24,6 +24,7 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::end_margin;
@@ -191,20 +192,37 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
             + end_margin(config.connect_phase_bound())
     });
     let kill_at = started + wait_for_start + run_bound + WORKER_GRACE;
+    let (mut workers, connected_rx) = start_workers(config, procs, exe, &dir.0, &run_id)?;
+    let progress = WorkerProgress::new(config.progress, procs);
+    supervise(&mut workers, &connected_rx, progress.as_ref(), kill_at);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    merge_reports(&workers, procs, &run_id)
+}
 
+/// Starts the `procs` worker processes, each with its share of the connections, writing its
+/// report into `dir`. The receiver gets a worker's position once it says it has connected.
+fn start_workers(
+    config: &Config,
+    procs: usize,
+    exe: &Path,
+    dir: &Path,
+    run_id: &str,
+) -> Result<(Vec<Worker>, Receiver<usize>), Error> {
     let mut workers: Vec<Worker> = Vec::with_capacity(procs);
     let (connected_tx, connected_rx) = std::sync::mpsc::channel::<usize>();
     for i in 0..procs {
         let conns = (config.conns / procs + usize::from(i < config.conns % procs)) as u64;
         let index = config.worker_index * procs as u64 + i as u64;
-        let report = dir.0.join(format!("worker-{index}.json"));
-        let stderr = dir.0.join(format!("worker-{index}.stderr"));
+        let report = dir.join(format!("worker-{index}.json"));
+        let stderr = dir.join(format!("worker-{index}.stderr"));
         let err_file = std::fs::File::create(&stderr).map_err(|e| Error::File {
             path: stderr.clone(),
             reason: e.to_string(),
         })?;
         let child = Command::new(exe)
-            .args(worker_args(config, procs, conns, &run_id, index, &report))
+            .args(worker_args(config, procs, conns, run_id, index, &report))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(err_file)
@@ -243,9 +261,18 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
             ended: None,
         });
     }
+    Ok((workers, connected_rx))
+}
 
-    drop(connected_tx);
-    let progress = WorkerProgress::new(config.progress, procs);
+/// Waits for every worker to end, opening the shared barrier once each has connected (or
+/// ended), and kills those still running at `kill_at`.
+fn supervise(
+    workers: &mut [Worker],
+    connected_rx: &Receiver<usize>,
+    progress: Option<&WorkerProgress>,
+    kill_at: Instant,
+) {
+    let procs = workers.len();
     let mut connected = vec![false; procs];
     let mut released = false;
     loop {
@@ -260,7 +287,7 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
                 Err(e) => w.ended = Some(format!("cannot be waited for: {e}")),
             }
         }
-        if let Some(p) = &progress {
+        if let Some(p) = progress {
             p.update(running, procs);
         }
         if running == 0 {
@@ -274,7 +301,7 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
                 .zip(&connected)
                 .all(|(w, c)| *c || w.ended.is_some())
         {
-            for w in &mut workers {
+            for w in workers.iter_mut() {
                 if let Some(mut stdin) = w.child.stdin.take() {
                     use std::io::Write;
                     let _ = stdin.write_all(b"go\n");
@@ -292,14 +319,14 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if let Some(p) = &progress {
-        p.finish();
-    }
+}
 
+/// One report from the workers' reports; a worker that wrote none is counted as lost.
+fn merge_reports(workers: &[Worker], procs: usize, run_id: &str) -> Result<Report, Error> {
     let mut reports = Vec::new();
     let mut labels = Vec::new();
     let mut lost = Vec::new();
-    for w in &workers {
+    for w in workers {
         match Report::read_json(&w.report) {
             Ok(r) => {
                 reports.push(r);
@@ -317,7 +344,7 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
     }
     let mut merged = Report::merge_with(&reports, &labels, false)?;
     for w in lost {
-        count_lost(&mut merged, w, &run_id);
+        count_lost(&mut merged, w, run_id);
     }
     Ok(merged)
 }
