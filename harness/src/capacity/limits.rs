@@ -156,7 +156,31 @@ pub fn predict_max(limits: &Limits, fits: &MemoryFits) -> Option<Prediction> {
             detail,
         })
     };
+    memory_limits(limits, fits, &mut add);
+    task_limits(limits, &mut add);
+    descriptor_and_port_limits(limits, &mut add);
 
+    candidates.sort_by(|a, b| {
+        a.max_connections
+            .cmp(&b.max_connections)
+            .then(a.kind.cmp(&b.kind))
+    });
+    let first = candidates.first()?;
+    Some(Prediction {
+        max_connections: first.max_connections,
+        binding: first.kind,
+        knob: first.knob.clone(),
+        candidates,
+    })
+}
+
+/// The memory limits (`--memory-budget`, `MemAvailable`) divided by the fitted cost per
+/// connection.
+fn memory_limits(
+    limits: &Limits,
+    fits: &MemoryFits,
+    add: &mut impl FnMut(LimitKind, u64, &str, String),
+) {
     // The total (user space + kernel) when the sweep measured it; PSS alone undercounts a fork
     // child about threefold, so a prediction from it says so in its detail.
     let costs = |fit: Option<LinearFit>| fit.filter(|f| f.slope > 0.0);
@@ -199,6 +223,10 @@ pub fn predict_max(limits: &Limits, fits: &MemoryFits) -> Option<Prediction> {
             );
         }
     }
+}
+
+/// The limits on tasks and pids: each connection is one more child of the server.
+fn task_limits(limits: &Limits, add: &mut impl FnMut(LimitKind, u64, &str, String)) {
     if limits.nproc_enforced {
         if let Some(soft) = limits.rlimit_nproc_soft {
             let used = limits.nproc_used.unwrap_or(0);
@@ -246,6 +274,11 @@ pub fn predict_max(limits: &Limits, fits: &MemoryFits) -> Option<Prediction> {
             format!("server --max-children {max_children}"),
         );
     }
+}
+
+/// The limits on descriptors and ports: each connection is one descriptor and one local port
+/// of the load generator, and two open files of the system.
+fn descriptor_and_port_limits(limits: &Limits, add: &mut impl FnMut(LimitKind, u64, &str, String)) {
     if let Some(soft) = limits.loadgen_nofile_soft {
         let used = limits.loadgen_fds_used.unwrap_or(0);
         let knob = match limits.loadgen_nofile_hard {
@@ -277,19 +310,6 @@ pub fn predict_max(limits: &Limits, fits: &MemoryFits) -> Option<Prediction> {
             format!("{ports} ports x {ips} source IP(s)"),
         );
     }
-
-    candidates.sort_by(|a, b| {
-        a.max_connections
-            .cmp(&b.max_connections)
-            .then(a.kind.cmp(&b.kind))
-    });
-    let first = candidates.first()?;
-    Some(Prediction {
-        max_connections: first.max_connections,
-        binding: first.kind,
-        knob: first.knob.clone(),
-        candidates,
-    })
 }
 
 impl fmt::Display for Prediction {
