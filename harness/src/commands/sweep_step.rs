@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::commands::progress::SweepProgress;
 use crate::probe::load::{self, LatencyFigures};
 use crate::probe::sampler;
-use crate::report::parts::{MemoryCounters, Sample};
+use crate::report::parts::Sample;
 use crate::report::sweep::{BurstFigures, SteadyFigures, SweepStep, TreeFigures};
 use crate::subject::error::ServerError;
 use crate::subject::process::{ServerProcess, READY_TIMEOUT, STOP_GRACE};
@@ -100,47 +100,9 @@ pub fn run_step(
     }
     let (burst, steady, established) = match &phase.report {
         Ok(report) => {
-            let c = &report.counters;
-            if c.connections_established == 0 {
-                problems.extend(load::failures(report));
-            } else if c.connections_failed + c.messages_failed > 0 || report.errors.total() > 0 {
-                problems.push(format!(
-                    "{} failed connections, {} failed messages ({})",
-                    c.connections_failed,
-                    c.messages_failed,
-                    report.errors.summary()
-                ));
-            }
-            if c.connections_established > 0 && report.all_first_echo_secs.is_none() {
-                problems.push(format!(
-                    "only {} of {} established connections echoed once",
-                    c.first_echoes, c.connections_established
-                ));
-            }
-            let latency = LatencyFigures::of(report);
-            let burst = BurstFigures {
-                connections_attempted: c.connections_attempted,
-                connections_established: c.connections_established,
-                connections_failed: c.connections_failed,
-                connect_p99_us: latency.connect_p99_us,
-                first_echo_p50_us: latency.first_echo_p50_us,
-                first_echo_p99_us: latency.first_echo_p99_us,
-                all_first_echo_secs: report.all_first_echo_secs,
-                accept_fork_per_sec: report
-                    .all_first_echo_secs
-                    .filter(|s| *s > 0.0)
-                    .map(|s| c.connections_established as f64 / s),
-            };
-            let steady = SteadyFigures {
-                measured_secs: report.measured_secs,
-                messages: c.measured_messages,
-                messages_per_sec: report.messages_per_sec,
-                echo_p50_us: latency.echo_p50_us,
-                echo_p99_us: latency.echo_p99_us,
-                echo_p999_us: latency.echo_p999_us,
-                errors: report.errors.total(),
-            };
-            (Some(burst), Some(steady), Some(c.connections_established))
+            let (burst, steady) = load_figures(report, &mut problems);
+            let established = report.counters.connections_established;
+            (Some(burst), Some(steady), Some(established))
         }
         Err(e) => {
             problems.push(format!("the load could not run: {e}"));
@@ -163,21 +125,65 @@ pub fn run_step(
         burst,
         steady,
         tree: tree_figures(&phase.timeline, established),
-        memory: memory_baseline
-            .zip(memory_after)
-            .and_then(|(before, after)| {
-                sampler::step_memory(
-                    &MemoryCounters::midpoint(&before, &after),
-                    &phase.timeline,
-                    established.unwrap_or(0),
-                    step_load.socket_slab_bytes,
-                )
-            }),
+        memory: load::load_memory(
+            memory_baseline,
+            memory_after,
+            &phase,
+            step_load.socket_slab_bytes,
+        ),
         listen_queue: phase.listen_queue,
         server_end: Some(server_end),
         wall_secs: started.elapsed().as_secs_f64(),
         timeline: phase.timeline,
     })
+}
+
+/// A step's burst and steady figures from its load report; what went wrong goes to `problems`.
+fn load_figures(
+    report: &loadgen::Report,
+    problems: &mut Vec<String>,
+) -> (BurstFigures, SteadyFigures) {
+    let c = &report.counters;
+    if c.connections_established == 0 {
+        problems.extend(load::failures(report));
+    } else if c.connections_failed + c.messages_failed > 0 || report.errors.total() > 0 {
+        problems.push(format!(
+            "{} failed connections, {} failed messages ({})",
+            c.connections_failed,
+            c.messages_failed,
+            report.errors.summary()
+        ));
+    }
+    if c.connections_established > 0 && report.all_first_echo_secs.is_none() {
+        problems.push(format!(
+            "only {} of {} established connections echoed once",
+            c.first_echoes, c.connections_established
+        ));
+    }
+    let latency = LatencyFigures::of(report);
+    let burst = BurstFigures {
+        connections_attempted: c.connections_attempted,
+        connections_established: c.connections_established,
+        connections_failed: c.connections_failed,
+        connect_p99_us: latency.connect_p99_us,
+        first_echo_p50_us: latency.first_echo_p50_us,
+        first_echo_p99_us: latency.first_echo_p99_us,
+        all_first_echo_secs: report.all_first_echo_secs,
+        accept_fork_per_sec: report
+            .all_first_echo_secs
+            .filter(|s| *s > 0.0)
+            .map(|s| c.connections_established as f64 / s),
+    };
+    let steady = SteadyFigures {
+        measured_secs: report.measured_secs,
+        messages: c.measured_messages,
+        messages_per_sec: report.messages_per_sec,
+        echo_p50_us: latency.echo_p50_us,
+        echo_p99_us: latency.echo_p99_us,
+        echo_p999_us: latency.echo_p999_us,
+        errors: report.errors.total(),
+    };
+    (burst, steady)
 }
 
 /// The tree's figures for one step from its timeline.
