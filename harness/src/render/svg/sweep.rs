@@ -195,20 +195,7 @@ pub(super) const COMPONENT_COLORS: [RGBColor; 6] = [
 /// pulling the line off the chart), PSS as dots for comparison, and the `--validate` step apart.
 /// Without them (schema 1): total PSS and its fit.
 pub(super) fn memory_chart(points: &[SweepPoint], models: &SweepModels) -> Chart {
-    let mut all_bytes: Vec<f64> = points
-        .iter()
-        .flat_map(|p| [p.total_pss_bytes, p.total_bytes])
-        .collect();
-    if let Some(v) = &models.validation {
-        all_bytes.extend([v.total_pss_bytes, v.total_bytes]);
-    }
-    for p in points {
-        if let Some(c) = p.components {
-            all_bytes.push(c.iter().map(|v| v.max(0.0)).sum());
-            all_bytes.push(p.drop_bytes);
-        }
-    }
-    let unit = bytes_unit(all_bytes.into_iter());
+    let unit = memory_unit(points, models);
     let live: Vec<f64> = points
         .iter()
         .filter(|p| p.total_bytes.is_finite() || p.total_pss_bytes.is_finite())
@@ -222,34 +209,7 @@ pub(super) fn memory_chart(points: &[SweepPoint], models: &SweepModels) -> Chart
         .collect();
     let has_total = models.total_fit.is_some() || !stacked.is_empty();
     if !stacked.is_empty() {
-        // Drawn top band first, so each lower band paints over the part of the one above it; the
-        // rest is not part of the total and not stacked.
-        for k in (0..Component::ALL.len()).rev() {
-            if !Component::ALL[k].in_total() {
-                continue;
-            }
-            series.push(Series {
-                name: Component::ALL[k].label().to_owned(),
-                color: COMPONENT_COLORS[k],
-                mark: Mark::Area,
-                points: stacked
-                    .iter()
-                    .map(|(p, c)| at(p, c[..=k].iter().map(|v| v.max(0.0)).sum()))
-                    .collect(),
-            });
-        }
-        series.push(Series {
-            name: "measured total (sum of the bands)".to_owned(),
-            color: BLACK,
-            mark: Mark::Dots,
-            points: points.iter().map(|p| at(p, p.total_bytes)).collect(),
-        });
-        series.push(Series {
-            name: "measured MemAvailable drop (server's share)".to_owned(),
-            color: RGBColor(140, 0, 140),
-            mark: Mark::Dots,
-            points: points.iter().map(|p| at(p, p.drop_bytes)).collect(),
-        });
+        series.extend(component_series(points, &stacked, unit.1));
     }
     series.push(Series {
         name: "total PSS (user space only)".to_owned(),
@@ -298,6 +258,64 @@ pub(super) fn memory_chart(points: &[SweepPoint], models: &SweepModels) -> Chart
         legend: SeriesLabelPosition::UpperLeft,
         whole: false,
     }
+}
+
+/// The unit every figure of the memory chart is drawn in: the one its largest value reads best in.
+fn memory_unit(points: &[SweepPoint], models: &SweepModels) -> (&'static str, f64) {
+    let mut all_bytes: Vec<f64> = points
+        .iter()
+        .flat_map(|p| [p.total_pss_bytes, p.total_bytes])
+        .collect();
+    if let Some(v) = &models.validation {
+        all_bytes.extend([v.total_pss_bytes, v.total_bytes]);
+    }
+    for p in points {
+        if let Some(c) = p.components {
+            all_bytes.push(c.iter().map(|v| v.max(0.0)).sum());
+            all_bytes.push(p.drop_bytes);
+        }
+    }
+    bytes_unit(all_bytes.into_iter())
+}
+
+/// The kernel's components stacked per step (top band first, so each lower band paints over the
+/// part of the one above it), the measured total and the server's share of the `MemAvailable`
+/// drop as dots.
+fn component_series(
+    points: &[SweepPoint],
+    stacked: &[(&SweepPoint, [f64; 6])],
+    unit: f64,
+) -> Vec<Series> {
+    let at = |p: &SweepPoint, bytes: f64| (p.live_children as f64, bytes / unit);
+    let mut series = Vec::new();
+    // The rest is not part of the total and not stacked.
+    for k in (0..Component::ALL.len()).rev() {
+        if !Component::ALL[k].in_total() {
+            continue;
+        }
+        series.push(Series {
+            name: Component::ALL[k].label().to_owned(),
+            color: COMPONENT_COLORS[k],
+            mark: Mark::Area,
+            points: stacked
+                .iter()
+                .map(|(p, c)| at(p, c[..=k].iter().map(|v| v.max(0.0)).sum()))
+                .collect(),
+        });
+    }
+    series.push(Series {
+        name: "measured total (sum of the bands)".to_owned(),
+        color: BLACK,
+        mark: Mark::Dots,
+        points: points.iter().map(|p| at(p, p.total_bytes)).collect(),
+    });
+    series.push(Series {
+        name: "measured MemAvailable drop (server's share)".to_owned(),
+        color: RGBColor(140, 0, 140),
+        mark: Mark::Dots,
+        points: points.iter().map(|p| at(p, p.drop_bytes)).collect(),
+    });
+    series
 }
 
 /// `total fit: 118.0 KiB per connection, intercept -7.8 MiB, R² = 0.997`.
