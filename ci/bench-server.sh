@@ -4,7 +4,9 @@
 # simultaneous connects each echoing one SIZE-byte message (time until all are echoed, connect
 # p99, accept+fork rate), then CONNS sessions held open (PSS per child, the children's page
 # tables and kernel stacks, the kernel's slab growth). Servers alternate A B A B ...; medians of
-# ROUNDS. Not a test: nothing here asserts a speed.
+# ROUNDS. Not a test: nothing here asserts a speed. Where `perf` is installed (and allowed), the
+# burst also records the parent's own CPU time and page faults (`perf stat --no-inherit`: accept,
+# fork and reap of CONNS clients, not the children's work).
 #
 # Usage: ci/bench-server.sh
 #   env: ROUNDS=3 CONNS=1000 SIZE=32 HOLD_CONNECT_RATE=500 (connects/s of the held sessions)
@@ -20,6 +22,9 @@ ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-1000}"
 SIZE="${SIZE:-32}"
 HOLD_CONNECT_RATE="${HOLD_CONNECT_RATE:-500}"
+# PERF=0 turns the parent's CPU/fault figures off; they need perf and permission to attach.
+PERF="${PERF:-1}"
+if [ "$PERF" = 0 ] || ! command -v perf > /dev/null; then PERF=""; fi
 OUT="$(mktemp -d)"
 SERVER_PID=""
 HOLD_PID=""
@@ -103,8 +108,17 @@ measure() { # LABEL CMD...: one round of one server; appends a line to $OUT/resu
     local label="$1"
     shift
     start_server "$@"
+    local load1
+    load1="$(cut -d' ' -f1 /proc/loadavg)"
     # 1. The burst: every connect at once, one echo each, then close.
-    rm -f "$OUT/burst.json"
+    rm -f "$OUT/burst.json" "$OUT/perf.csv"
+    local perf_pid=""
+    if [ -n "$PERF" ]; then
+        perf stat --no-inherit -x, -e task-clock,page-faults -o "$OUT/perf.csv" -p "$SERVER_PID" \
+            > /dev/null 2>&1 &
+        perf_pid=$!
+        sleep 0.2 # perf attaches before the first connect
+    fi
     "$LOADGEN" --addr "$ADDR" --conns "$CONNS" --messages 1 --size "$SIZE" \
         --connect-timeout 10s --io-timeout 10s --deadline 60s \
         --no-progress -q --json "$OUT/burst.json" > /dev/null 2>&1 || true
@@ -114,6 +128,15 @@ measure() { # LABEL CMD...: one round of one server; appends a line to $OUT/resu
     p99="$(jq '.latency.connect.p99_us' "$OUT/burst.json" 2>/dev/null || echo -1)"
     # Let the burst's children exit before the memory phase.
     for _ in $(seq 1 200); do [ -z "$(children)" ] && break; sleep 0.05; done
+    local cpu_ms=-1 faults=-1
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        cpu_ms="$(awk -F, '$3 == "task-clock" || $3 ~ /^task-clock/ {print $1}' "$OUT/perf.csv" 2>/dev/null | head -1)"
+        faults="$(awk -F, '$3 ~ /^page-faults/ {print $1}' "$OUT/perf.csv" 2>/dev/null | head -1)"
+        cpu_ms="${cpu_ms:--1}"
+        faults="${faults:--1}"
+    fi
     # 2. CONNS sessions held open (one slow message stream keeps them alive), arriving at
     # HOLD_CONNECT_RATE a second as clients of a real server do: spread over many turns of the
     # accept loop, every page the parent writes between forks shows in the children's PSS.
@@ -141,19 +164,19 @@ measure() { # LABEL CMD...: one round of one server; appends a line to $OUT/resu
     HOLD_PID=""
     stop_server
     awk -v l="$label" -v a="$all" -v p="$p99" -v c="$CONNS" -v n="$live" -v pss="$pss" \
-        -v pte="$pte" -v k="$((k1 - k0))" -v s="$((s1 - s0))" 'BEGIN {
-        printf "%s\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\n", l, a * 1000, p / 1000,
+        -v pte="$pte" -v k="$((k1 - k0))" -v s="$((s1 - s0))" -v cpu="$cpu_ms" -v f="$faults" 'BEGIN {
+        printf "%s\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\n", l, a * 1000, p / 1000,
             (a > 0 ? c / a : 0), (n ? pss / n : 0), (n ? pte / n : 0), (n ? k / n : 0),
-            (n ? s / n : 0) }' >> "$OUT/results.tsv"
+            (n ? s / n : 0), (cpu >= 0 ? cpu : "-"), (f >= 0 ? sprintf("%.2f", f / c) : "-") }' >> "$OUT/results.tsv"
     awk -v l="$label" -v v="$verified" -v a="$all" -v p="$p99" -v n="$live" -v pss="$pss" \
-        -v pte="$pte" -v k="$((k1 - k0))" -v s="$((s1 - s0))" 'BEGIN {
-        printf "  %-28s echoed %5d  all echoed %7.1f ms  connect p99 %6.1f ms  live %5d  PSS/child %5.1f KiB  VmPTE/child %4.1f KiB  PT+stack/child %5.1f KiB  slab/conn %5.1f KiB\n",
-            l, v, a * 1000, p / 1000, n, (n ? pss / n : 0), (n ? pte / n : 0), (n ? k / n : 0), (n ? s / n : 0) }'
+        -v pte="$pte" -v k="$((k1 - k0))" -v s="$((s1 - s0))" -v c="$cpu_ms" -v f="$faults" -v conns="$CONNS" -v load1="$load1" 'BEGIN {
+        printf "  %-28s echoed %5d  all echoed %7.1f ms  connect p99 %6.1f ms  live %5d  PSS/child %5.1f KiB  VmPTE/child %4.1f KiB  PT+stack/child %5.1f KiB  slab/conn %5.1f KiB  parent CPU %6.1f ms  faults/accept %5.2f  load1 %s\n",
+            l, v, a * 1000, p / 1000, n, (n ? pss / n : 0), (n ? pte / n : 0), (n ? k / n : 0), (n ? s / n : 0), c, (f >= 0 ? f / conns : -1), load1 }'
 }
 
 echo
 echo "== rounds (servers alternate; CONNS=$CONNS SIZE=$SIZE HOLD_CONNECT_RATE=$HOLD_CONNECT_RATE)"
-printf "server\tall_echoed_ms\tconnect_p99_ms\taccept_fork_per_s\tpss_per_child_kib\tvmpte_per_child_kib\tpt_stack_per_child_kib\tslab_per_conn_kib\n" > "$OUT/results.tsv"
+printf "server\tall_echoed_ms\tconnect_p99_ms\taccept_fork_per_s\tpss_per_child_kib\tvmpte_per_child_kib\tpt_stack_per_child_kib\tslab_per_conn_kib\tparent_cpu_ms\tfaults_per_accept\n" > "$OUT/results.tsv"
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round"
     for entry in "${SERVER_LIST[@]}"; do
@@ -165,3 +188,5 @@ done
 echo
 echo "== medians of $ROUNDS rounds (min..max), per server"
 $AB medians "$OUT/results.tsv" --label-col 0 --from-col 1
+echo
+echo "loadavg at the end: $(cat /proc/loadavg)"

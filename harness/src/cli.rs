@@ -193,11 +193,13 @@ struct CompareArgs {
 struct SweepArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// The ladder: concurrent connections of each step.
+    /// The ladder: concurrent connections of each step. The default has eight steps from 1, so
+    /// the throughput model (three coefficients and a held-out step) is fitted on the small steps
+    /// where throughput bends, and the memory and CPU models on the large ones.
     #[arg(
         short = 'c',
         long,
-        default_value = "1,10,100,1000,4000",
+        default_value = "1,2,4,16,64,256,1000,4000",
         value_name = "N,N,..."
     )]
     conns: String,
@@ -228,14 +230,24 @@ struct SweepArgs {
     /// An echo slower than this is an echo timeout.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "D")]
     io_timeout: Duration,
+    /// Answer "how many cores": echoed messages per second to plan for (with the CPU model's
+    /// fitted cost per message).
+    #[arg(long, value_name = "MSG_PER_SEC")]
+    target_rate: Option<f64>,
+    /// Answer "how many cores": new connections per second to plan for (each accepted, forked,
+    /// closed and reaped; with the fitted cost per connection).
+    #[arg(long, value_name = "CONNS_PER_SEC")]
+    target_conns: Option<f64>,
 }
 
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES_HELP)]
 struct PlotArgs {
-    /// A JSON report written by `harness sweep` or `harness run`.
-    file: PathBuf,
-    /// Where the SVGs go (default: beside the report).
+    /// A JSON report written by `harness sweep` or `harness run`; or two to four sweep reports,
+    /// drawn on one chart per question (throughput, CPU, memory) as `compare-*.svg`.
+    #[arg(num_args = 1..=4, required = true)]
+    files: Vec<PathBuf>,
+    /// Where the SVGs go (default: beside the (first) report).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
 }
@@ -349,7 +361,7 @@ where
             },
         ),
         Command::Sweep(a) => cmd_sweep(a),
-        Command::Plot(a) => plot::execute(&a.file, a.out_dir.as_deref()),
+        Command::Plot(a) => plot::execute(&a.files, a.out_dir.as_deref()),
         Command::Soak(a) => cmd_soak(a),
         Command::Proxy(a) => cmd_proxy(a),
     };
@@ -474,9 +486,11 @@ fn cmd_sweep(a: SweepArgs) -> Result<Verdict, SetupError> {
         )
         .map_err(|e| SetupError(format!("the largest sweep step: {e}")))?;
     }
+    let target = sweep::cores_target(a.target_rate, a.target_conns).map_err(SetupError)?;
     let results_dir = a.results_dir.unwrap_or_else(save::default_results_dir);
     save::check_results_dir(&results_dir)?;
     let opts = SweepOptions {
+        target,
         ladder,
         duration: a.duration,
         size: a.size,

@@ -2,10 +2,11 @@
 //! SIGCHLDs coalesce, so one signal may stand for many exited children, and the loop collects
 //! every one of them; a child that is never collected stays a zombie.
 //!
-//! Layers it may import: `limits`, `log`, `session`, `stats`.
+//! Layers it may import: `limits`, `log`, `pid_set`, `session`, `stats`.
 //! Crates it may import: `nix`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use nix::unistd::Pid;
 
 use crate::limits::SourceKey;
 use crate::log;
+use crate::pid_set::PidSet;
 use crate::session::SessionEnd;
 use crate::stats::Stats;
 
@@ -25,9 +27,9 @@ struct ChildInfo {
 }
 
 pub struct ChildTable {
-    /// Only the pids: the table is part of the memory every `fork` copies page-table entries
-    /// for, so it stays as small as it can (4 bytes per child, not 56).
-    live: HashSet<Pid>,
+    /// Only the pids, in memory no child inherits (see `PidSet`): the parent writes it after
+    /// every fork and reap without touching a page it shares with a child.
+    live: PidSet,
     /// Peer and start time per child, kept only when `-v` logs them at reap time or
     /// `--max-per-source` needs each child's source when it is reaped.
     details: Option<HashMap<Pid, ChildInfo>>,
@@ -43,20 +45,37 @@ pub struct ChildTable {
 impl ChildTable {
     /// `keep_details`: remember each child's peer and start time for the reap log line;
     /// `count_sources`: count live sessions per source (implies keeping the peer).
-    pub fn new(keep_details: bool, count_sources: bool) -> ChildTable {
-        ChildTable {
-            live: HashSet::new(),
+    pub fn new(keep_details: bool, count_sources: bool) -> io::Result<ChildTable> {
+        Ok(ChildTable {
+            live: PidSet::new()?,
             details: (keep_details || count_sources).then(HashMap::new),
             per_source: HashMap::new(),
             count_sources,
-        }
+        })
+    }
+
+    /// Makes room for `additional` more children, so that `insert` after a fork never needs
+    /// memory it might not get.
+    pub fn reserve(&mut self, additional: usize) -> io::Result<()> {
+        self.live.reserve(additional)
+    }
+
+    /// Whether each child's peer is kept (`-v` or `--max-per-source`), i.e. whether `insert`
+    /// writes the heap, which every child shares copy-on-write.
+    pub fn keeps_details(&self) -> bool {
+        self.details.is_some()
     }
 
     pub fn insert(&mut self, pid: Pid, peer: Option<SocketAddr>, stats: &mut Stats) {
         if let (true, Some(peer)) = (self.count_sources, peer) {
             *self.per_source.entry(SourceKey::of(peer.ip())).or_insert(0) += 1;
         }
-        self.live.insert(pid);
+        if !self.live.insert(pid) {
+            crate::log_at!(
+                log::INFO,
+                "child {pid} could not be recorded (out of memory)"
+            );
+        }
         if let Some(details) = self.details.as_mut() {
             details.insert(
                 pid,
@@ -82,7 +101,7 @@ impl ChildTable {
 
     /// Takes `pid` out of the table; its details when they are kept.
     fn remove(&mut self, pid: Pid) -> Option<ChildInfo> {
-        self.live.remove(&pid);
+        self.live.remove(pid);
         let info = self.details.as_mut()?.remove(&pid)?;
         if let (true, Some(peer)) = (self.count_sources, info.peer) {
             let key = SourceKey::of(peer.ip());
@@ -155,9 +174,10 @@ impl ChildTable {
             "{} vanished without an exit status (was SIGCHLD ignored?)",
             log::count(self.live.len(), "child", "children")
         );
-        for _ in self.live.drain() {
+        for _ in 0..self.live.len() {
             stats.record_reaped(None);
         }
+        self.live.clear();
         if let Some(details) = self.details.as_mut() {
             details.clear();
         }
@@ -170,9 +190,9 @@ impl ChildTable {
     /// zombie's pid is not reused until it is reaped.
     pub fn signal_all(&self, signal: Signal) -> usize {
         let mut signalled = 0;
-        for pid in &self.live {
+        for pid in self.live.iter() {
             let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-            if waitid(Id::Pid(*pid), flags).is_ok() && kill(*pid, signal).is_ok() {
+            if waitid(Id::Pid(pid), flags).is_ok() && kill(pid, signal).is_ok() {
                 signalled += 1;
             }
         }
@@ -189,7 +209,7 @@ mod tests {
         // This test process has no children, so any pid is a stale entry; our own pid stands
         // for "a process that reused it". SIGCONT keeps the test harmless if this regresses.
         let mut stats = Stats::new();
-        let mut table = ChildTable::new(false, false);
+        let mut table = ChildTable::new(false, false).unwrap();
         table.insert(nix::unistd::getpid(), None, &mut stats);
         assert_eq!(table.signal_all(Signal::SIGCONT), 0);
         table.reap_children(&mut stats);

@@ -1,6 +1,7 @@
 //! `fork()` and the child's side of it. Apart from two start-up calls (`signals.rs` resets signal
-//! dispositions, `listener.rs` adopts a socket-activation fd) this is the only module with
-//! `unsafe`: the fork itself, and `_exit`, which std does not offer. The child never returns into the parent's accept loop:
+//! dispositions, `listener.rs` adopts a socket-activation fd) and `parent_only.rs` (a value placed
+//! in memory the children do not inherit) this is the only module with `unsafe`: the fork itself,
+//! and `_exit`, which std does not offer. The child never returns into the parent's accept loop:
 //! `run_child` ends the process with `_exit`, so destructors, atexit handlers and buffered stdout
 //! that belong to the parent never run a second time in the child.
 //!

@@ -18,6 +18,9 @@ pub mod fork;
 pub mod limits;
 pub mod listener;
 pub mod log;
+pub mod page_top;
+pub mod parent_only;
+pub mod pid_set;
 pub mod server;
 pub mod session;
 pub mod signals;
@@ -81,9 +84,9 @@ pub fn run(config: Config) -> Result<Stats, String> {
         log::count(config.max_children, "child", "children")
     );
     announce(local).map_err(|err| format!("cannot write to stdout: {err}"))?;
-    Server::new(config, listener, signals)
-        .run()
-        .map_err(|err| format!("event loop failed: {err}"))
+    let server = Server::new(config, listener, signals)
+        .map_err(|err| format!("cannot map the child table: {err}"))?;
+    page_top::at_page_top(|| server.run()).map_err(|err| format!("event loop failed: {err}"))
 }
 
 /// The contract the harness and tests rely on: the first stdout line, flushed at once, before

@@ -4,7 +4,7 @@
 //! keeps SIGCHLD and SIGTERM waiting.
 //!
 //! Layers it may import: none.
-//! Crates it may import: `libc`, `socket2`.
+//! Crates it may import: `libc`, `rustix`, `socket2`.
 
 use std::fmt;
 use std::io;
@@ -196,9 +196,18 @@ impl Listener {
 
     /// One non-blocking accept. The accepted socket is blocking (Linux does not inherit
     /// O_NONBLOCK) and close-on-exec.
+    ///
+    /// A direct system call (rustix), not libc's `accept4`: every accept batch ends in EAGAIN,
+    /// and libc stores that in `errno`, a thread-local on a page every live child shares
+    /// copy-on-write; writing it after a fork costs a fault and leaves each child forked before
+    /// with a private copy of that page. rustix returns the error without touching `errno`.
     pub fn accept(&self) -> io::Result<(Socket, Option<SocketAddr>)> {
-        let (socket, peer) = self.socket.accept()?;
-        Ok((socket, peer.as_socket()))
+        let (fd, peer) =
+            rustix::net::acceptfrom_with(&self.socket, rustix::net::SocketFlags::CLOEXEC)?;
+        Ok((
+            Socket::from(fd),
+            peer.and_then(|peer| SocketAddr::try_from(peer).ok()),
+        ))
     }
 }
 

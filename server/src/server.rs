@@ -3,13 +3,14 @@
 //! in a single thread, which is what makes `fork` safe.
 //!
 //! The loop is built for bursts of thousands of connects: each wake-up drains the accept queue
-//! (up to a bound) and forks for every client before it writes anything else to memory, because
-//! after each `fork` every page the parent writes is a copy-on-write fault; and it reaps only when
-//! a SIGCHLD was read, because `waitpid(-1, WNOHANG)` walks the whole list of live children even
-//! when none has exited.
+//! (up to a bound), and between two forks it writes as little memory as it can, because after
+//! each `fork` every page the parent writes is a copy-on-write fault (the child table and the
+//! counters live in memory no child inherits, so recording a child costs none); and it reaps
+//! only when a SIGCHLD was read, because `waitpid(-1, WNOHANG)` walks the whole list of live
+//! children even when none has exited.
 //!
 //! Layers it may import: `child_table`, `config`, `fork`, `limits`, `listener`, `log`,
-//! `signals`, `stats`.
+//! `parent_only`, `signals`, `stats`.
 //! Crates it may import: `humantime`, `nix`, `socket2`.
 
 use std::io;
@@ -28,6 +29,7 @@ use crate::fork::{fork_process, run_child, ChildStart, Forked};
 use crate::limits::TokenBucket;
 use crate::listener::Listener;
 use crate::log::{self, RateLimitedLog};
+use crate::parent_only::ParentOnly;
 use crate::signals::SignalSource;
 use crate::stats::Stats;
 
@@ -58,22 +60,41 @@ pub struct Server {
     /// at once instead of queueing on a port that will never be served.
     listener: Option<Listener>,
     signals: SignalSource,
-    children: ChildTable,
-    stats: Stats,
+    /// Everything the loop writes between two forks, where no child inherits it.
+    books: ParentOnly<Books>,
     phase: Phase,
     /// While set, the listener is not polled (EMFILE or fork failure back-off).
     paused_until: Option<Instant>,
+    resource_log: RateLimitedLog,
+    pid: Pid,
+    /// Allocated once here, never in a child: each child inherits it copy-on-write and dirties
+    /// only the pages its reads touch, instead of allocating (and faulting in) a fresh buffer.
+    echo_buffer: Vec<u8>,
+}
+
+/// The parent's state that changes with every accept, fork and reap. It lives in a
+/// `ParentOnly` mapping: in ordinary memory each fork would make its page copy-on-write again,
+/// so the next write to it would fault and leave every child forked before holding a private
+/// copy (4 KiB per live session).
+struct Books {
+    children: ChildTable,
+    stats: Stats,
     /// Whether the last look found `max_children` live, so each stop at the limit counts once.
     was_full: bool,
     /// `--max-rate`; `None` when unlimited.
     rate: Option<TokenBucket>,
     /// Whether the last look found the rate spent, so each pause for the rate counts once.
     was_rate_limited: bool,
-    resource_log: RateLimitedLog,
-    pid: Pid,
-    /// Allocated once here, never in a child: each child inherits it copy-on-write and dirties
-    /// only the pages its reads touch, instead of allocating (and faulting in) a fresh buffer.
-    echo_buffer: Vec<u8>,
+}
+
+impl Books {
+    fn reap_children(&mut self) {
+        self.children.reap_children(&mut self.stats);
+    }
+
+    fn insert_child(&mut self, pid: Pid, peer: Option<SocketAddr>) {
+        self.children.insert(pid, peer, &mut self.stats);
+    }
 }
 
 struct Ready {
@@ -82,24 +103,30 @@ struct Ready {
 }
 
 impl Server {
-    pub fn new(config: Config, listener: Listener, signals: SignalSource) -> Server {
-        Server {
+    /// Fails only if the child table's first page cannot be mapped.
+    pub fn new(config: Config, listener: Listener, signals: SignalSource) -> io::Result<Server> {
+        Ok(Server {
             listener: Some(listener),
             signals,
-            children: ChildTable::new(log::enabled(log::DEBUG), config.max_per_source.is_some()),
-            stats: Stats::new(),
+            books: ParentOnly::new(Books {
+                children: ChildTable::new(
+                    log::enabled(log::DEBUG),
+                    config.max_per_source.is_some(),
+                )?,
+                stats: Stats::new(),
+                was_full: false,
+                rate: config
+                    .max_rate
+                    .map(|per_second| TokenBucket::new(per_second, Instant::now())),
+                was_rate_limited: false,
+            })?,
             phase: Phase::Running,
             paused_until: None,
-            was_full: false,
-            rate: config
-                .max_rate
-                .map(|per_second| TokenBucket::new(per_second, Instant::now())),
-            was_rate_limited: false,
             resource_log: RateLimitedLog::new(Duration::from_secs(1)),
             pid: getpid(),
             echo_buffer: vec![0; config.buffer_size],
             config,
-        }
+        })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -111,7 +138,7 @@ impl Server {
     pub fn run(mut self) -> io::Result<Stats> {
         self.warn_if_backlog_capped();
         loop {
-            if self.phase != Phase::Running && self.children.is_empty() {
+            if self.phase != Phase::Running && self.books.children.is_empty() {
                 break;
             }
             let ready = self.wait_for_events()?;
@@ -123,7 +150,7 @@ impl Server {
             // one has nothing to reap; reaping anyway walked all (up to 10,000) live children
             // for nothing after every accept batch of a burst.
             if child_exited {
-                self.children.reap_children(&mut self.stats);
+                self.books.reap_children();
             }
             self.advance_shutdown(Instant::now());
             if ready.listener {
@@ -132,30 +159,30 @@ impl Server {
                 }
             }
         }
-        Ok(self.stats)
+        Ok(std::mem::take(&mut self.books.stats))
     }
 
-    /// Accepts and forks for up to `ACCEPT_BATCH` queued clients, then records the new children
-    /// in one go. Between forks the parent touches as little memory as it can: the children
-    /// share every page copy-on-write, so the first write to a page after each `fork` copies it,
-    /// and inserting into the child table after every fork cost two such copies per client.
+    /// Accepts and forks for up to `ACCEPT_BATCH` queued clients, recording each child at once.
+    /// Between forks the parent touches as little memory as it can: the children share every
+    /// page copy-on-write, so the first write to a page after each `fork` copies it (a fault in
+    /// the parent, a private page in the child). The child table is not such a page (see
+    /// `PidSet`); what remains is the stack and the thread area.
     /// Returns `Some(client)` only in a newly forked child, which must become that client's
     /// session at once (the caller owns `self`, which `become_child` consumes).
     #[must_use]
     fn accept_batch(&mut self) -> Option<socket2::Socket> {
-        let mut forked = [(Pid::from_raw(0), None); ACCEPT_BATCH];
-        // `--max-per-source` decides on the table's per-source counts, so with it each child is
-        // recorded at once; without it they are recorded after the batch.
-        let record_at_once = self.config.max_per_source.is_some();
-        let (mut accepted, mut count) = (0, 0);
-        while accepted < ACCEPT_BATCH {
-            if !self.may_accept(Instant::now(), count) {
+        // Room for the whole batch first: a child, once forked, must be recorded.
+        if let Err(err) = self.books.children.reserve(ACCEPT_BATCH) {
+            self.back_off(format_args!(
+                "cannot grow the child table: {err}; pausing accepts"
+            ));
+            return None;
+        }
+        for _ in 0..ACCEPT_BATCH {
+            if !self.may_accept(Instant::now()) {
                 break;
             }
-            let Some((client, peer)) = self.accept_one(count) else {
-                break;
-            };
-            accepted += 1;
+            let (client, peer) = self.accept_one()?;
             match fork_process() {
                 Ok(Forked::Child) => return Some(client),
                 Ok(Forked::Parent(pid)) => {
@@ -163,26 +190,18 @@ impl Server {
                     // one descriptor per client and hold the connection open after the child
                     // is done.
                     drop(client);
+                    self.books.insert_child(pid, peer);
                     crate::log_at!(log::DEBUG, "forked child {pid} for {}", describe(peer));
-                    if record_at_once {
-                        self.children.insert(pid, peer, &mut self.stats);
-                    } else {
-                        forked[count] = (pid, peer);
-                        count += 1;
-                    }
                 }
                 Err(err) => {
                     drop(client);
-                    self.stats.fork_failures += 1;
+                    self.books.stats.fork_failures += 1;
                     self.back_off(format_args!(
                         "fork failed: {err}; closed the client, backing off"
                     ));
                     break;
                 }
             }
-        }
-        for (pid, peer) in &forked[..count] {
-            self.children.insert(*pid, *peer, &mut self.stats);
         }
         None
     }
@@ -214,8 +233,7 @@ impl Server {
             config,
             listener,
             signals,
-            children,
-            stats,
+            books,
             pid,
             echo_buffer,
             ..
@@ -231,16 +249,16 @@ impl Server {
         // The child must not keep the port open or read the parent's signals.
         drop(listener);
         drop(signals);
-        // Freeing the parent's tables would write to heap pages the child shares copy-on-write
-        // with the parent, costing memory per child for nothing: the child ends with _exit.
-        std::mem::forget(children);
-        std::mem::forget(stats);
+        // The books are not mapped in the child (dropping them would fault), and freeing the
+        // tables behind them would write heap pages the child shares copy-on-write with the
+        // parent, for nothing: the child ends with _exit.
+        std::mem::forget(books);
         run_child(start)
     }
 
     fn wait_for_events(&mut self) -> io::Result<Ready> {
         let now = Instant::now();
-        let poll_listener = self.may_accept(now, 0);
+        let poll_listener = self.may_accept(now);
         let deadline = [
             self.paused_until,
             self.phase_deadline(),
@@ -289,7 +307,7 @@ impl Server {
         if self.phase != Phase::Running {
             return None;
         }
-        self.rate.as_mut()?.ready_at(now)
+        self.books.rate.as_mut()?.ready_at(now)
     }
 
     fn phase_deadline(&self) -> Option<Instant> {
@@ -300,8 +318,7 @@ impl Server {
     }
 
     /// Whether the listener should be accepted from now; also counts arrivals at the limit.
-    /// `unrecorded` children were forked in this batch but are not in the table yet.
-    fn may_accept(&mut self, now: Instant, unrecorded: usize) -> bool {
+    fn may_accept(&mut self, now: Instant) -> bool {
         if self.listener.is_none() || self.phase != Phase::Running {
             return false;
         }
@@ -314,42 +331,41 @@ impl Server {
         // The rate waits like `--at-limit wait`: the listener is not polled until the next
         // token is due (a poll deadline), so the connects queue in the backlog, no busy loop.
         let rate_spent = self.rate_ready_at(now).is_some();
-        if rate_spent && !self.was_rate_limited {
-            self.stats.rate_limited += 1;
+        if rate_spent && !self.books.was_rate_limited {
+            self.books.stats.rate_limited += 1;
         }
-        self.was_rate_limited = rate_spent;
+        self.books.was_rate_limited = rate_spent;
         if rate_spent {
             return false;
         }
-        let live = self.children.len() + unrecorded;
+        let live = self.books.children.len();
         let full = live >= self.config.max_children;
         if self.config.at_limit == AtLimit::Wait {
-            if full && !self.was_full {
-                self.stats.limit_hits += 1;
+            if full && !self.books.was_full {
+                self.books.stats.limit_hits += 1;
                 crate::log_at!(
                     log::DEBUG,
                     "{} live (--max-children): new clients wait in the backlog",
                     log::count(live, "child", "children")
                 );
             }
-            self.was_full = full;
+            self.books.was_full = full;
             return !full;
         }
         true
     }
 
     /// Accepts one client, handling every error; `None` when nothing (more) can be accepted now.
-    /// `unrecorded` as for `may_accept`.
-    fn accept_one(&mut self, unrecorded: usize) -> Option<(socket2::Socket, Option<SocketAddr>)> {
+    fn accept_one(&mut self) -> Option<(socket2::Socket, Option<SocketAddr>)> {
         loop {
             let listener = self.listener.as_ref()?;
             match listener.accept() {
                 Ok((client, peer)) => {
-                    self.stats.accepted += 1;
+                    self.books.stats.accepted += 1;
                     if self.config.at_limit == AtLimit::Close
-                        && self.children.len() + unrecorded >= self.config.max_children
+                        && self.books.children.len() >= self.config.max_children
                     {
-                        self.stats.limit_hits += 1;
+                        self.books.stats.limit_hits += 1;
                         crate::log_at!(
                             log::DEBUG,
                             "at --max-children: closed {} at once",
@@ -359,7 +375,7 @@ impl Server {
                         continue;
                     }
                     if self.source_is_full(peer) {
-                        self.stats.per_source_refused += 1;
+                        self.books.stats.per_source_refused += 1;
                         crate::log_at!(
                             log::DEBUG,
                             "at --max-per-source: closed {} at once",
@@ -368,7 +384,7 @@ impl Server {
                         drop(client);
                         continue;
                     }
-                    if let Some(rate) = self.rate.as_mut() {
+                    if let Some(rate) = self.books.rate.as_mut() {
                         rate.take(Instant::now());
                     }
                     return Some((client, peer));
@@ -393,7 +409,7 @@ impl Server {
                         continue;
                     }
                     Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM) => {
-                        self.stats.emfile_pauses += 1;
+                        self.books.stats.emfile_pauses += 1;
                         self.back_off(format_args!("accept: {err}; pausing accepts"));
                         return None;
                     }
@@ -410,7 +426,7 @@ impl Server {
     /// every other client behind this one in the backlog, so such a client is closed instead.
     fn source_is_full(&self, peer: Option<SocketAddr>) -> bool {
         match (self.config.max_per_source, peer) {
-            (Some(limit), Some(peer)) => self.children.live_from(peer) >= limit,
+            (Some(limit), Some(peer)) => self.books.children.live_from(peer) >= limit,
             _ => false,
         }
     }
@@ -434,8 +450,8 @@ impl Server {
             match signal {
                 Signal::SIGTERM | Signal::SIGINT => self.begin_shutdown(signal),
                 Signal::SIGUSR1 => {
-                    self.children.reap_children(&mut self.stats);
-                    self.stats.print();
+                    self.books.reap_children();
+                    self.books.stats.print();
                 }
                 Signal::SIGCHLD => child_exited = true,
                 _ => {}
@@ -450,7 +466,7 @@ impl Server {
             Phase::Running => {
                 self.listener = None;
                 let grace = self.config.shutdown_grace;
-                let live = self.children.len();
+                let live = self.books.children.len();
                 crate::log_at!(
                     log::INFO,
                     "{signal}: stopped accepting; {} {} {} to finish",
@@ -470,31 +486,32 @@ impl Server {
 
     fn advance_shutdown(&mut self, now: Instant) {
         match self.phase {
-            Phase::Draining { until } if now >= until && !self.children.is_empty() => {
+            Phase::Draining { until } if now >= until && !self.books.children.is_empty() => {
                 self.terminate_children(now);
             }
-            Phase::Terminating { until } if now >= until && !self.children.is_empty() => {
+            Phase::Terminating { until } if now >= until && !self.books.children.is_empty() => {
                 crate::log_at!(
                     log::INFO,
                     "{} outlived SIGTERM: SIGKILL",
-                    log::count(self.children.len(), "child", "children")
+                    log::count(self.books.children.len(), "child", "children")
                 );
-                self.children.signal_all(Signal::SIGKILL);
+                self.books.children.signal_all(Signal::SIGKILL);
                 // SIGKILL cannot be ignored, so this wait ends; run() then finds the table empty.
-                self.children.reap_all_blocking(&mut self.stats);
+                let books = &mut *self.books;
+                books.children.reap_all_blocking(&mut books.stats);
             }
             _ => {}
         }
     }
 
     fn terminate_children(&mut self, now: Instant) {
-        if !self.children.is_empty() {
+        if !self.books.children.is_empty() {
             crate::log_at!(
                 log::INFO,
                 "sending SIGTERM to {}",
-                log::count(self.children.len(), "live child", "live children")
+                log::count(self.books.children.len(), "live child", "live children")
             );
-            self.children.signal_all(Signal::SIGTERM);
+            self.books.children.signal_all(Signal::SIGTERM);
         }
         self.phase = Phase::Terminating {
             until: now + KILL_AFTER,

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `fork-echo-server` binary: real processes on port 0, real sockets,
 //! /proc for children and descriptors, deadlines instead of sleeps.
 
+mod memory;
 mod util;
 
 use std::io::{ErrorKind, Read, Write};

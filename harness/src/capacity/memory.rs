@@ -34,6 +34,15 @@ pub struct StepMemory {
     pub slab_bytes: f64,
     /// Rise of `SUnreclaim` (part of `slab_bytes`).
     pub sunreclaim_bytes: f64,
+    /// Rise of `SReclaimable` (the rest of `slab_bytes`): socket inodes and dentries live here.
+    /// The kernel counts it as reclaimable and `MemAvailable` counts part of it as available,
+    /// but it cannot be reclaimed while the connections are open. Absent before schema 3.
+    #[serde(default)]
+    pub sreclaimable_bytes: Option<f64>,
+    /// Fall of `MemFree`: the pages taken, whatever `MemAvailable` thinks could be given back.
+    /// Absent before schema 3.
+    #[serde(default)]
+    pub mem_free_drop_bytes: Option<f64>,
     /// Rise of sockstat's TCP `mem`: socket buffers of **both** ends (server and load generator);
     /// not split, since idle echo connections hold almost none.
     pub tcp_mem_bytes: f64,
@@ -315,6 +324,8 @@ mod tests {
                 page_tables_bytes: pt,
                 slab_bytes: slab,
                 sunreclaim_bytes: slab * 0.6,
+                sreclaimable_bytes: Some(slab * 0.4),
+                mem_free_drop_bytes: None,
                 tcp_mem_bytes: tcp,
                 user_private_bytes: user,
                 loadgen_rss_bytes: loadgen_rss,

@@ -8,8 +8,9 @@
 //! `sys::limits`: readers of the machine are `sys`'s job.
 //!
 //! [`fit`] (least squares, hold-out check, knee), [`limits`] (each limit as a connection count),
-//! [`memory`] (the total per connection, its breakdown and checks) and [`model`] (what a sweep
-//! report stores).
+//! [`memory`] (the total per connection, its breakdown and checks), [`usl`] (throughput against
+//! concurrency), [`cpu`] (CPU per connection and per message, cores needed) and [`model`] (what a
+//! sweep report stores).
 //!
 //! The bottom layer: it imports nothing of the harness, which is why `report` may embed it and
 //! `sys` may fill its `Limits` in.
@@ -17,10 +18,12 @@
 //! Layers it may import: none.
 //! Crates it may import: `serde`.
 
+pub mod cpu;
 pub mod fit;
 pub mod limits;
 pub mod memory;
 pub mod model;
+pub mod usl;
 
 pub use fit::{check_prediction, fit_line, latency_knee, HoldOutCheck, LinearFit};
 pub use limits::{
@@ -287,6 +290,8 @@ mod tests {
             total_pss_bytes: 1_000_000.0 + 100_000.0 * live as f64,
             echo_p99_us: p99,
             memory: None,
+            throughput: None,
+            cpu: None,
         };
         let mut failed = step(8000, 0, f64::NAN);
         failed.total_pss_bytes = f64::NAN;

@@ -21,6 +21,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::capacity::cpu::CoresTarget;
+use crate::capacity::usl::ThroughputStep;
 use crate::capacity::{
     CapacityModel, LimitInputs, Limits, ModelStep, Prediction, ValidationFigures,
 };
@@ -62,6 +64,25 @@ pub struct SweepOptions {
     pub connect_timeout: Duration,
     /// Each step's echo timeout (the first echo waits behind the same burst).
     pub io_timeout: Duration,
+    /// `--target-rate` / `--target-conns`: the load to answer "cores needed" for.
+    pub target: Option<CoresTarget>,
+}
+
+/// The `--target-rate` / `--target-conns` pair (either may be left out, as 0); `None` when both
+/// are; an error when one is negative or not finite.
+pub fn cores_target(rate: Option<f64>, conns: Option<f64>) -> Result<Option<CoresTarget>, String> {
+    for (flag, v) in [("--target-rate", rate), ("--target-conns", conns)] {
+        if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+            return Err(format!("{flag} must be a rate of 0 or more per second"));
+        }
+    }
+    if rate.is_none() && conns.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(CoresTarget {
+        messages_per_sec: rate.unwrap_or(0.0),
+        conns_per_sec: conns.unwrap_or(0.0),
+    }))
 }
 
 /// Where `--validate` checks the model.
@@ -219,8 +240,7 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
         }
     }
 
-    let model_steps: Vec<ModelStep> = steps.iter().map(model_step).collect();
-    let capacity = CapacityModel::from_steps(&model_steps, limits);
+    let capacity = fit_capacity(&steps, limits, opts.target);
     let validation = opts
         .validate
         .map(|at| validate(spec, &step_load, opts, at, &capacity, &progress));
@@ -240,6 +260,7 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
             validate_conns: validation.as_ref().map(|v| v.conns),
             connect_timeout_secs: Some(opts.connect_timeout.as_secs_f64()),
             io_timeout_secs: Some(opts.io_timeout.as_secs_f64()),
+            target: opts.target,
         },
         environment,
         server: SweepServer {
@@ -254,6 +275,16 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
     })
 }
 
+/// The capacity model of the steps, with "cores needed" answered for `target` when asked.
+fn fit_capacity(steps: &[SweepStep], limits: Limits, target: Option<CoresTarget>) -> CapacityModel {
+    let model_steps: Vec<ModelStep> = steps.iter().map(model_step).collect();
+    let mut capacity = CapacityModel::from_steps(&model_steps, limits);
+    if let (Some(cpu), Some(t)) = (capacity.cpu.as_mut(), target) {
+        cpu.target = Some(cpu.cores_needed(t.messages_per_sec, t.conns_per_sec));
+    }
+    capacity
+}
+
 fn model_step(s: &SweepStep) -> ModelStep {
     ModelStep {
         conns: s.conns,
@@ -265,7 +296,23 @@ fn model_step(s: &SweepStep) -> ModelStep {
             .and_then(|st| st.echo_p99_us)
             .unwrap_or(f64::NAN),
         memory: s.memory,
+        throughput: throughput_step(s),
+        cpu: s.cpu,
     }
+}
+
+/// The step as the throughput model sees it: its established connections against its steady
+/// throughput, and Little's law beside the measured mean echo latency.
+fn throughput_step(s: &SweepStep) -> Option<ThroughputStep> {
+    let established = s.burst.as_ref()?.connections_established;
+    let steady = s.steady.as_ref()?;
+    (established > 0 && steady.messages_per_sec > 0.0).then(|| ThroughputStep {
+        conns: s.conns,
+        established,
+        messages_per_sec: steady.messages_per_sec,
+        littles_law_latency_us: established as f64 / steady.messages_per_sec * 1e6,
+        measured_mean_echo_us: steady.echo_mean_us,
+    })
 }
 
 /// The `--validate` step: refused (with the limit and knob) when the machine's limits do not allow
@@ -379,5 +426,20 @@ mod tests {
         assert!(parse_bytes("8 parsecs").unwrap_err().contains("unit"));
         assert!(parse_bytes("GiB").is_err());
         assert!(parse_bytes("0").is_err());
+    }
+
+    #[test]
+    fn cores_targets_take_either_rate_and_refuse_negative_ones() {
+        assert_eq!(cores_target(None, None), Ok(None));
+        let t = cores_target(Some(50_000.0), None).unwrap().unwrap();
+        assert_eq!((t.messages_per_sec, t.conns_per_sec), (50_000.0, 0.0));
+        let t = cores_target(None, Some(300.0)).unwrap().unwrap();
+        assert_eq!((t.messages_per_sec, t.conns_per_sec), (0.0, 300.0));
+        assert!(cores_target(Some(-1.0), None)
+            .unwrap_err()
+            .contains("--target-rate"));
+        assert!(cores_target(None, Some(f64::NAN))
+            .unwrap_err()
+            .contains("--target-conns"));
     }
 }

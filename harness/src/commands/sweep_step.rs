@@ -1,11 +1,12 @@
 //! One rung of `harness sweep`'s ladder: a fresh server, one `loadgen` load of that many
 //! connections under the tree sampler, the server stopped, and the step's figures (burst, steady,
-//! tree) taken from loadgen's report and the timeline.
+//! tree, memory, CPU) taken from loadgen's report, the timeline and the kernel's clocks.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::capacity::cpu::StepCpu;
 use crate::commands::progress::SweepProgress;
 use crate::probe::load::{self, LatencyFigures};
 use crate::probe::sampler;
@@ -14,6 +15,7 @@ use crate::report::sweep::{BurstFigures, SteadyFigures, SweepStep, TreeFigures};
 use crate::subject::error::ServerError;
 use crate::subject::process::{ServerProcess, READY_TIMEOUT, STOP_GRACE};
 use crate::subject::spec::ServerSpec;
+use crate::sys::{cpu, procfs};
 
 /// What every step's load is made of: the sweep's options without the ladder.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,12 +60,17 @@ pub fn failed_to_start(conns: u64, e: &ServerError) -> SweepStep {
         steady: None,
         tree: tree_figures(&[], None),
         memory: None,
+        cpu: None,
         listen_queue: Default::default(),
         server_end: None,
         wall_secs: 0.0,
         timeline: Vec::new(),
     }
 }
+
+/// How long a step waits after its load for the server to reap every child, so that the tree's
+/// CPU includes their exits.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One step: fresh server, one load under the sampler, server stopped.
 pub fn run_step(
@@ -81,6 +88,7 @@ pub fn run_step(
     let config = step_load.loadgen_config(server.addr(), conns);
     let live_children = Arc::new(AtomicUsize::new(0));
     let watch = progress.watch_load(index, Arc::clone(&live_children), conns, step_load.duration);
+    let cpu_window = CpuWindow::open(server.pid());
     let phase = load::run_load(
         config,
         server.pid(),
@@ -88,6 +96,8 @@ pub fn run_step(
         live_children,
     );
     drop(watch);
+    let drained = wait_for_drain(server.pid());
+    let cpu = cpu_window.and_then(|w| w.close(server.pid(), drained, &phase));
     // Whether the server survived the load, before it is asked to stop.
     let died_during_load = server.try_exit();
     let server_end = server.shut_down(STOP_GRACE);
@@ -98,17 +108,7 @@ pub fn run_step(
     if let Some(exit) = &died_during_load {
         problems.push(format!("the server exited during the load ({exit})"));
     }
-    let (burst, steady, established) = match &phase.report {
-        Ok(report) => {
-            let (burst, steady) = load_figures(report, &mut problems);
-            let established = report.counters.connections_established;
-            (Some(burst), Some(steady), Some(established))
-        }
-        Err(e) => {
-            problems.push(format!("the load could not run: {e}"));
-            (None, None, None)
-        }
-    };
+    let (burst, steady, established) = load_figures(&phase.report, &mut problems);
     if !server_end.leftovers.orphans.is_empty() {
         problems.push(format!(
             "{} orphans left after the server stopped",
@@ -131,6 +131,7 @@ pub fn run_step(
             &phase,
             step_load.socket_slab_bytes,
         ),
+        cpu,
         listen_queue: phase.listen_queue,
         server_end: Some(server_end),
         wall_secs: started.elapsed().as_secs_f64(),
@@ -138,11 +139,19 @@ pub fn run_step(
     })
 }
 
-/// A step's burst and steady figures from its load report; what went wrong goes to `problems`.
+/// The burst and steady figures of a load and its established connections; what went wrong is
+/// added to `problems`.
 fn load_figures(
-    report: &loadgen::Report,
+    report: &Result<loadgen::Report, loadgen::Error>,
     problems: &mut Vec<String>,
-) -> (BurstFigures, SteadyFigures) {
+) -> (Option<BurstFigures>, Option<SteadyFigures>, Option<u64>) {
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            problems.push(format!("the load could not run: {e}"));
+            return (None, None, None);
+        }
+    };
     let c = &report.counters;
     if c.connections_established == 0 {
         problems.extend(load::failures(report));
@@ -181,9 +190,63 @@ fn load_figures(
         echo_p50_us: latency.echo_p50_us,
         echo_p99_us: latency.echo_p99_us,
         echo_p999_us: latency.echo_p999_us,
+        echo_mean_us: latency.echo_mean_us,
         errors: report.errors.total(),
     };
-    (burst, steady)
+    (Some(burst), Some(steady), Some(c.connections_established))
+}
+
+/// Polls (every 10 ms, up to [`DRAIN_TIMEOUT`]) until the server has no child left, live or
+/// zombie; whether it got there. A server that is gone has none.
+fn wait_for_drain(pid: i32) -> bool {
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        match procfs::census(pid) {
+            Ok(c) if c.live.is_empty() && c.zombies.is_empty() => return true,
+            Err(_) => return false,
+            Ok(_) if Instant::now() >= deadline => return false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// The CPU clocks read when a step's load starts; closed after the server has reaped its
+/// children.
+struct CpuWindow {
+    opened: Instant,
+    server_cpu_secs: f64,
+    machine_busy_secs: Option<f64>,
+}
+
+impl CpuWindow {
+    /// `None` when the server's tree cannot be read.
+    fn open(server_pid: i32) -> Option<CpuWindow> {
+        Some(CpuWindow {
+            opened: Instant::now(),
+            server_cpu_secs: cpu::tree_cpu_secs(server_pid)?,
+            machine_busy_secs: cpu::machine_busy_secs(),
+        })
+    }
+
+    /// The step's CPU; `None` when the server is gone (its reaped children's time went with it)
+    /// or the load did not run.
+    fn close(self, server_pid: i32, drained: bool, phase: &load::LoadPhase) -> Option<StepCpu> {
+        let server_cpu_secs = cpu::tree_cpu_secs(server_pid)? - self.server_cpu_secs;
+        let machine_busy_secs = cpu::machine_busy_secs()
+            .zip(self.machine_busy_secs)
+            .map(|(after, before)| after - before);
+        let counters = &phase.report.as_ref().ok()?.counters;
+        Some(StepCpu {
+            window_secs: self.opened.elapsed().as_secs_f64(),
+            server_cpu_secs,
+            loadgen_cpu_secs: phase.loadgen_cpu_secs,
+            sampler_cpu_secs: phase.sampler_cpu_secs,
+            machine_busy_secs,
+            accepted_conns: counters.connections_established,
+            echoed_messages: counters.messages_verified + counters.warmup_messages,
+            drained,
+        })
+    }
 }
 
 /// The tree's figures for one step from its timeline.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::capacity::StepMemory;
 use crate::probe::sampler::{self, Sampler};
 use crate::report::parts::{ListenCounters, MemoryCounters, Sample};
+use crate::sys::cpu;
 
 /// What one load phase produced.
 pub struct LoadPhase {
@@ -19,6 +20,11 @@ pub struct LoadPhase {
     /// Change of the listen-queue counters over the phase.
     pub listen_queue: ListenCounters,
     pub wall_secs: f64,
+    /// CPU seconds the load generator used: this process's over the load (its tokio threads) less
+    /// the sampler thread's, plus the worker processes it started and reaped; `None` if unknown.
+    pub loadgen_cpu_secs: Option<f64>,
+    /// CPU seconds of the sampler thread (the harness measuring, not loading).
+    pub sampler_cpu_secs: Option<f64>,
 }
 
 /// What a load cost in memory: every counter's change at the tree's peak from the mean of the
@@ -54,13 +60,28 @@ pub fn run_load(
 ) -> LoadPhase {
     let listen_before = ListenCounters::read().unwrap_or_default();
     let started = Instant::now();
+    let own_before = cpu::own_secs();
+    let reaped_before = cpu::reaped_children_secs();
     let sampler = Sampler::start(server_pid, interval, live_children);
     // The same path as the `loadgen` binary: one process when the descriptor limit allows,
     // else worker processes of the loadgen binary built beside this one, merged exactly.
     let report = loadgen::run_auto(config, None, loadgen_binary().as_deref());
-    let timeline = match sampler {
-        Ok(sampler) => sampler.stop(),
-        Err(_) => Vec::new(),
+    let (timeline, sampler_cpu_secs) = match sampler {
+        Ok(sampler) => sampler.finish(),
+        Err(_) => (Vec::new(), None),
+    };
+    // The server is this process's child too, but it is not reaped until after this: the
+    // children's time gained here is the worker processes'.
+    let loadgen_cpu_secs = match (
+        own_before,
+        cpu::own_secs(),
+        reaped_before,
+        cpu::reaped_children_secs(),
+    ) {
+        (Some(o0), Some(o1), Some(c0), Some(c1)) => {
+            Some((o1 - o0 - sampler_cpu_secs.unwrap_or(0.0)).max(0.0) + (c1 - c0))
+        }
+        _ => None,
     };
     let listen_queue = ListenCounters::read()
         .unwrap_or_default()
@@ -70,6 +91,8 @@ pub fn run_load(
         timeline,
         listen_queue,
         wall_secs: started.elapsed().as_secs_f64(),
+        loadgen_cpu_secs,
+        sampler_cpu_secs,
     }
 }
 
@@ -99,6 +122,9 @@ pub struct LatencyFigures {
     pub echo_p50_us: Option<f64>,
     pub echo_p99_us: Option<f64>,
     pub echo_p999_us: Option<f64>,
+    /// Mean echo latency of the measured window (Little's law's measured side); `None` when no
+    /// echo was measured.
+    pub echo_mean_us: Option<f64>,
 }
 
 impl LatencyFigures {
@@ -111,6 +137,7 @@ impl LatencyFigures {
             echo_p50_us: percentile_us(&l.echo, 50.0),
             echo_p99_us: percentile_us(&l.echo, 99.0),
             echo_p999_us: percentile_us(&l.echo, 99.9),
+            echo_mean_us: (l.echo.count > 0).then_some(l.echo.mean_us),
         }
     }
 }

@@ -157,7 +157,8 @@ pub struct Sampler {
     /// Dropping or sending on this wakes the thread at once and makes it return; it never
     /// outlives the `Sampler` by more than one sample.
     stop_tx: mpsc::Sender<()>,
-    handle: JoinHandle<Vec<Sample>>,
+    /// The timeline and the sampling thread's own CPU seconds (kept out of the load generator's).
+    handle: JoinHandle<(Vec<Sample>, Option<f64>)>,
 }
 
 impl Sampler {
@@ -192,12 +193,17 @@ impl Sampler {
                         Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
-                timeline
+                (timeline, crate::sys::cpu::this_thread_secs())
             })?;
         Ok(Sampler { stop_tx, handle })
     }
 
     pub fn stop(self) -> Vec<Sample> {
+        self.finish().0
+    }
+
+    /// Stops the sampler: the timeline, and the CPU seconds its thread used (`None` if unknown).
+    pub fn finish(self) -> (Vec<Sample>, Option<f64>) {
         let _ = self.stop_tx.send(());
         self.handle.join().unwrap_or_default()
     }
@@ -304,6 +310,13 @@ pub fn step_memory(
     let kib = |v: u64| v as f64 * 1024.0;
     let rise =
         |pick: fn(&MemoryCounters) -> u64| median(&|_, m| kib(pick(m)) - kib(pick(baseline)));
+    let optional_rise = |pick: fn(&MemoryCounters) -> Option<u64>| -> Option<f64> {
+        let before = pick(baseline)?;
+        basis
+            .iter()
+            .all(|s| s.memory.as_ref().and_then(pick).is_some())
+            .then(|| median(&|_, m| pick(m).map_or(0.0, |now| kib(now) - kib(before))))
+    };
     let others_rss_bytes = match baseline.others_rss_kib {
         Some(before) => median(&|_, m| m.others_rss_kib.map_or(0.0, |now| kib(now) - kib(before))),
         None => 0.0,
@@ -320,6 +333,8 @@ pub fn step_memory(
         page_tables_bytes: rise(|m| m.page_tables_kib),
         slab_bytes: rise(|m| m.slab_kib),
         sunreclaim_bytes: rise(|m| m.sunreclaim_kib),
+        sreclaimable_bytes: optional_rise(|m| m.sreclaimable_kib),
+        mem_free_drop_bytes: optional_rise(|m| m.mem_free_kib).map(|r| -r),
         tcp_mem_bytes: rise(|m| m.tcp_mem_kib),
         user_private_bytes: median(&|s, _| kib(s.server_pss_kib + s.children_private_kib)),
         loadgen_rss_bytes,
@@ -455,6 +470,8 @@ mod tests {
             page_tables_kib: 1000 + stack * 3,
             slab_kib: 5000 + stack * 2,
             sunreclaim_kib: 4000 + stack * 2,
+            sreclaimable_kib: Some(1000),
+            mem_free_kib: Some(avail / 2),
             tcp_mem_kib: 8,
             tcp_sockets: 10,
             harness_rss_kib: Some(rss),

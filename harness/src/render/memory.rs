@@ -3,11 +3,12 @@
 //! measured one, the hold-out check on the total, and the `--validate` step. A report of schema 1
 //! has none of it, and says so (absent, not zero).
 
+use crate::capacity::fit_line;
 use crate::capacity::memory::{DropCheck, TotalMemoryModel};
 use crate::render::layout::table;
-use crate::render::units::mib_or_kib;
+use crate::render::units::{mib_or_kib, GIB};
 use crate::report::run::RunReport;
-use crate::report::sweep::{SweepReport, Validation};
+use crate::report::sweep::{SweepReport, SweepStep, Validation};
 
 /// The lines `harness sweep` and `harness report` print after the capacity model.
 pub fn total_memory_text(r: &SweepReport) -> String {
@@ -20,6 +21,7 @@ pub fn total_memory_text(r: &SweepReport) -> String {
         return out;
     };
     out.push_str(&model_lines(m));
+    out.push_str(&reclaimable_line(r));
     out.push_str(&loadgen_line(r));
     out.push_str(
         "  per child at each step, server's share (user: private user space, PTEs: page tables, \
@@ -30,7 +32,7 @@ pub fn total_memory_text(r: &SweepReport) -> String {
     out.push_str(
         "  MemAvailable drop per step: predicted (fit over all steps + load generator's share) vs measured\n",
     );
-    out.push_str(&indent(&drop_table(&m.drop_checks)));
+    out.push_str(&indent(&drop_table(&m.drop_checks, &r.steps)));
     match (&m.hold_out, &m.hold_out_drop) {
         (Some(h), Some(d)) => out.push_str(&format!(
             "  hold-out check (total)  fit without the {}-child step predicts {}, measured {}: {:+.1}%; \
@@ -85,6 +87,15 @@ fn model_lines(m: &TotalMemoryModel) -> String {
         f.r_squared,
         f.n
     );
+    if f.slope > 0.0 {
+        out.push_str(&format!(
+            "  headline                {} per connection, {:.0} connections per GiB: the total, which \
+             predicts when memory runs out (MemAvailable undercounts: it calls part of the socket \
+             inodes' reclaimable slab available while they are open)\n",
+            mib_or_kib(f.slope),
+            GIB / f.slope
+        ));
+    }
     for c in &m.components {
         out.push_str(&format!(
             "    {:<28}{:>10} per connection\n",
@@ -93,6 +104,25 @@ fn model_lines(m: &TotalMemoryModel) -> String {
         ));
     }
     out
+}
+
+/// The `SReclaimable` part of the slab, fitted per connection; empty before schema 3.
+fn reclaimable_line(r: &SweepReport) -> String {
+    let points: Vec<(f64, f64)> = r
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let bytes = s.memory.as_ref()?.sreclaimable_bytes?;
+            Some((s.tree.peak_live_children as f64, bytes))
+        })
+        .collect();
+    match fit_line(&points) {
+        Some(f) => format!(
+            "    of the slab, reclaimable  {:>8} per connection (SReclaimable; the rest is SUnreclaim)\n",
+            mib_or_kib(f.slope)
+        ),
+        None => String::new(),
+    }
 }
 
 fn loadgen_line(r: &SweepReport) -> String {
@@ -148,16 +178,21 @@ fn per_child_table(r: &SweepReport) -> String {
     )
 }
 
-fn drop_table(checks: &[DropCheck]) -> String {
+fn drop_table(checks: &[DropCheck], steps: &[SweepStep]) -> String {
     let rows: Vec<Vec<String>> = checks
         .iter()
         .map(|d| {
+            let others = steps
+                .iter()
+                .find(|s| s.conns == d.conns)
+                .and_then(|s| s.memory.as_ref())
+                .map(|m| m.others_rss_bytes);
             vec![
                 d.conns.to_string(),
                 d.live_children.to_string(),
                 mib_or_kib(d.predicted_drop_bytes),
                 mib_or_kib(d.measured_drop_bytes),
-                percent(d.error_percent),
+                drop_verdict(d, others),
             ]
         })
         .collect();
@@ -165,6 +200,19 @@ fn drop_table(checks: &[DropCheck]) -> String {
         &["conns", "children", "predicted", "measured", "error"],
         &rows,
     )
+}
+
+/// The drop check's error, or, when other processes' memory moved by more than the gap between
+/// prediction and measurement (or `MemAvailable` did not fall at all), words saying that this step
+/// cannot tell: a `+900%` there is the machine's noise, not the model's error.
+pub fn drop_verdict(d: &DropCheck, others_rss_bytes: Option<f64>) -> String {
+    let gap = (d.predicted_drop_bytes - d.measured_drop_bytes).abs();
+    match others_rss_bytes {
+        Some(others) if d.measured_drop_bytes <= 0.0 || others.abs() >= gap => {
+            format!("noise (others moved {})", mib_or_kib(others))
+        }
+        _ => percent(d.error_percent),
+    }
 }
 
 /// `+3.2%`; `-` when there was nothing to compare with.
@@ -202,5 +250,32 @@ fn validation_line(v: &Validation) -> String {
         }
         (None, Some(why)) => format!("  validation              not measured: {why}\n"),
         (None, None) => "  validation              not measured\n".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drop_gap_smaller_than_the_machines_noise_is_called_noise() {
+        let d = DropCheck {
+            conns: 1000,
+            live_children: 1000,
+            predicted_drop_bytes: 100.0 * 1024.0 * 1024.0,
+            measured_drop_bytes: 10.0 * 1024.0 * 1024.0,
+            error_percent: Some(900.0),
+        };
+        assert_eq!(
+            drop_verdict(&d, Some(-200.0 * 1024.0 * 1024.0)),
+            "noise (others moved -200.00 MiB)"
+        );
+        assert_eq!(drop_verdict(&d, Some(1024.0 * 1024.0)), "+900.0%");
+        assert_eq!(drop_verdict(&d, None), "+900.0%");
+        let fell_not = DropCheck {
+            measured_drop_bytes: -5.0,
+            ..d
+        };
+        assert!(drop_verdict(&fell_not, Some(0.0)).starts_with("noise"));
     }
 }

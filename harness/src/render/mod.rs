@@ -1,6 +1,7 @@
 //! Output formats, one renderer each (as hyperfine's `export/`): [`units`] (every number printed
 //! for people), [`layout`] (aligned tables, wrapping), [`text`] (terminal tables and summaries), [`memory`]
-//! (the text of the total memory model), [`junit`] (check results for CI) and
+//! (the text of the total memory model), [`capacity`] (the text of the throughput and
+//! CPU models), [`junit`] (check results for CI) and
 //! [`svg`] (sweep and timeline charts), [`soak`] (the soak's summary and trends).
 //!
 //! It uses `report` and `capacity`'s model (what is drawn), and loadgen's atomic write (for the
@@ -9,6 +10,7 @@
 //! Layers it may import: `report`, `capacity`.
 //! Crates it may import: `loadgen`, `plotters`, `quick_junit`, `chrono`, `thiserror`.
 
+pub mod capacity;
 pub mod junit;
 pub mod layout;
 pub mod memory;

@@ -279,6 +279,14 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
     out.push('\n');
     out.push_str(&capacity_text(&r.capacity, &r.summary));
     out.push_str(&wrap_lines(
+        &crate::render::capacity::throughput_text(r),
+        TEXT_WIDTH,
+    ));
+    out.push_str(&wrap_lines(
+        &crate::render::capacity::cpu_text(r),
+        TEXT_WIDTH,
+    ));
+    out.push_str(&wrap_lines(
         &crate::render::memory::total_memory_text(r),
         TEXT_WIDTH,
     ));

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::capacity::cpu::{CoresTarget, StepCpu};
 use crate::capacity::{CapacityModel, StepMemory, ValidationFigures};
 use crate::report::parts::{Environment, ListenCounters, ReportKind, Sample, ServerEnd};
 
@@ -68,6 +69,10 @@ pub struct SweepParameters {
     /// Each step's echo timeout (`--io-timeout`); absent in older reports, as above.
     #[serde(default)]
     pub io_timeout_secs: Option<f64>,
+    /// `--target-rate` / `--target-conns`: the load "cores needed" was answered for; absent when
+    /// not asked (and before schema 3).
+    #[serde(default)]
+    pub target: Option<CoresTarget>,
 }
 
 /// The server swept (a fresh process of it per step).
@@ -98,6 +103,10 @@ pub struct SweepStep {
     /// absent when not measured (and in reports of schema 1).
     #[serde(default)]
     pub memory: Option<StepMemory>,
+    /// The CPU of the server's tree and of the load generator over the step; absent when not
+    /// measured (and before schema 3).
+    #[serde(default)]
+    pub cpu: Option<StepCpu>,
     /// Change of the kernel's listen-queue counters over the step's load.
     pub listen_queue: ListenCounters,
     /// How the step's server stopped; `null` when it could not be started.
@@ -135,6 +144,9 @@ pub struct SteadyFigures {
     pub echo_p50_us: Option<f64>,
     pub echo_p99_us: Option<f64>,
     pub echo_p999_us: Option<f64>,
+    /// Mean echo latency of the measured window; absent before schema 3.
+    #[serde(default)]
+    pub echo_mean_us: Option<f64>,
     /// Failed connections and sessions of the whole load, by kind, as loadgen counts them.
     pub errors: u64,
 }
@@ -222,6 +234,7 @@ mod tests {
                 parent_cpu_us_per_conn: Some(5.0),
             },
             memory: None,
+            cpu: None,
             listen_queue: ListenCounters::default(),
             server_end: None,
             wall_secs: 1.0,

@@ -17,6 +17,9 @@ pub struct Environment {
     pub pid_max: Option<u64>,
     pub nofile_soft: Option<u64>,
     pub nofile_hard: Option<u64>,
+    /// `MemTotal` of `/proc/meminfo`, for chart titles; absent before schema 3.
+    #[serde(default)]
+    pub mem_total_kib: Option<u64>,
 }
 
 /// The kernel's listen-queue counters (`TcpExt` in `/proc/net/netstat`, read by
@@ -57,6 +60,14 @@ pub struct MemoryCounters {
     pub slab_kib: u64,
     /// `SUnreclaim`: the part of `Slab` the kernel cannot give back under pressure.
     pub sunreclaim_kib: u64,
+    /// `SReclaimable`: the part of `Slab` the kernel counts as reclaimable (dentries, inodes,
+    /// socket inodes among them) and `MemAvailable` counts half of as available; absent before
+    /// schema 3.
+    #[serde(default)]
+    pub sreclaimable_kib: Option<u64>,
+    /// `MemFree`: pages nobody uses; absent before schema 3.
+    #[serde(default)]
+    pub mem_free_kib: Option<u64>,
     /// `mem` of the `TCP:` line of `/proc/net/sockstat` (pages, converted): socket buffers of
     /// both ends of every TCP connection on the machine.
     pub tcp_mem_kib: u64,
@@ -85,6 +96,14 @@ impl MemoryCounters {
             page_tables_kib: mid(before.page_tables_kib, after.page_tables_kib),
             slab_kib: mid(before.slab_kib, after.slab_kib),
             sunreclaim_kib: mid(before.sunreclaim_kib, after.sunreclaim_kib),
+            sreclaimable_kib: before
+                .sreclaimable_kib
+                .zip(after.sreclaimable_kib)
+                .map(|(a, b)| mid(a, b)),
+            mem_free_kib: before
+                .mem_free_kib
+                .zip(after.mem_free_kib)
+                .map(|(a, b)| mid(a, b)),
             tcp_mem_kib: mid(before.tcp_mem_kib, after.tcp_mem_kib),
             tcp_sockets: mid(before.tcp_sockets, after.tcp_sockets),
             harness_rss_kib: before.harness_rss_kib,

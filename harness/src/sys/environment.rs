@@ -27,6 +27,12 @@ fn read_trimmed(path: &Path) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// `MemTotal:` of a `/proc/meminfo`, in KiB.
+pub fn mem_total_kib(meminfo: &str) -> Option<u64> {
+    let rest = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 impl Environment {
     /// This machine and this process, now.
     pub fn collect() -> Environment {
@@ -42,6 +48,19 @@ impl Environment {
             pid_max: sysctl_u64(proc_root, "kernel/pid_max"),
             nofile_soft: nofile.map(|(soft, _)| soft),
             nofile_hard: nofile.map(|(_, hard)| hard),
+            mem_total_kib: std::fs::read_to_string(proc_root.join("meminfo"))
+                .ok()
+                .and_then(|text| mem_total_kib(&text)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mem_total_is_read_from_meminfo() {
+        let text = "MemTotal:       24684092 kB\nMemFree:  1 kB\n";
+        assert_eq!(super::mem_total_kib(text), Some(24_684_092));
+        assert_eq!(super::mem_total_kib("MemFree: 1 kB\n"), None);
     }
 }

@@ -1,5 +1,5 @@
 //! The machine's memory as the kernel counts it: the `/proc/meminfo` lines a connection moves
-//! (`MemAvailable`, `KernelStack`, `PageTables`, `Slab`, `SUnreclaim`), the TCP socket memory and
+//! (`MemAvailable`, `MemFree`, `KernelStack`, `PageTables`, `Slab`, `SUnreclaim`, `SReclaimable`), the TCP socket memory and
 //! socket count of `/proc/net/sockstat`, and this process's own resident memory (the load
 //! generator runs inside the harness, so its growth is part of what `MemAvailable` loses).
 //!
@@ -35,6 +35,8 @@ pub fn parse_meminfo(text: &str) -> Option<MeminfoFigures> {
         page_tables_kib: kib(m.page_tables?),
         slab_kib: kib(m.slab),
         sunreclaim_kib: kib(m.s_unreclaim?),
+        sreclaimable_kib: kib(m.s_reclaimable?),
+        mem_free_kib: kib(m.mem_free),
     })
 }
 
@@ -46,6 +48,8 @@ pub struct MeminfoFigures {
     pub page_tables_kib: u64,
     pub slab_kib: u64,
     pub sunreclaim_kib: u64,
+    pub sreclaimable_kib: u64,
+    pub mem_free_kib: u64,
 }
 
 /// `(TCP mem in pages, TCP sockets allocated)` from `/proc/net/sockstat`'s `TCP:` line
@@ -82,6 +86,8 @@ pub fn read_counters(proc_root: &Path, page_size: u64) -> Option<MemoryCounters>
         page_tables_kib: meminfo.page_tables_kib,
         slab_kib: meminfo.slab_kib,
         sunreclaim_kib: meminfo.sunreclaim_kib,
+        sreclaimable_kib: Some(meminfo.sreclaimable_kib),
+        mem_free_kib: Some(meminfo.mem_free_kib),
         tcp_mem_kib: mem_pages.saturating_mul(page_size) / 1024,
         tcp_sockets: tcp_alloc,
         harness_rss_kib: self_rss_kib,
@@ -193,6 +199,8 @@ UDP: inuse 0 mem 0\nUDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n";
                 page_tables_kib: 20_000,
                 slab_kib: 300_000,
                 sunreclaim_kib: 150_000,
+                sreclaimable_kib: 150_000,
+                mem_free_kib: 20_000_000,
             }
         );
         assert_eq!(parse_meminfo("MemAvailable: 5 kB\n"), None, "not meminfo");
@@ -236,6 +244,8 @@ UDP: inuse 0 mem 0\nUDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n";
             session: pid,
             utime_ticks: 0,
             stime_ticks: 0,
+            cutime_ticks: 0,
+            cstime_ticks: 0,
             rss_pages,
         };
         let me = std::process::id() as i32;

@@ -21,6 +21,10 @@ pub struct ProcStat {
     pub session: i32,
     pub utime_ticks: u64,
     pub stime_ticks: u64,
+    /// CPU of the children this process has reaped (and of theirs), user and system: a fork
+    /// server's echo work lands here once it reaps the child.
+    pub cutime_ticks: u64,
+    pub cstime_ticks: u64,
     /// Resident pages (field 24); 0 when the line is cut short before it.
     pub rss_pages: u64,
 }
@@ -50,8 +54,10 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let mut rest = rest.skip(7);
     let utime_ticks = rest.next()?.parse().ok()?;
     let stime_ticks = rest.next()?.parse().ok()?;
-    // cutime cstime priority nice num_threads itrealvalue starttime vsize, then rss.
-    let rss_pages = rest.nth(8).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let cutime_ticks = rest.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let cstime_ticks = rest.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    // priority nice num_threads itrealvalue starttime vsize, then rss.
+    let rss_pages = rest.nth(6).and_then(|v| v.parse().ok()).unwrap_or(0);
     Some(ProcStat {
         pid,
         comm,
@@ -61,6 +67,8 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         session,
         utime_ticks,
         stime_ticks,
+        cutime_ticks,
+        cstime_ticks,
         rss_pages,
     })
 }
@@ -245,8 +253,10 @@ mod tests {
 
     #[test]
     fn stat_reads_resident_pages_when_the_line_has_them() {
-        let full = "77 (rustc) R 1 77 77 0 -1 4194560 10 0 0 0 55 66 0 0 20 0 8 0 12345 901234688 20480 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
-        assert_eq!(parse_stat(full).expect("parses").rss_pages, 20480);
+        let full = "77 (rustc) R 1 77 77 0 -1 4194560 10 0 0 0 55 66 7 8 20 0 8 0 12345 901234688 20480 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let stat = parse_stat(full).expect("parses");
+        assert_eq!(stat.rss_pages, 20480);
+        assert_eq!((stat.cutime_ticks, stat.cstime_ticks), (7, 8));
         let short = "4242 (x) R 17 4242 4242 0 -1 4194560 1 2 3 4 55 66 0 0 20 0 1 0";
         assert_eq!(parse_stat(short).expect("parses").rss_pages, 0);
     }

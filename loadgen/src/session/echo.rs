@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use crate::report::Mismatch;
 use crate::session::pacer::Pacer;
-use crate::session::{micros, payload, Failure, RunShared};
+use crate::session::payload;
+use crate::session::shared::{micros, Failure, RunShared};
 use crate::Config;
 
 /// How one stretch of a session sends.

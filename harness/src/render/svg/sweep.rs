@@ -7,7 +7,7 @@ use plotters::prelude::*;
 
 use super::chart::{
     draw_chart, latency_chart, render, scale_for, write_atomically, Chart, Mark, PlotError, Scale,
-    Series,
+    Series, CHART_SIZE, LOG_X_RATIO,
 };
 use crate::capacity::memory::Component;
 use crate::capacity::LinearFit;
@@ -36,6 +36,9 @@ pub struct SweepPoint {
     pub components: Option<[f64; 6]>,
     /// The server's share of the `MemAvailable` drop (the cross-check); NaN when not measured.
     pub drop_bytes: f64,
+    /// The reclaimable part of the slab rise (`SReclaimable`), drawn apart: `MemAvailable` counts
+    /// part of it as available; NaN when not measured (before schema 3).
+    pub sreclaimable_bytes: f64,
 }
 
 /// What the memory chart draws beside the steps: the server's name for every title, the fits, and
@@ -53,14 +56,11 @@ pub struct SweepModels<'a> {
 /// Suffixes of the four files [`write_sweep_svgs`] writes, in the order it returns them.
 pub const SWEEP_CHARTS: [&str; 4] = ["echo-latency", "first-echo-latency", "memory", "throughput"];
 
-pub(super) const CHART_SIZE: (u32, u32) = (900, 560);
-/// A ladder spanning two decades or more is drawn on a log axis, so 1, 10, 100, 1000 are evenly spaced.
-pub(super) const LOG_X_RATIO: f64 = 100.0;
-
 /// Writes the sweep charts of `report` into `dir` as `{stem}-*.svg`.
 pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, PlotError> {
     let points: Vec<_> = report.steps.iter().map(|s| s.plot_point()).collect();
-    let server = short_server_name(&report.server.description);
+    let server =
+        super::capacity::chart_subject(report, &short_server_name(&report.server.description));
     let models = SweepModels {
         server: &server,
         pss_fit: report.capacity.memory_fit.as_ref(),
@@ -71,7 +71,9 @@ pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<Pa
             .and_then(|v| v.step.as_ref())
             .map(|s| s.plot_point()),
     };
-    write_sweep_svgs(dir, stem, &points, &models)
+    let mut written = write_sweep_svgs(dir, stem, &points, &models)?;
+    written.extend(super::capacity::capacity_svgs(report, &server, dir, stem)?);
+    Ok(written)
 }
 /// Writes `{stem}-echo-latency.svg`, `{stem}-first-echo-latency.svg`, `{stem}-memory.svg` and
 /// `{stem}-throughput.svg` into `dir`, and returns their paths in that order.
@@ -156,6 +158,53 @@ pub fn write_sweep_svgs(
     Ok(written)
 }
 
+/// The stacked components of the total (top band first), the measured total, the reclaimable
+/// slab apart, and the `MemAvailable` drop.
+fn stacked_series(
+    points: &[SweepPoint],
+    stacked: &[(&SweepPoint, [f64; 6])],
+    at: &dyn Fn(&SweepPoint, f64) -> (f64, f64),
+) -> Vec<Series> {
+    let mut series = Vec::new();
+    // Drawn top band first, so each lower band paints over the part of the one above it; the
+    // rest is not part of the total and not stacked.
+    for k in (0..Component::ALL.len()).rev() {
+        if !Component::ALL[k].in_total() {
+            continue;
+        }
+        series.push(Series {
+            name: Component::ALL[k].label().to_owned(),
+            color: COMPONENT_COLORS[k],
+            mark: Mark::Area,
+            points: stacked
+                .iter()
+                .map(|(p, c)| at(p, c[..=k].iter().map(|v| v.max(0.0)).sum()))
+                .collect(),
+        });
+    }
+    series.push(Series {
+        name: "measured total (sum of the bands)".to_owned(),
+        color: BLACK,
+        mark: Mark::Dots,
+        points: points.iter().map(|p| at(p, p.total_bytes)).collect(),
+    });
+    if points.iter().any(|p| p.sreclaimable_bytes.is_finite()) {
+        series.push(Series {
+            name: "of the slab: reclaimable (SReclaimable)".to_owned(),
+            color: RGBColor(0, 150, 150),
+            mark: Mark::LineAndDots,
+            points: points.iter().map(|p| at(p, p.sreclaimable_bytes)).collect(),
+        });
+    }
+    series.push(Series {
+        name: "measured MemAvailable drop (server's share)".to_owned(),
+        color: RGBColor(140, 0, 140),
+        mark: Mark::Dots,
+        points: points.iter().map(|p| at(p, p.drop_bytes)).collect(),
+    });
+    series
+}
+
 /// The server as chart titles name it: `fork-echo-server --backlog 4096`, `socat TCP-LISTEN:...`,
 /// without the harness's own `--port 0` and cut to a title's length.
 pub fn short_server_name(description: &str) -> String {
@@ -209,7 +258,7 @@ pub(super) fn memory_chart(points: &[SweepPoint], models: &SweepModels) -> Chart
         .collect();
     let has_total = models.total_fit.is_some() || !stacked.is_empty();
     if !stacked.is_empty() {
-        series.extend(component_series(points, &stacked, unit.1));
+        series.extend(stacked_series(points, &stacked, &at));
     }
     series.push(Series {
         name: "total PSS (user space only)".to_owned(),
@@ -278,46 +327,6 @@ fn memory_unit(points: &[SweepPoint], models: &SweepModels) -> (&'static str, f6
     bytes_unit(all_bytes.into_iter())
 }
 
-/// The kernel's components stacked per step (top band first, so each lower band paints over the
-/// part of the one above it), the measured total and the server's share of the `MemAvailable`
-/// drop as dots.
-fn component_series(
-    points: &[SweepPoint],
-    stacked: &[(&SweepPoint, [f64; 6])],
-    unit: f64,
-) -> Vec<Series> {
-    let at = |p: &SweepPoint, bytes: f64| (p.live_children as f64, bytes / unit);
-    let mut series = Vec::new();
-    // The rest is not part of the total and not stacked.
-    for k in (0..Component::ALL.len()).rev() {
-        if !Component::ALL[k].in_total() {
-            continue;
-        }
-        series.push(Series {
-            name: Component::ALL[k].label().to_owned(),
-            color: COMPONENT_COLORS[k],
-            mark: Mark::Area,
-            points: stacked
-                .iter()
-                .map(|(p, c)| at(p, c[..=k].iter().map(|v| v.max(0.0)).sum()))
-                .collect(),
-        });
-    }
-    series.push(Series {
-        name: "measured total (sum of the bands)".to_owned(),
-        color: BLACK,
-        mark: Mark::Dots,
-        points: points.iter().map(|p| at(p, p.total_bytes)).collect(),
-    });
-    series.push(Series {
-        name: "measured MemAvailable drop (server's share)".to_owned(),
-        color: RGBColor(140, 0, 140),
-        mark: Mark::Dots,
-        points: points.iter().map(|p| at(p, p.drop_bytes)).collect(),
-    });
-    series
-}
-
 /// `total fit: 118.0 KiB per connection, intercept -7.8 MiB, R² = 0.997`.
 pub(super) fn fit_legend(name: &str, fit: &LinearFit) -> String {
     format!(
@@ -363,6 +372,7 @@ impl SweepStep {
             total_bytes: f(self.memory.map(|m| m.server_total_bytes())),
             components: self.memory.map(|m| Component::ALL.map(|c| c.of(&m))),
             drop_bytes: f(self.memory.map(|m| m.server_drop_bytes())),
+            sreclaimable_bytes: f(self.memory.and_then(|m| m.sreclaimable_bytes)),
         }
     }
 }

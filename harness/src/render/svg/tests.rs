@@ -29,6 +29,7 @@ fn sweep() -> Vec<SweepPoint> {
                 total_bytes: f64::NAN,
                 components: None,
                 drop_bytes: f64::NAN,
+                sreclaimable_bytes: f64::NAN,
             }
         })
         .collect()
