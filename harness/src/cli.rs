@@ -160,7 +160,8 @@ struct ReportArgs {
     /// A JSON report written by `harness check`, `harness run` or `harness sweep`.
     file: PathBuf,
     /// text: as the command printed it; markdown or csv: its tables, to paste into a PR or a
-    /// spreadsheet; json: the report itself.
+    /// spreadsheet; json: the report itself; html: one self-contained page (verdict, charts
+    /// inline, tables, parameters, machine) to send to someone.
     #[arg(long, value_enum, default_value = "text")]
     format: FormatArg,
 }
@@ -171,6 +172,7 @@ enum FormatArg {
     Markdown,
     Csv,
     Json,
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -350,6 +352,7 @@ where
                 FormatArg::Markdown => report::ReportFormat::Markdown,
                 FormatArg::Csv => report::ReportFormat::Csv,
                 FormatArg::Json => report::ReportFormat::Json,
+                FormatArg::Html => report::ReportFormat::Html,
             },
         ),
         Command::Compare(a) => compare::execute(

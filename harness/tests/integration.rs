@@ -2,6 +2,7 @@
 //! and validated against `harness/schema.json`.
 
 mod faults;
+mod html;
 mod scale;
 mod util;
 
@@ -655,13 +656,35 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
     assert_eq!(fit["n"], 3);
     assert!(fit["slope"].as_f64().expect("slope") > 0.0, "{fit}");
     assert!(capacity["memory_check"]["error_percent"].is_number());
-    // Schema 2: the kernel's side of every step, and the total fitted over them; schema 4: each
-    // fitted slope stored once, in the capacity model, not copied into the limits.
+    // Schema 4: each fitted slope stored once, in the capacity model, not copied into the limits.
     assert_eq!(report["schema_version"], 4);
     assert!(capacity["limits"].get("pss_slope_bytes_per_conn").is_none());
     assert!(capacity["limits"]
         .get("total_slope_bytes_per_conn")
         .is_none());
+    // Schema 3: the CPU of every step (the server's tree, reaped children included, and the load
+    // generator) and the throughput and CPU models fitted over them.
+    for step in steps {
+        let cpu = &step["cpu"];
+        assert!(
+            cpu["server_cpu_secs"].as_f64().is_some_and(|s| s >= 0.0),
+            "{cpu}"
+        );
+        assert!(
+            cpu["loadgen_cpu_secs"].as_f64().is_some_and(|s| s > 0.0),
+            "{cpu}"
+        );
+        assert_eq!(cpu["drained"], true, "{cpu}");
+        assert_eq!(cpu["accepted_conns"], step["conns"]);
+        assert!(step["steady"]["echo_mean_us"]
+            .as_f64()
+            .is_some_and(|us| us > 0.0));
+    }
+    let usl = &capacity["throughput"]["usl"];
+    assert_eq!(usl["n"], 3, "{usl}");
+    assert!(usl["lambda"].as_f64().is_some_and(|l| l > 0.0), "{usl}");
+    assert!(capacity["cpu"]["server"]["us_per_message"].is_number());
+    // Schema 2: the kernel's side of every step, and the total fitted over them.
     for step in steps {
         let memory = &step["memory"];
         assert!(memory["page_tables_bytes"].is_number(), "{memory}");
@@ -694,7 +717,7 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
         .expect("stem")
         .to_string_lossy()
         .into_owned();
-    let expected: [(&str, &[&str]); 4] = [
+    let expected: [(&str, &[&str]); 6] = [
         ("echo-latency", &["echo p50", "echo p99", "echo p99.9"]),
         ("first-echo-latency", &["first-echo p50", "first-echo p99"]),
         (
@@ -707,6 +730,14 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
             ],
         ),
         ("throughput", &["messages/s (steady phase)"]),
+        (
+            "usl",
+            &["measured messages/s (steady phase)", "USL fit: lambda"],
+        ),
+        (
+            "cpu",
+            &["server CPU µs per message", "loadgen CPU µs per message"],
+        ),
     ];
     let mut originals = Vec::new();
     for (suffix, series) in expected {
@@ -881,6 +912,9 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
         baseline.join("backlog-4096"),
         baseline.join("device-16core"),
         baseline.join("sweep-50000"),
+        baseline.join("usl-cpu/fork-echo-server"),
+        baseline.join("usl-cpu/c-fork-echo"),
+        baseline.join("usl-cpu/socat"),
     ] {
         for entry in std::fs::read_dir(&dir).expect("baseline dir") {
             let path = entry.expect("entry").path();
@@ -889,7 +923,7 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
             }
         }
     }
-    assert_eq!(reports.len(), 5, "{reports:?}");
+    assert_eq!(reports.len(), 8, "{reports:?}");
     // A sweep holds against a sweep step by step, its model's figures too.
     harness()
         .arg("compare")
@@ -914,6 +948,24 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
         .code(0)
         .stdout(predicate::str::contains("total                   absent"))
         .stdout(predicate::str::contains("PSS per connection      39.6 KiB"));
+    // The three servers of issue 19 side by side: `harness plot A B C` redraws the committed
+    // comparison byte for byte.
+    let side_by_side = tempfile::tempdir().expect("tempdir");
+    harness()
+        .arg("plot")
+        .args(&reports[5..])
+        .arg("--out-dir")
+        .arg(side_by_side.path())
+        .assert()
+        .code(0);
+    for chart in ["throughput", "cpu", "memory"] {
+        let name = format!("compare-{chart}.svg");
+        assert_eq!(
+            std::fs::read(side_by_side.path().join(&name)).expect("drawn"),
+            std::fs::read(baseline.join("usl-cpu").join(&name)).expect("committed"),
+            "{name} differs from a redraw"
+        );
+    }
     for report in reports {
         let value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&report).expect("read")).expect("json");
@@ -935,7 +987,7 @@ fn committed_baseline_sweeps_validate_and_plot_reproduces_their_charts() {
             .expect("out")
             .map(|e| e.expect("entry").path())
             .collect();
-        assert_eq!(drawn.len(), 4, "{drawn:?}");
+        assert_eq!(drawn.len(), 6, "{drawn:?}");
         for drawn in drawn {
             let committed = report.with_file_name(drawn.file_name().expect("name"));
             assert_eq!(

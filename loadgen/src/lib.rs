@@ -15,12 +15,16 @@
 //! - `engine`: one run in this process: `runner` ([`run`], [`run_async`]), `shards` (the
 //!   event-loop threads), `start` (the `--start-at` wait and the barrier), `limits`
 //!   (RLIMIT_NOFILE), `progress` (the live line on a TTY).
-//! - `session`: one connection's life: connect, first echo, barrier, measured phase; `connect`,
-//!   `pacer` (the `--rate` timerfd), [`payload`], `stats` (the shards sessions record into).
+//! - `session`: one connection's life: connect, first echo, barrier, measured phase
+//!   (`lifecycle`), or opened and closed on a `--stages` plan (`staged`), over the echo loop and
+//!   exactly-once counting (`echo`); `connect`, `pacer` (the `--rate` timerfd), [`payload`],
+//!   `stats` (the shards sessions record into, `--hlog` intervals included).
 //! - `report`: the serde types that are the JSON format (`schema`, `histogram`), the run's
 //!   `checks`, schema `versions`, the `timeline` buckets, [`Report::merge`], [`identity`],
-//!   `environment` and [`output`] (text, `--json`, `--hgrm`, the one atomic write).
-//! - `config`: the validated [`Config`] and [`Slo`], `--start-at` parsing and checks.
+//!   `environment`, [`hlog`] (the `--hlog` interval log, its reading and merging) and [`output`]
+//!   (text, `--json`, `--hgrm`, the one atomic write).
+//! - `config`: the validated [`Config`] and [`Slo`], `--start-at` parsing and checks, `stages`
+//!   (the `--stages` plan's arithmetic, [`Stages`]).
 //! - `error` ([`Error`]), [`interrupt`] (Ctrl-C) and [`echo_server`] (the tokio reference server)
 //!   are leaves.
 
@@ -34,9 +38,10 @@ mod report;
 mod session;
 pub mod workers;
 
-pub use report::{identity, output};
+pub use report::{hlog, identity, output};
 pub use session::payload;
 
+pub use config::stages::Stages;
 pub use config::{Config, Slo};
 pub use engine::runner::{preflight, run, run_async};
 pub use error::Error;

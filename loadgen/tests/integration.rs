@@ -2,6 +2,7 @@
 //! (some misbehaving on purpose) and the real `fork-echo-server`, through the library API and
 //! the `loadgen` binary. Every load is bounded by a message count or a short duration.
 
+mod observe;
 mod scale;
 mod util;
 

@@ -2,7 +2,7 @@
 //! SIGCHLDs coalesce, so one signal may stand for many exited children, and the loop collects
 //! every one of them; a child that is never collected stays a zombie.
 //!
-//! Layers it may import: `limits`, `log`, `pid_set`, `session`, `stats`.
+//! Layers it may import: `limits`, `log`, `metrics`, `pid_set`, `session`, `stats`.
 //! Crates it may import: `nix`.
 
 use std::collections::HashMap;
@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 
 use crate::limits::SourceKey;
 use crate::log;
+use crate::metrics::durations::SessionDurations;
 use crate::pid_set::PidSet;
 use crate::session::SessionEnd;
 use crate::stats::Stats;
@@ -40,6 +41,9 @@ pub struct ChildTable {
     /// parent writes between two forks stays a private copy in the child forked before, so each
     /// needless write per fork costs up to a page of memory per live child.
     count_sources: bool,
+    /// Session durations (fork to reap) for the metrics; `None` unless they are exported, so a
+    /// parent without metrics writes nothing more per fork.
+    durations: Option<SessionDurations>,
 }
 
 impl ChildTable {
@@ -51,6 +55,7 @@ impl ChildTable {
             details: (keep_details || count_sources).then(HashMap::new),
             per_source: HashMap::new(),
             count_sources,
+            durations: None,
         })
     }
 
@@ -64,6 +69,17 @@ impl ChildTable {
     /// writes the heap, which every child shares copy-on-write.
     pub fn keeps_details(&self) -> bool {
         self.details.is_some()
+    }
+
+    /// Keeps each child's fork time (in the details) and counts session durations at reap.
+    pub fn measure_durations(&mut self) {
+        self.details.get_or_insert_with(HashMap::new);
+        self.durations = Some(SessionDurations::default());
+    }
+
+    /// The session durations, when measured.
+    pub fn durations(&self) -> Option<&SessionDurations> {
+        self.durations.as_ref()
     }
 
     pub fn insert(&mut self, pid: Pid, peer: Option<SocketAddr>, stats: &mut Stats) {
@@ -159,6 +175,9 @@ impl ChildTable {
                     info.started.elapsed().as_secs_f64(),
                     end.map_or_else(|| "unknown exit code".to_owned(), |e| format!("{e:?}"))
                 );
+                if let Some(durations) = self.durations.as_mut() {
+                    durations.observe(info.started.elapsed());
+                }
             }
             stats.record_reaped(end);
         }

@@ -88,6 +88,27 @@ pub struct Cli {
     #[arg(long, default_value_t = 10, value_name = "N",
           value_parser = clap::value_parser!(u8).range(0..=19))]
     pub child_nice: u8,
+    /// Rewrite this file with the metrics in OpenMetrics text (atomically: temp file + rename)
+    /// every --metrics-interval and at exit, for node_exporter's textfile collector.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
+    /// How often --metrics-file is rewritten.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_interval_flag,
+          requires = "metrics_file")]
+    pub metrics_interval: Duration,
+    /// Serve the same metrics at http://ADDR/metrics (IP:PORT; port 0 picks one, logged at start).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// `--metrics-interval`: a duration flag of at least 100 ms (a file rewritten more often is
+/// I/O in the poll loop for no reader).
+fn parse_interval_flag(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration_flag(text)?;
+    if interval < Duration::from_millis(100) {
+        return Err("must be at least 100ms".into());
+    }
+    Ok(interval)
 }
 
 /// The longest duration any flag takes. Deadlines are `Instant + duration`, which panics on
@@ -111,6 +132,20 @@ fn parse_duration_flag(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// The metrics flags, validated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsConfig {
+    pub file: Option<std::path::PathBuf>,
+    pub interval: Duration,
+    pub addr: Option<SocketAddr>,
+}
+
+impl MetricsConfig {
+    pub fn enabled(&self) -> bool {
+        self.file.is_some() || self.addr.is_some()
+    }
+}
+
 /// The validated configuration the server core uses.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -130,6 +165,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Added to each child's nice value (0..=19).
     pub child_nice: u8,
+    pub metrics: MetricsConfig,
 }
 
 impl From<Cli> for Config {
@@ -153,6 +189,11 @@ impl From<Cli> for Config {
             log_level,
             log_format: cli.log_format,
             child_nice: cli.child_nice,
+            metrics: MetricsConfig {
+                file: cli.metrics_file,
+                interval: cli.metrics_interval,
+                addr: cli.metrics_addr,
+            },
         }
     }
 }
@@ -243,6 +284,9 @@ mod tests {
             &["--idle-timeout", "5 parsecs"],
             &["--child-nice", "20"],
             &["--child-nice", "-1"],
+            &["--metrics-interval", "5s"],
+            &["--metrics-file", "m.prom", "--metrics-interval", "10ms"],
+            &["--metrics-addr", "localhost"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -10,7 +10,8 @@
 //! Every module's `//!` header ends with the layers (modules) and crates it may import;
 //! `ci/layers.py` fails CI on an import outside them and on any loop between modules. Top to
 //! bottom: `server` (the event loop) over `child_table`, `fork`, `config`, `listener`, `signals`;
-//! those over `stats`, `session`, `limits`; `log` at the bottom.
+//! `metrics` (`--metrics-file`, `--metrics-addr`) beside the loop, under `server` and
+//! `child_table`; those over `stats`, `session`, `limits`; `log` at the bottom.
 
 pub mod child_table;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod fork;
 pub mod limits;
 pub mod listener;
 pub mod log;
+pub mod metrics;
 pub mod page_top;
 pub mod parent_only;
 pub mod pid_set;
@@ -77,15 +79,20 @@ pub fn run(config: Config) -> Result<Stats, String> {
     let signals =
         SignalSource::install().map_err(|err| format!("cannot set up signal handling: {err}"))?;
     let local = listener.local_addr();
+    let metrics = metrics::Metrics::start(&config.metrics, &Stats::new())?;
     log_at!(
         log::INFO,
         "{}; at most {}",
         listener.describe_backlog(config.backlog),
         log::count(config.max_children, "child", "children")
     );
+    if let Some(addr) = metrics.as_ref().and_then(metrics::Metrics::local_addr) {
+        log_at!(log::INFO, "metrics at http://{addr}/metrics");
+    }
     announce(local).map_err(|err| format!("cannot write to stdout: {err}"))?;
     let server = Server::new(config, listener, signals)
-        .map_err(|err| format!("cannot map the child table: {err}"))?;
+        .map_err(|err| format!("cannot map the child table: {err}"))?
+        .with_metrics(metrics);
     page_top::at_page_top(|| server.run()).map_err(|err| format!("event loop failed: {err}"))
 }
 

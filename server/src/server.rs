@@ -9,7 +9,7 @@
 //! only when a SIGCHLD was read, because `waitpid(-1, WNOHANG)` walks the whole list of live
 //! children even when none has exited.
 //!
-//! Layers it may import: `child_table`, `config`, `fork`, `limits`, `listener`, `log`,
+//! Layers it may import: `child_table`, `config`, `fork`, `limits`, `listener`, `log`, `metrics`,
 //! `parent_only`, `signals`, `stats`.
 //! Crates it may import: `humantime`, `nix`, `socket2`.
 
@@ -29,6 +29,7 @@ use crate::fork::{fork_process, run_child, ChildStart, Forked};
 use crate::limits::TokenBucket;
 use crate::listener::Listener;
 use crate::log::{self, RateLimitedLog};
+use crate::metrics::{Metrics, MAX_POLL_FDS};
 use crate::parent_only::ParentOnly;
 use crate::signals::SignalSource;
 use crate::stats::Stats;
@@ -67,6 +68,8 @@ pub struct Server {
     paused_until: Option<Instant>,
     resource_log: RateLimitedLog,
     pid: Pid,
+    /// `--metrics-file` / `--metrics-addr`; `None` when neither is given.
+    metrics: Option<Metrics>,
     /// Allocated once here, never in a child: each child inherits it copy-on-write and dirties
     /// only the pages its reads touch, instead of allocating (and faulting in) a fresh buffer.
     echo_buffer: Vec<u8>,
@@ -100,6 +103,8 @@ impl Books {
 struct Ready {
     listener: bool,
     signals: bool,
+    /// Readiness of the metrics' fds, in `Metrics::poll_fds` order.
+    metrics: [bool; MAX_POLL_FDS],
 }
 
 impl Server {
@@ -125,8 +130,18 @@ impl Server {
             resource_log: RateLimitedLog::new(Duration::from_secs(1)),
             pid: getpid(),
             echo_buffer: vec![0; config.buffer_size],
+            metrics: None,
             config,
         })
+    }
+
+    /// Exports metrics (see `crate::metrics`); session durations are measured only then.
+    pub fn with_metrics(mut self, metrics: Option<Metrics>) -> Server {
+        if metrics.is_some() {
+            self.books.children.measure_durations();
+        }
+        self.metrics = metrics;
+        self
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -158,6 +173,13 @@ impl Server {
                     self.become_child(client);
                 }
             }
+            if let Some(metrics) = self.metrics.as_mut() {
+                let durations = self.books.children.durations();
+                metrics.service(&ready.metrics, Instant::now(), &self.books.stats, durations);
+            }
+        }
+        if let Some(metrics) = self.metrics.as_mut() {
+            metrics.write_file(&self.books.stats, self.books.children.durations());
         }
         Ok(std::mem::take(&mut self.books.stats))
     }
@@ -236,6 +258,7 @@ impl Server {
             books,
             pid,
             echo_buffer,
+            metrics,
             ..
         } = self;
         let start = ChildStart {
@@ -249,6 +272,8 @@ impl Server {
         // The child must not keep the port open or read the parent's signals.
         drop(listener);
         drop(signals);
+        // Nor keep the metrics port or a scrape connection open.
+        drop(metrics);
         // The books are not mapped in the child (dropping them would fault), and freeing the
         // tables behind them would write heap pages the child shares copy-on-write with the
         // parent, for nothing: the child ends with _exit.
@@ -263,6 +288,7 @@ impl Server {
             self.paused_until,
             self.phase_deadline(),
             self.rate_ready_at(now),
+            self.metrics.as_ref().and_then(Metrics::deadline),
         ]
         .into_iter()
         .flatten()
@@ -278,28 +304,35 @@ impl Server {
         // An array, not a Vec: no heap write per wake-up (see `accept_batch` on why the
         // parent avoids writing memory).
         let signal_fd = || PollFd::new(self.signals.as_fd(), PollFlags::POLLIN);
-        let mut fds = [signal_fd(), signal_fd()];
+        let mut fds: [PollFd; 2 + MAX_POLL_FDS] = std::array::from_fn(|_| signal_fd());
         let mut polled = 1;
         if let (true, Some(listener)) = (poll_listener, self.listener.as_ref()) {
             fds[1] = PollFd::new(listener.as_fd(), PollFlags::POLLIN);
             polled = 2;
         }
+        let listener_polled = polled == 2;
+        if let Some(metrics) = self.metrics.as_ref() {
+            polled += metrics.poll_fds(&mut fds[polled..]);
+        }
         let fds = &mut fds[..polled];
+        let mut ready = Ready {
+            listener: false,
+            signals: false,
+            metrics: [false; MAX_POLL_FDS],
+        };
         match poll(fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => {
-                return Ok(Ready {
-                    listener: false,
-                    signals: false,
-                })
-            }
+            Err(Errno::EINTR) => return Ok(ready),
             Err(err) => return Err(io::Error::from(err)),
         }
         let readable = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        Ok(Ready {
-            signals: readable(&fds[0]),
-            listener: fds.get(1).is_some_and(readable),
-        })
+        ready.signals = readable(&fds[0]);
+        ready.listener = listener_polled && readable(&fds[1]);
+        let metrics_from = if listener_polled { 2 } else { 1 };
+        for (slot, fd) in ready.metrics.iter_mut().zip(&fds[metrics_from..]) {
+            *slot = readable(fd);
+        }
+        Ok(ready)
     }
 
     /// When `--max-rate` allows the next session, if it does not allow one now.

@@ -2,6 +2,7 @@
 //! /proc for children and descriptors, deadlines instead of sleeps.
 
 mod memory;
+mod metrics;
 mod util;
 
 use std::io::{ErrorKind, Read, Write};

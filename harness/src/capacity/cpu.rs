@@ -160,6 +160,11 @@ pub struct CpuModel {
     pub accepts_per_sec_per_core: Option<f64>,
     /// The largest step predicted by the fit over the others.
     pub hold_out: Option<CoresCheck>,
+    /// The largest step's measured rates through the fit over every step (itself included),
+    /// against the cores its server used: the "cores needed for the measured rate" check. Absent
+    /// in reports written before it existed.
+    #[serde(default)]
+    pub in_sample: Option<CoresCheck>,
     /// Sum over the steps of server + load generator + sampler CPU, over the machine's busy time
     /// in the same windows (1.0 when they account for all of it; less when others were busy).
     pub accounted_fraction: Option<f64>,
@@ -197,20 +202,21 @@ impl CpuModel {
                 ))
             })
             .collect();
-        let hold_out = steps
+        let largest = steps
             .iter()
             .enumerate()
-            .max_by_key(|(_, s)| s.accepted_conns)
-            .and_then(|(i, largest)| {
-                let rest: Vec<StepCpu> = steps
-                    .iter()
-                    .enumerate()
-                    .filter(|&(j, _)| j != i)
-                    .map(|(_, s)| *s)
-                    .collect();
-                let fit = fit_cpu(&server_points(&rest))?;
-                Some(cores_check(&fit, largest))
-            });
+            .max_by_key(|(_, s)| s.accepted_conns);
+        let in_sample = largest.map(|(_, s)| cores_check(&server, s));
+        let hold_out = largest.and_then(|(i, largest)| {
+            let rest: Vec<StepCpu> = steps
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, s)| *s)
+                .collect();
+            let fit = fit_cpu(&server_points(&rest))?;
+            Some(cores_check(&fit, largest))
+        });
         let accounted = |s: &StepCpu| {
             s.server_cpu_secs
                 + s.loadgen_cpu_secs.unwrap_or(0.0)
@@ -228,6 +234,7 @@ impl CpuModel {
             server,
             loadgen: fit_cpu(&loadgen_points),
             hold_out,
+            in_sample,
             accounted_fraction: (busy > 0.0).then(|| accounted_sum / busy),
             target: None,
         })
@@ -308,6 +315,7 @@ mod tests {
         assert_eq!(h.conns, 2000);
         assert!(h.error_percent.abs() < 1e-6, "{h:?}");
         assert!(close(h.measured_cores, (0.6 + 0.8) / 3.2));
+        assert!(m.in_sample.expect("in-sample").error_percent.abs() < 1e-6);
         assert!(close(m.accounted_fraction.expect("fraction"), 1.0));
         let need = m.cores_needed(100_000.0, 1000.0);
         assert!(close(need.server_cores, 2.0 + 0.3), "{need:?}");

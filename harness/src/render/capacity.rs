@@ -143,9 +143,21 @@ fn cpu_model_lines(c: &CpuModel) -> String {
         whole(c.messages_per_sec_per_core),
         whole(c.accepts_per_sec_per_core)
     ));
-    if let Some(h) = &c.hold_out {
+    if let Some(h) = &c.in_sample {
         out.push_str(&format!(
             "  cores check             the {}-connection step's rates ({:.0} accepts/s, {:.0} msg/s) need \
+             {:.2} cores by the fit; its server used {:.2}: {:+.1}%\n",
+            h.conns,
+            h.accepts_per_sec,
+            h.messages_per_sec,
+            h.predicted_cores,
+            h.measured_cores,
+            h.error_percent
+        ));
+    }
+    if let Some(h) = &c.hold_out {
+        out.push_str(&format!(
+            "  hold-out check (CPU)    the {}-connection step's rates ({:.0} accepts/s, {:.0} msg/s) need \
              {:.2} cores by the fit without it; its server used {:.2}: {:+.1}%\n",
             h.conns,
             h.accepts_per_sec,

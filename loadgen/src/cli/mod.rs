@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::stages::{StageUnit, Stages};
+use crate::report::hlog::IntervalLog;
 use crate::{report::output, Config, Error, Report, Slo};
 
 /// The exit codes, as `--help` lists them.
@@ -53,9 +55,9 @@ struct RunArgs {
     /// Target HOST:PORT (names resolve, IPv4 preferred; IPv6 as [::1]:8888).
     #[arg(long, default_value = "127.0.0.1:8888")]
     addr: String,
-    /// Concurrent connections.
-    #[arg(short = 'c', long, default_value_t = 100)]
-    conns: usize,
+    /// Concurrent connections [default: 100; with connection --stages, their peak].
+    #[arg(short = 'c', long)]
+    conns: Option<usize>,
     /// Run length after connecting, e.g. 10s, 1m [default: 10s].
     #[arg(short = 'd', long, value_parser = humantime::parse_duration, conflicts_with = "messages")]
     duration: Option<Duration>,
@@ -68,9 +70,15 @@ struct RunArgs {
     /// Messages in flight per connection.
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
-    /// Total messages per second (open loop, latency from intended send times); default: closed loop.
-    #[arg(long)]
-    rate: Option<f64>,
+    /// Total messages per second (open loop, latency from intended send times); default: closed
+    /// loop. A list of stages ramps it, as --stages does: 10s:200/s,30s:2000/s.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<RateArg>,
+    /// Ramp the load through stages (k6's model: each target reached linearly over its stage's
+    /// duration, from the previous one, starting at 0): connections, 10s:100,30s:1000,10s:0; or
+    /// the total rate over --conns connections, 10s:200/s,30s:2000/s. Sets the run's length.
+    #[arg(long, conflicts_with_all = ["duration", "messages", "rate"])]
+    stages: Option<Stages>,
     /// New connections per second during ramp-up; default: all at once.
     #[arg(long)]
     connect_rate: Option<f64>,
@@ -113,6 +121,13 @@ struct RunArgs {
     /// limit requires].
     #[arg(long)]
     procs: Option<usize>,
+    /// Write the HdrHistogram interval log (format 1.3: connect, first-echo and echo per
+    /// interval, tagged) here at the end of the run.
+    #[arg(long, value_name = "PATH")]
+    hlog: Option<PathBuf>,
+    /// Length of each --hlog interval.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", requires = "hlog")]
+    hlog_interval: Duration,
     /// Internal, set by a splitting parent on its workers: wait for its go after connecting.
     #[arg(long, hide = true)]
     worker_barrier: bool,
@@ -130,6 +145,12 @@ struct MergeArgs {
     /// merged report lists the fields that do).
     #[arg(long)]
     allow_mixed: bool,
+    /// Merge these hlogs (the runs' --hlog files) into --hlog, aligned by wall clock.
+    #[arg(long, value_name = "PATH", num_args = 1.., requires = "hlog")]
+    hlog_in: Vec<PathBuf>,
+    /// Write the merged interval log here.
+    #[arg(long, value_name = "PATH", requires = "hlog_in")]
+    hlog: Option<PathBuf>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -179,21 +200,78 @@ fn resolve(target: &str, source_ips: &[IpAddr]) -> Result<SocketAddr, Error> {
         })
 }
 
+/// `--rate`: a number, or stages of rates.
+#[derive(Debug, Clone)]
+enum RateArg {
+    Fixed(f64),
+    Staged(Stages),
+}
+
+fn parse_rate(text: &str) -> Result<RateArg, String> {
+    if !text.contains(':') {
+        return text
+            .parse()
+            .map(RateArg::Fixed)
+            .map_err(|_| format!("{text:?} is not a number nor stages like 10s:200/s,30s:2000/s"));
+    }
+    // Every target of a --rate list is a rate; `/s` is optional there.
+    let rates: Vec<String> = text
+        .split(',')
+        .map(|p| match p.trim().ends_with("/s") {
+            true => p.trim().to_owned(),
+            false => format!("{}/s", p.trim()),
+        })
+        .collect();
+    rates.join(",").parse().map(RateArg::Staged)
+}
+
 impl RunArgs {
-    fn to_config(&self) -> Result<Config, Error> {
-        let duration = match (self.duration, self.messages) {
-            (None, None) => Some(Duration::from_secs(10)),
-            (d, _) => d,
+    /// The stages, from --stages or a --rate list.
+    fn stages(&self) -> Option<Stages> {
+        match (&self.stages, &self.rate) {
+            (Some(s), _) | (None, Some(RateArg::Staged(s))) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// `(conns, duration, rate)` as the flags and stages decide them.
+    fn load_shape(&self) -> Result<(usize, Option<Duration>, Option<f64>), Error> {
+        let stages = self.stages();
+        let rate = match (&self.rate, &stages) {
+            (Some(RateArg::Fixed(r)), _) => Some(*r),
+            (_, Some(s)) if s.unit == StageUnit::MessagesPerSec => Some(s.peak()),
+            _ => None,
         };
+        let duration = match (&stages, self.duration, self.messages) {
+            (Some(s), _, _) => Some(s.total()),
+            (None, None, None) => Some(Duration::from_secs(10)),
+            (None, d, _) => d,
+        };
+        let conns = match &stages {
+            Some(s) if s.unit == StageUnit::Connections => {
+                if self.conns.is_some() {
+                    return Err(Error::Config(
+                        "--stages of connections sets the connection count; drop --conns".into(),
+                    ));
+                }
+                s.peak() as usize
+            }
+            _ => self.conns.unwrap_or(100),
+        };
+        Ok((conns, duration, rate))
+    }
+
+    fn to_config(&self) -> Result<Config, Error> {
+        let (conns, duration, rate) = self.load_shape()?;
         // Validated once, by `run_auto`, before any work.
         Ok(Config {
             addr: resolve(&self.addr, &self.source_ip)?,
-            conns: self.conns,
+            conns,
             duration,
             messages: self.messages,
             size: self.size,
             pipeline: self.pipeline,
-            rate: self.rate,
+            rate,
             connect_rate: self.connect_rate,
             connect_timeout: self.connect_timeout,
             io_timeout: self.io_timeout,
@@ -210,6 +288,9 @@ impl RunArgs {
             run_id: self.run_id.clone(),
             worker_index: self.worker_index,
             stdio_barrier: self.worker_barrier,
+            hlog: self.hlog.clone(),
+            hlog_interval: self.hlog_interval,
+            stages: self.stages(),
         })
     }
 }
@@ -249,6 +330,9 @@ pub fn main() -> ExitCode {
 fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
     let config = args.to_config()?;
     args.report.check_outputs()?;
+    if let Some(path) = &args.hlog {
+        output::check_writable(path)?;
+    }
     // First Ctrl-C stops the load; the summary is printed and the report written as usual,
     // marked `interrupted`. A second one quits.
     crate::interrupt::install_ctrl_c_handler("loadgen", || {});
@@ -279,6 +363,14 @@ fn merge(args: &MergeArgs) -> Result<Vec<String>, Error> {
         .map(|p| p.display().to_string())
         .collect();
     let merged = Report::merge_with(&reports, &labels, args.allow_mixed)?;
+    if let Some(path) = &args.hlog {
+        let logs = args
+            .hlog_in
+            .iter()
+            .map(|p| IntervalLog::read(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        IntervalLog::merge(&logs)?.write(path)?;
+    }
     present(&merged, &args.report)?;
     Ok(merged.failed_checks(
         args.report.max_error_rate,
@@ -366,6 +458,10 @@ mod tests {
             run_id: Some("parent".into()),
             worker_index: 1,
             stdio_barrier: false,
+            hlog: Some("/tmp/parent.hlog".into()),
+            hlog_interval: Duration::from_millis(500),
+            // --stages runs in one process: `run_auto` refuses to split it over workers.
+            stages: None,
         }
     }
 
@@ -394,6 +490,8 @@ mod tests {
                 max_error_rate: 1.0,
                 max_session_failures: 1.0,
                 slos: Vec::new(),
+                // Each worker logs beside its report; the parent merges the logs into its own.
+                hlog: Some(report.with_extension("hlog")),
                 ..parent
             };
             assert_eq!(worker, expected);

@@ -4,13 +4,16 @@
 //! Near the bottom: every other layer reads it.
 //!
 //! Layers it may import: `error`.
-//! Crates it may import: `humantime`.
+//! Crates it may import: `humantime`, `serde`.
 
+pub mod stages;
 pub(crate) mod start_at;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use crate::config::stages::{StageUnit, Stages};
 use crate::Error;
 
 /// A percentile objective on echo latency, e.g. `p99=5ms`: the run fails if the echo latency at
@@ -109,6 +112,14 @@ pub struct Config {
     /// A worker of a split run: after connecting it says so on stdout and waits for the parent's
     /// go on stdin, so every worker's measured phase starts once all of them have connected.
     pub stdio_barrier: bool,
+    /// `--hlog`: write the HdrHistogram interval log of the run here (atomically, at the end).
+    pub hlog: Option<PathBuf>,
+    /// Length of each `--hlog` interval.
+    pub hlog_interval: Duration,
+    /// `--stages`: the load ramps through these (see `engine::stages`). With connection targets
+    /// `conns` is the peak and `duration` the plan's length; with rate targets `rate` is the
+    /// peak rate and `duration` the plan's length.
+    pub stages: Option<Stages>,
 }
 
 impl Default for Config {
@@ -137,9 +148,15 @@ impl Default for Config {
             run_id: None,
             worker_index: 0,
             stdio_barrier: false,
+            hlog: None,
+            hlog_interval: DEFAULT_HLOG_INTERVAL,
+            stages: None,
         }
     }
 }
+
+/// The default `--hlog-interval`.
+pub const DEFAULT_HLOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Extra time past the planned end of a run before outstanding work is cut off, at least.
 pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
@@ -216,10 +233,50 @@ impl Config {
         if self.deadline.is_some_and(|d| d.is_zero()) {
             return bad("--deadline must be above 0".into());
         }
+        if self.hlog_interval < Duration::from_millis(1) {
+            return bad("--hlog-interval must be at least 1ms".into());
+        }
         if let Some(at) = self.start_at {
             start_at::check_start_at(at, SystemTime::now())?;
         }
+        if let Some(stages) = &self.stages {
+            self.validate_stages(stages)?;
+        }
         Ok(())
+    }
+
+    /// `--stages` fixes what the plan decides; flags that would contradict it are refused.
+    fn validate_stages(&self, stages: &Stages) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Config(format!("--stages: {m}")));
+        if self.duration != Some(stages.total()) || self.messages.is_some() {
+            return bad("the stages set the run's length; drop --duration and --messages");
+        }
+        match stages.unit {
+            StageUnit::Connections => {
+                if self.conns as f64 != stages.peak() {
+                    return bad("connection stages set --conns (the peak); drop --conns");
+                }
+                if self.rate.is_some() || self.connect_rate.is_some() || !self.warmup.is_zero() {
+                    return bad(
+                        "connection stages ramp the connections themselves; drop --rate, \
+                         --connect-rate and --warmup (rate stages: 10s:200/s,...)",
+                    );
+                }
+            }
+            StageUnit::MessagesPerSec => {
+                if self.rate != Some(stages.peak()) {
+                    return bad("rate stages set the rate; drop --rate");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Connection `--stages`: connections open and close on the plan, not in a connect phase.
+    pub(crate) fn staged_connections(&self) -> bool {
+        self.stages
+            .as_ref()
+            .is_some_and(|s| s.unit == StageUnit::Connections)
     }
 
     /// Upper bound of the connect phase: the ramp-up, one connect timeout and one echo timeout.

@@ -7,16 +7,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::end_margin;
+use crate::config::stages::{StageUnit, Stages};
 use crate::engine::progress::Progress;
 use crate::engine::shards::Shards;
+use crate::report::hlog::IntervalLog;
 use crate::report::timeline::seconds_to_points;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::pacer::Pacer;
-use crate::session::stats::{ShardStats, Stats};
+use crate::session::stats::Stats;
 use crate::session::{self, RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
 use crate::{
     engine::limits, interrupt, new_histogram, report::environment, Config, Error, Report,
@@ -78,7 +80,7 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
 }
 
 /// Runs `config`, connection `i` on `shards[i % shards.len()]` (on the current runtime when
-/// `shards` is empty). `config` has been validated by the caller.
+/// `shards` is empty).
 async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     check_limits(&config)?;
     let threads = shards.len().max(default_threads());
@@ -91,12 +93,26 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     let cap = |t: Instant| overall.map_or(t, |o| t.min(o));
     let connect_deadline = cap(t0 + config.connect_phase_bound());
     let (steady_tx, steady_rx) = watch::channel(None);
-    let (pacer, pacer_driver) = start_pacer(&config)?;
+    let (pacer, pacer_driver) = match config.rate {
+        Some(_) => {
+            let (pacer, driver) = Pacer::start().map_err(|e| {
+                Error::Limit(format!(
+                    "cannot create the --rate send timer (timerfd): {e}"
+                ))
+            })?;
+            (Some(pacer), Some(driver))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(RunShared {
-        stats: Stats::new(threads),
+        stats: Stats::new(threads, config.hlog.as_ref().map(|_| config.hlog_interval)),
         t0,
         connect_deadline,
-        connecting: std::sync::atomic::AtomicUsize::new(config.conns),
+        // Connection stages open connections on the plan: no connect phase to wait for.
+        connecting: std::sync::atomic::AtomicUsize::new(match config.staged_connections() {
+            true => 0,
+            false => config.conns,
+        }),
         connect_phase_done: Notify::new(),
         steady: steady_rx,
         pacer,
@@ -107,16 +123,25 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
 
     let mut tasks = JoinSet::new();
     for conn in 0..config.conns {
-        let session = session::connection(shared.clone(), conn as u64);
+        let session = session::connection_of(&shared, conn as u64);
         match shards.get(conn % shards.len().max(1)) {
             Some(shard) => tasks.spawn_on(session, shard),
             None => tasks.spawn(session),
         };
     }
     let (stop_tx, stop_rx) = oneshot::channel();
-    let monitor = tokio::spawn(monitor(shared.clone(), stop_rx));
+    let hlog = IntervalLog::new(started_unix_secs, config.hlog_interval);
+    let monitor = tokio::spawn(monitor(shared.clone(), stop_rx, hlog));
 
-    connect_phase(&shared, connect_deadline).await;
+    // The barrier: every connection has connected and echoed once, or failed, or time is up,
+    // or Ctrl-C.
+    while shared.connecting.load(Ordering::Acquire) > 0 && !interrupt::requested() {
+        tokio::select! {
+            _ = shared.connect_phase_done.notified() => {}
+            _ = tokio::time::sleep_until(connect_deadline) => break,
+            _ = interrupted() => break,
+        }
+    }
     let connected = Instant::now();
     let barrier = crate::engine::start::wait_for_go(config.stdio_barrier, connected).await;
     let barrier = crate::engine::start::hold_until_start_at(config.start_at, barrier).await;
@@ -132,81 +157,11 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         deadline,
     }));
 
-    let (last_completion, stopped_by) =
-        wait_for_sessions(&mut tasks, &shared, deadline + Duration::from_secs(1)).await;
-    let was_interrupted = stopped_by == Some(STOP_INTERRUPT) || interrupt::requested();
-    let end = Instant::now();
-    if let Some(driver) = pacer_driver {
-        driver.abort();
-    }
-    let _ = stop_tx.send(());
-    let timeline = monitor.await.unwrap_or_default();
-
-    let all = shared.stats.take_merged();
-    let peak_established = shared.stats.peak_established.load(Ordering::Relaxed) as u64;
-    let clock = RunClock {
-        started_unix_secs,
-        t0,
-        connected,
-        measure_start,
-        send_until,
-        end,
-        last_completion,
-        interrupted: was_interrupted,
-    };
-    build_report(config, all, peak_established, timeline, &clock)
-}
-
-/// With `--rate`, the run's one send timer and the task that drives it.
-fn start_pacer(config: &Config) -> Result<(Option<Pacer>, Option<JoinHandle<()>>), Error> {
-    Ok(match config.rate {
-        Some(_) => {
-            let (pacer, driver) = Pacer::start().map_err(|e| {
-                Error::Limit(format!(
-                    "cannot create the --rate send timer (timerfd): {e}"
-                ))
-            })?;
-            (Some(pacer), Some(driver))
-        }
-        None => (None, None),
-    })
-}
-
-/// The barrier: returns once every connection has connected and echoed once, or failed, or
-/// `connect_deadline` passed, or Ctrl-C came.
-async fn connect_phase(shared: &RunShared, connect_deadline: Instant) {
-    while shared.connecting.load(Ordering::Acquire) > 0 && !interrupt::requested() {
-        tokio::select! {
-            _ = shared.connect_phase_done.notified() => {}
-            _ = tokio::time::sleep_until(connect_deadline) => break,
-            _ = interrupted() => break,
-        }
-    }
-}
-
-/// When the phases of one run began and ended, for its report.
-struct RunClock {
-    started_unix_secs: f64,
-    t0: Instant,
-    /// The end of the connect phase (the barrier, before any `--start-at` wait).
-    connected: Instant,
-    measure_start: Instant,
-    send_until: Option<Instant>,
-    end: Instant,
-    last_completion: Option<Instant>,
-    interrupted: bool,
-}
-
-/// Waits for every session; past `hard_stop` (the deadline plus a grace second for sessions to
-/// record their own cut-off), or at Ctrl-C, whatever is left is aborted. Each task counts its own
-/// end exactly once, aborted or not (`session::Ending`), so nothing is counted here. Returns the
-/// last echo's completion and what stopped the sessions, if anything did.
-async fn wait_for_sessions(
-    tasks: &mut JoinSet<Option<Instant>>,
-    shared: &RunShared,
-    hard_stop: Instant,
-) -> (Option<Instant>, Option<u8>) {
+    // Wait for every session; past the deadline (plus a grace second for sessions to record
+    // their own cut-off), or at Ctrl-C, whatever is left is aborted. Each task counts its own end
+    // exactly once, aborted or not (`session::Ending`), so nothing is counted here.
     let mut last_completion: Option<Instant> = None;
+    let hard_stop = deadline + Duration::from_secs(1);
     let mut stopped_by = None;
     loop {
         tokio::select! {
@@ -234,21 +189,24 @@ async fn wait_for_sessions(
             }
         }
     }
-    (last_completion, stopped_by)
-}
+    let was_interrupted = stopped_by == Some(STOP_INTERRUPT) || interrupt::requested();
+    let end = Instant::now();
+    if let Some(driver) = pacer_driver {
+        driver.abort();
+    }
+    let _ = stop_tx.send(());
+    let (mut timeline, mut hlog) = monitor
+        .await
+        .unwrap_or_else(|_| (Vec::new(), IntervalLog::new(0.0, config.hlog_interval)));
 
-/// The report of a run from its merged shards, the per-second points the monitor took, and its
-/// clock.
-fn build_report(
-    config: &Config,
-    mut all: ShardStats,
-    peak_established: u64,
-    mut timeline: Vec<TimelinePoint>,
-    clock: &RunClock,
-) -> Result<Report, Error> {
+    let mut all = shared.stats.take_merged(Some(&mut hlog))?;
     timeline.extend(seconds_to_points(std::mem::take(&mut all.timeline))?);
-    let timeline = combine_points(timeline)?;
-    all.counters.peak_established = peak_established;
+    let mut timeline = combine_points(timeline)?;
+    if let Some(stages) = &config.stages {
+        let plan_start = schedule_start.duration_since(t0);
+        label_stages(stages, plan_start, &mut timeline, &mut hlog);
+    }
+    all.counters.peak_established = shared.stats.peak_established.load(Ordering::Relaxed) as u64;
 
     // Tasks aborted before their first poll never counted themselves: they never started.
     let c = &all.counters;
@@ -263,13 +221,10 @@ fn build_report(
     let all_first_echo_secs = (c.connections_established > 0
         && c.first_echoes == c.connections_established)
         .then(|| all.last_first_echo_us as f64 / 1e6);
-    let measured = match clock.send_until {
-        Some(until) => until
-            .min(clock.end)
-            .saturating_duration_since(clock.measure_start),
-        None => clock
-            .last_completion
-            .map(|l| l.saturating_duration_since(clock.measure_start))
+    let measured = match send_until {
+        Some(until) => until.min(end).saturating_duration_since(measure_start),
+        None => last_completion
+            .map(|l| l.saturating_duration_since(measure_start))
             .unwrap_or_default(),
     };
     let measured_secs = measured.as_secs_f64();
@@ -278,42 +233,11 @@ fn build_report(
     } else {
         0.0
     };
-    let latency = latencies(&all, config)?;
-    Ok(Report {
-        schema_version: SCHEMA_VERSION,
-        parameters: parameters(config),
-        environment: environment::current(),
-        merged_from: Vec::new(),
-        identity: crate::report::identity::of_run(
-            config,
-            clock.started_unix_secs,
-            clock.measure_start.duration_since(clock.t0),
-            measured,
-        ),
-        merge: None,
-        started_unix_secs: clock.started_unix_secs,
-        elapsed_secs: clock.end.duration_since(clock.t0).as_secs_f64(),
-        connect_phase_secs: clock.connected.duration_since(clock.t0).as_secs_f64(),
-        all_first_echo_secs,
-        measured_secs,
-        messages_per_sec,
-        run_deadline_hit: all.errors.session.run_deadline
-            + all.errors.connect.run_deadline
-            + all.counters.connections_not_started
-            > 0
-            && !clock.interrupted,
-        interrupted: clock.interrupted,
-        counters: all.counters,
-        latency,
-        errors: all.errors,
-        timeline,
-    })
-}
-
-/// The run's latency histograms as the report carries them (the open-loop ones with `--rate`).
-fn latencies(all: &ShardStats, config: &Config) -> Result<Latencies, Error> {
+    if let Some(path) = &config.hlog {
+        hlog.write(path)?;
+    }
     let p = &config.percentiles;
-    Ok(Latencies {
+    let latency = Latencies {
         connect: HistogramReport::from_histogram(&all.connect, p)?,
         first_echo: HistogramReport::from_histogram(&all.first_echo, p)?,
         echo: HistogramReport::from_histogram(&all.echo, p)?,
@@ -325,6 +249,35 @@ fn latencies(all: &ShardStats, config: &Config) -> Result<Latencies, Error> {
             Some(_) => Some(HistogramReport::from_histogram(&all.send_lag, p)?),
             None => None,
         },
+    };
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        parameters: parameters(config),
+        environment: environment::current(),
+        merged_from: Vec::new(),
+        identity: crate::report::identity::of_run(
+            config,
+            started_unix_secs,
+            measure_start.duration_since(t0),
+            measured,
+        ),
+        merge: None,
+        started_unix_secs,
+        elapsed_secs: end.duration_since(t0).as_secs_f64(),
+        connect_phase_secs: connected.duration_since(t0).as_secs_f64(),
+        all_first_echo_secs,
+        measured_secs,
+        messages_per_sec,
+        run_deadline_hit: all.errors.session.run_deadline
+            + all.errors.connect.run_deadline
+            + all.counters.connections_not_started
+            > 0
+            && !was_interrupted,
+        interrupted: was_interrupted,
+        counters: all.counters,
+        latency,
+        errors: all.errors,
+        timeline,
     })
 }
 
@@ -347,12 +300,22 @@ fn parameters(c: &Config) -> Parameters {
         max_session_failures: c.max_session_failures,
         slos: c.slos.iter().map(|s| s.to_string()).collect(),
         processes: 1,
+        stages: c
+            .stages
+            .as_ref()
+            .map(|s| s.stages.clone())
+            .unwrap_or_default(),
     }
 }
 
 /// Every 250 ms: update the progress line; every second: turn finished seconds of the timeline
-/// into points, so a long run keeps a few live histograms, not one per second.
-async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec<TimelinePoint> {
+/// into points and finished `--hlog` intervals into compressed ones, so a long run keeps a few
+/// live histograms, not one per second.
+async fn monitor(
+    shared: Arc<RunShared>,
+    mut stop: oneshot::Receiver<()>,
+    mut hlog: IntervalLog,
+) -> (Vec<TimelinePoint>, IntervalLog) {
     let progress = Progress::new(shared.config.progress);
     let mut points = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -370,6 +333,11 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
             if let Ok(p) = seconds_to_points(shared.stats.drain_timeline(last_drain)) {
                 points.extend(p);
             }
+            // Compressing cannot fail for histograms of the shared range; were it to, the
+            // interval would be missing and the log's totals would show it.
+            let _ = shared
+                .stats
+                .drain_intervals(Duration::from_secs(last_drain), &mut hlog);
         }
         if let Some(p) = &progress {
             let (echoes, errors) = shared.stats.progress_counts();
@@ -380,13 +348,46 @@ async fn monitor(shared: Arc<RunShared>, mut stop: oneshot::Receiver<()>) -> Vec
     if let Some(p) = &progress {
         p.finish();
     }
-    points
+    (points, hlog)
 }
 
 /// Resolves once Ctrl-C asked the load to stop (polled: the flag is set from a signal thread).
 async fn interrupted() {
     while !interrupt::requested() {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `--stages`: marks each timeline second with the stage its middle belongs to, and notes in the
+/// hlog where each stage starts. `plan_start` is when the plan started, since the run started.
+fn label_stages(
+    stages: &Stages,
+    plan_start: Duration,
+    timeline: &mut [TimelinePoint],
+    hlog: &mut IntervalLog,
+) {
+    let offset = plan_start.as_secs_f64();
+    for p in timeline.iter_mut() {
+        p.stage = stages
+            .stage_at(p.second as f64 + 0.5 - offset)
+            .map(|s| s as u32);
+    }
+    let n = stages.stages.len();
+    for (i, (start, stage)) in stages.starts().into_iter().zip(&stages.stages).enumerate() {
+        let at = offset + start;
+        let index = (at / hlog.interval.as_secs_f64()) as u64;
+        let target = match stage.unit {
+            StageUnit::Connections => format!("{} connections", stage.target),
+            StageUnit::MessagesPerSec => format!("{} messages/s", stage.target),
+        };
+        hlog.note(
+            index,
+            format!(
+                "[Stage {} of {n} starts at {at:.3} s: {} s to {target}]",
+                i + 1,
+                stage.duration_secs
+            ),
+        );
     }
 }
 
@@ -402,13 +403,16 @@ fn combine_points(mut points: Vec<TimelinePoint>) -> Result<Vec<TimelinePoint>, 
                     h.add(decode_histogram(hdr)?)
                         .map_err(|e| Error::Merge(format!("{e:?}")))?;
                 }
+                let stage = last.stage.or(p.stage);
                 *last = TimelinePoint::new(
                     p.second,
                     last.messages + p.messages,
                     last.errors + p.errors,
                     last.established + p.established,
+                    last.closed + p.closed,
                     &h,
                 )?;
+                last.stage = stage;
             }
             _ => out.push(p),
         }

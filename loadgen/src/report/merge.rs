@@ -164,6 +164,8 @@ fn add_timeline(
         b.messages += p.messages;
         b.errors += p.errors;
         b.established += p.established;
+        b.closed += p.closed;
+        b.stage = b.stage.or(p.stage);
         b.echo
             .add(decode_histogram(&p.hdr)?)
             .map_err(|e| Error::Merge(format!("{e:?}")))?;

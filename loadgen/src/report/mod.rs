@@ -16,6 +16,7 @@
 mod checks;
 pub(crate) mod environment;
 mod histogram;
+pub mod hlog;
 pub mod identity;
 pub(crate) mod merge;
 pub mod output;

@@ -87,6 +87,7 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 fn title_line(report: &Report) -> String {
     let p = &report.parameters;
     let mode = match (p.duration_secs, p.messages_per_connection) {
+        (Some(d), _) if !p.stages.is_empty() => format!("{} stages over {d}s", p.stages.len()),
         (Some(d), _) => format!("{d}s"),
         (None, Some(n)) => format!("{n} messages per connection"),
         (None, None) => String::new(),

@@ -78,6 +78,9 @@ pub struct Parameters {
     pub slos: Vec<String>,
     /// Number of loadgen processes this report covers (1 unless merged).
     pub processes: u64,
+    /// `--stages`, in order; the timeline's `stage` indexes it. Empty without stages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::config::stages::Stage>,
 }
 
 /// Where a report was produced.
@@ -342,6 +345,14 @@ pub struct TimelinePoint {
     pub errors: u64,
     /// Connections established in this second.
     pub established: u64,
+    /// Connections closed in this second (by loadgen or the server); with `established`, the
+    /// open connections at the end of each second are a running sum.
+    #[serde(default)]
+    pub closed: u64,
+    /// `--stages`: the stage (from 0) this second belongs to (by its middle); absent outside the
+    /// plan and without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u32>,
     pub p50_us: u64,
     pub p99_us: u64,
     /// This second's echo histogram, V2 compressed base64, so timelines merge exactly.
@@ -354,6 +365,7 @@ impl TimelinePoint {
         messages: u64,
         errors: u64,
         established: u64,
+        closed: u64,
         h: &Histogram<u64>,
     ) -> Result<Self, Error> {
         Ok(TimelinePoint {
@@ -361,6 +373,8 @@ impl TimelinePoint {
             messages,
             errors,
             established,
+            closed,
+            stage: None,
             p50_us: if h.is_empty() {
                 0
             } else {

@@ -15,6 +15,9 @@ pub(crate) struct SecondBucket {
     pub messages: u64,
     pub errors: u64,
     pub established: u64,
+    pub closed: u64,
+    /// Only in merged timelines: the stage the reports gave this second.
+    pub stage: Option<u32>,
     pub echo: Histogram<u64>,
 }
 
@@ -24,6 +27,8 @@ impl SecondBucket {
             messages: 0,
             errors: 0,
             established: 0,
+            closed: 0,
+            stage: None,
             echo: new_histogram(),
         }
     }
@@ -32,6 +37,8 @@ impl SecondBucket {
         self.messages += other.messages;
         self.errors += other.errors;
         self.established += other.established;
+        self.closed += other.closed;
+        self.stage = self.stage.or(other.stage);
         // Same bounds everywhere, so adding cannot fail.
         let _ = self.echo.add(&other.echo);
     }
@@ -43,6 +50,11 @@ pub(crate) fn seconds_to_points(
 ) -> Result<Vec<TimelinePoint>, Error> {
     seconds
         .into_iter()
-        .map(|(s, b)| TimelinePoint::new(s, b.messages, b.errors, b.established, &b.echo))
+        .map(|(s, b)| {
+            let mut p =
+                TimelinePoint::new(s, b.messages, b.errors, b.established, b.closed, &b.echo)?;
+            p.stage = b.stage;
+            Ok(p)
+        })
         .collect()
 }

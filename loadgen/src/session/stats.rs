@@ -10,12 +10,59 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::new_histogram;
+use crate::report::hlog::{IntervalLog, Metric};
 use crate::report::timeline::SecondBucket;
 use crate::report::{Counters, Errors, Mismatch};
+use crate::{new_histogram, Error};
+
+/// `--hlog`: a shard's histograms per interval not yet drained, keyed by interval index (time
+/// since the run started divided by the interval). Recorded exactly where the end-of-run
+/// histograms are, so the intervals of a log add up to them.
+struct IntervalRecorder {
+    interval_us: u64,
+    open: BTreeMap<u64, [Histogram<u64>; 3]>,
+}
+
+impl IntervalRecorder {
+    fn new(interval_us: u64) -> Self {
+        IntervalRecorder {
+            interval_us: interval_us.max(1),
+            open: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, metric: Metric, at_us: u64, value_us: u64) {
+        let index = at_us / self.interval_us;
+        self.open
+            .entry(index)
+            .or_insert_with(|| [new_histogram(), new_histogram(), new_histogram()])
+            [metric as usize]
+            .saturating_record(value_us);
+    }
+
+    /// Takes the intervals before `before` out.
+    fn take_before(&mut self, before: u64) -> BTreeMap<u64, [Histogram<u64>; 3]> {
+        let keep = self.open.split_off(&before);
+        std::mem::replace(&mut self.open, keep)
+    }
+}
+
+/// Adds drained intervals into `log` (compressing them).
+fn add_intervals(
+    intervals: BTreeMap<u64, [Histogram<u64>; 3]>,
+    log: &mut IntervalLog,
+) -> Result<(), Error> {
+    for (index, hists) in intervals {
+        for metric in Metric::ALL {
+            log.add(index, metric, &hists[metric as usize])?;
+        }
+    }
+    Ok(())
+}
 
 /// Everything one shard has recorded.
 pub(crate) struct ShardStats {
@@ -31,10 +78,12 @@ pub(crate) struct ShardStats {
     pub last_first_echo_us: u64,
     /// Timeline buckets not yet drained, keyed by whole seconds since the run started.
     pub timeline: BTreeMap<u64, SecondBucket>,
+    /// `--hlog` only.
+    intervals: Option<IntervalRecorder>,
 }
 
 impl ShardStats {
-    fn new() -> Self {
+    fn new(hlog_interval_us: Option<u64>) -> Self {
         ShardStats {
             connect: new_histogram(),
             first_echo: new_histogram(),
@@ -45,6 +94,32 @@ impl ShardStats {
             errors: Errors::default(),
             last_first_echo_us: 0,
             timeline: BTreeMap::new(),
+            intervals: hlog_interval_us.map(IntervalRecorder::new),
+        }
+    }
+
+    /// Records a connect time; `at_us` is when it completed, since the run started. The engines
+    /// record through these three, so the end-of-run histograms and the hlog's intervals agree.
+    pub fn record_connect(&mut self, at_us: u64, us: u64) {
+        self.connect.saturating_record(us);
+        if let Some(i) = &mut self.intervals {
+            i.record(Metric::Connect, at_us, us);
+        }
+    }
+
+    /// Records a first-echo time (connect start to first echo).
+    pub fn record_first_echo(&mut self, at_us: u64, us: u64) {
+        self.first_echo.saturating_record(us);
+        if let Some(i) = &mut self.intervals {
+            i.record(Metric::FirstEcho, at_us, us);
+        }
+    }
+
+    /// Records a measured (not warmup) echo round trip.
+    pub fn record_echo(&mut self, at_us: u64, us: u64) {
+        self.echo.saturating_record(us);
+        if let Some(i) = &mut self.intervals {
+            i.record(Metric::Echo, at_us, us);
         }
     }
 
@@ -62,7 +137,14 @@ impl ShardStats {
         }
     }
 
-    fn absorb(&mut self, other: ShardStats) {
+    fn absorb(
+        &mut self,
+        mut other: ShardStats,
+        log: Option<&mut IntervalLog>,
+    ) -> Result<(), Error> {
+        if let (Some(i), Some(log)) = (&mut other.intervals, log) {
+            add_intervals(i.take_before(u64::MAX), log)?;
+        }
         let _ = self.connect.add(&other.connect);
         let _ = self.first_echo.add(&other.first_echo);
         let _ = self.echo.add(&other.echo);
@@ -72,6 +154,7 @@ impl ShardStats {
         self.errors.add(&other.errors);
         self.last_first_echo_us = self.last_first_echo_us.max(other.last_first_echo_us);
         add_seconds(&mut self.timeline, other.timeline);
+        Ok(())
     }
 }
 
@@ -108,6 +191,7 @@ fn thread_slot() -> usize {
 /// The shards of one run, plus the concurrency gauges that must be global.
 pub(crate) struct Stats {
     shards: Vec<Mutex<ShardStats>>,
+    hlog_interval_us: Option<u64>,
     /// Connections currently established (incremented on connect, decremented on close).
     pub current_established: AtomicUsize,
     /// Highest value `current_established` reached.
@@ -115,10 +199,15 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    pub fn new(threads: usize) -> Self {
+    /// `hlog_interval`: record `--hlog` intervals of this length too.
+    pub fn new(threads: usize, hlog_interval: Option<Duration>) -> Self {
         let n = (threads * 2).max(4);
+        let hlog_interval_us = hlog_interval.map(|d| d.as_micros().min(u64::MAX as u128) as u64);
         Stats {
-            shards: (0..n).map(|_| Mutex::new(ShardStats::new())).collect(),
+            shards: (0..n)
+                .map(|_| Mutex::new(ShardStats::new(hlog_interval_us)))
+                .collect(),
+            hlog_interval_us,
             current_established: AtomicUsize::new(0),
             peak_established: AtomicUsize::new(0),
         }
@@ -152,6 +241,25 @@ impl Stats {
         out
     }
 
+    /// `--hlog`: moves the intervals that ended before `elapsed` (since the run started) from
+    /// every shard into `log`, compressed. Late recordings into a drained interval are added to
+    /// it at the next drain, so nothing is lost.
+    pub fn drain_intervals(&self, elapsed: Duration, log: &mut IntervalLog) -> Result<(), Error> {
+        let Some(interval_us) = self.hlog_interval_us else {
+            return Ok(());
+        };
+        let before = (elapsed.as_micros().min(u64::MAX as u128) as u64) / interval_us;
+        for shard in &self.shards {
+            let done = lock(shard)
+                .intervals
+                .as_mut()
+                .map(|i| i.take_before(before));
+            // Compressing happens outside the lock, so sessions do not wait for it.
+            add_intervals(done.unwrap_or_default(), log)?;
+        }
+        Ok(())
+    }
+
     /// Messages verified and errors so far, for the progress bar.
     pub fn progress_counts(&self) -> (u64, u64) {
         let mut verified = 0;
@@ -164,14 +272,16 @@ impl Stats {
         (verified, errors)
     }
 
-    /// Takes everything recorded so far out of the shards, merged into one.
-    pub fn take_merged(&self) -> ShardStats {
-        let mut all = ShardStats::new();
+    /// Takes everything recorded so far out of the shards, merged into one; intervals not yet
+    /// drained go into `log`.
+    pub fn take_merged(&self, mut log: Option<&mut IntervalLog>) -> Result<ShardStats, Error> {
+        let mut all = ShardStats::new(None);
         for shard in &self.shards {
-            let taken = std::mem::replace(&mut *lock(shard), ShardStats::new());
-            all.absorb(taken);
+            let fresh = ShardStats::new(self.hlog_interval_us);
+            let taken = std::mem::replace(&mut *lock(shard), fresh);
+            all.absorb(taken, log.as_deref_mut())?;
         }
-        all
+        Ok(all)
     }
 }
 

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::end_margin;
 use crate::engine::start::CONNECTED_LINE;
+use crate::report::hlog::IntervalLog;
 use crate::report::identity;
 use crate::report::Identity;
 use crate::{engine::limits, Config, Error, Report};
@@ -142,6 +143,13 @@ pub fn run_auto(
     if split.procs == 1 {
         return crate::engine::runner::run_validated(config);
     }
+    if config.stages.is_some() {
+        return Err(Error::Limit(format!(
+            "--stages runs in one process, but --conns {} needs {} (the descriptor limit); \
+             raise it with `ulimit -n`",
+            config.conns, split.procs
+        )));
+    }
     let exe = worker_exe.ok_or_else(|| {
         Error::Limit(format!(
             "--conns {} needs {} worker processes but the loadgen binary to start them was not \
@@ -198,7 +206,7 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
     if let Some(p) = &progress {
         p.finish();
     }
-    merge_reports(&workers, procs, &run_id)
+    merge_reports(config, &workers, &run_id)
 }
 
 /// Starts the `procs` worker processes, each with its share of the connections, writing its
@@ -321,8 +329,10 @@ fn supervise(
     }
 }
 
-/// One report from the workers' reports; a worker that wrote none is counted as lost.
-fn merge_reports(workers: &[Worker], procs: usize, run_id: &str) -> Result<Report, Error> {
+/// One report (and, with `--hlog`, one interval log) from the workers'; a worker that wrote none
+/// is counted as lost.
+fn merge_reports(config: &Config, workers: &[Worker], run_id: &str) -> Result<Report, Error> {
+    let procs = workers.len();
     let mut reports = Vec::new();
     let mut labels = Vec::new();
     let mut lost = Vec::new();
@@ -346,7 +356,17 @@ fn merge_reports(workers: &[Worker], procs: usize, run_id: &str) -> Result<Repor
     for w in lost {
         count_lost(&mut merged, w, run_id);
     }
+    if let Some(path) = &config.hlog {
+        // A lost worker's log is missing; its connections are counted as lost in the report.
+        let logs: Vec<_> = workers.iter().map(|w| worker_hlog(&w.report)).collect();
+        IntervalLog::merge_files(&logs, path)?;
+    }
     Ok(merged)
+}
+
+/// Where a worker writes its `--hlog`: beside its report.
+fn worker_hlog(report: &Path) -> PathBuf {
+    report.with_extension("hlog")
 }
 
 /// How a worker ended and the last line it wrote to stderr.
@@ -482,6 +502,11 @@ pub(crate) fn worker_args(
             "--start-at".into(),
             humantime::format_rfc3339_nanos(t).to_string(),
         ]);
+    }
+    if config.hlog.is_some() {
+        let hlog = worker_hlog(report).display().to_string();
+        a.extend(["--hlog".into(), hlog, "--hlog-interval".into()]);
+        a.push(d(config.hlog_interval));
     }
     a
 }

@@ -16,7 +16,7 @@ use crate::report::sweep::SweepReport;
 /// Suffixes of the files [`capacity_svgs`] writes, in order.
 pub const CAPACITY_CHARTS: [&str; 2] = ["usl", "cpu"];
 
-/// `fork-echo-server · 2 cores, 23.5 GiB, Linux 6.18.5 · 2026-12-03`: what every chart of a sweep
+/// `fork-echo-server · 2 cores, 23.5 GiB, Linux 6.18.44 · 2026-12-03`: what every chart of a sweep
 /// is titled with, so a picture says what ran where and when.
 pub fn chart_subject(report: &SweepReport, server: &str) -> String {
     let env = &report.environment;
@@ -24,28 +24,43 @@ pub fn chart_subject(report: &SweepReport, server: &str) -> String {
         format!(", {:.1} GiB", k as f64 / 1024.0 / 1024.0)
     });
     let date = report.started_at.get(..10).unwrap_or(&report.started_at);
+    // The release without the build suffix (`6.18.44-fc-v1147` as `6.18.44`): titles stay on
+    // the chart; the report keeps the whole string.
+    let kernel = env.kernel.split('-').next().unwrap_or(&env.kernel);
     format!(
-        "{server} · {} cores{memory}, Linux {} · {date}",
-        env.cpus, env.kernel
+        "{server} · {} cores{memory}, Linux {kernel} · {date}",
+        env.cpus
     )
 }
 
-/// The USL and CPU charts of `report`, titled with `subject`; a model the report lacks is drawn as
-/// its measured points alone, or as "no data".
-pub fn capacity_svgs(
+/// The USL and CPU charts of `report` as SVG text, each with its [`CAPACITY_CHARTS`] name, titled
+/// with `subject`; a model the report lacks is drawn as its measured points alone, or as "no data".
+pub fn capacity_svg_texts(
     report: &SweepReport,
     subject: &str,
-    dir: &Path,
-    stem: &str,
-) -> Result<Vec<PathBuf>, PlotError> {
+) -> Result<Vec<(&'static str, String)>, PlotError> {
     let charts = [usl_chart(report, subject), cpu_chart(report, subject)];
-    let mut written = Vec::with_capacity(charts.len());
+    let mut drawn = Vec::with_capacity(charts.len());
     for (chart, suffix) in charts.iter().zip(CAPACITY_CHARTS) {
         let svg =
             render(CHART_SIZE, |root| draw_chart(root, chart)).map_err(|e| PlotError::Draw {
                 chart: suffix.to_owned(),
                 message: e.0,
             })?;
+        drawn.push((suffix, svg));
+    }
+    Ok(drawn)
+}
+
+/// Writes the charts of [`capacity_svg_texts`] into `dir` as `{stem}-usl.svg`, `{stem}-cpu.svg`.
+pub fn capacity_svgs(
+    report: &SweepReport,
+    subject: &str,
+    dir: &Path,
+    stem: &str,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let mut written = Vec::with_capacity(CAPACITY_CHARTS.len());
+    for (suffix, svg) in capacity_svg_texts(report, subject)? {
         let path = dir.join(format!("{stem}-{suffix}.svg"));
         write_atomically(&path, &svg)?;
         written.push(path);

@@ -41,6 +41,11 @@ impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for DrawF
     }
 }
 
+/// Every chart's size in pixels.
+pub(super) const CHART_SIZE: (u32, u32) = (900, 560);
+/// A ladder spanning two decades or more is drawn on a log axis, so 1, 10, 100, 1000 are evenly spaced.
+pub(super) const LOG_X_RATIO: f64 = 100.0;
+
 const FONT: &str = "sans-serif";
 /// Latencies spanning one decade or more get a log axis: a p99.9 tail must not flatten the p50.
 const LOG_Y_RATIO: f64 = 10.0;

@@ -1,6 +1,6 @@
 //! Several sweeps on one chart per question (`harness plot A.json B.json [C.json]`): throughput with
-//! each server's USL fit, server CPU per message and per connection, and memory per connection
-//! (the total of the named counters) against live connections, so the cost of the fork design shows
+//! each server's USL fit, server CPU per message and per connection, and memory (the total of the
+//! named counters, with each fitted line) against live connections, so the cost of the fork design shows
 //! against another server in one picture.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use super::chart::{
     CHART_SIZE, LOG_X_RATIO,
 };
 use super::sweep::short_server_name;
-use crate::render::units::bytes_unit;
+use crate::render::units::{bytes_unit, fmt_bytes};
 use crate::report::sweep::SweepReport;
 
 /// Suffixes of the files [`compare_svgs`] writes, in order.
@@ -38,7 +38,7 @@ pub fn compare_svgs(
     }
     let names: Vec<String> = reports
         .iter()
-        .map(|r| short_server_name(&r.server.description))
+        .map(|r| program_name(&short_server_name(&r.server.description)))
         .collect();
     // The machine and date of the first: the reader is told when the others differ by the legend.
     let subject = chart_subject(&reports[0], &names.join(" vs "));
@@ -59,6 +59,13 @@ pub fn compare_svgs(
         written.push(path);
     }
     Ok(written)
+}
+
+/// The program of a server's command line without its directory or flags (`c-fork-echo`,
+/// `socat`): the legends of several servers stay short enough to read.
+fn program_name(description: &str) -> String {
+    let program = description.split_whitespace().next().unwrap_or(description);
+    program.rsplit('/').next().unwrap_or(program).to_owned()
 }
 
 fn chart(caption: String, y_desc: &str, series: Vec<Series>, y_log: bool) -> Chart {
@@ -164,52 +171,54 @@ fn cpu_chart(reports: &[SweepReport], names: &[String], subject: &str) -> Chart 
             });
         }
     }
-    chart(
-        format!("Server CPU per message and per connection: {subject}"),
-        "CPU µs",
-        series,
-        true,
-    )
+    chart(format!("Server CPU: {subject}"), "CPU µs", series, true)
 }
 
 fn memory_chart(reports: &[SweepReport], names: &[String], subject: &str) -> Chart {
     let unit = bytes_unit(
         reports
             .iter()
-            .filter_map(|r| r.capacity.total_memory.as_ref())
-            .map(|m| m.total_fit.slope),
+            .flat_map(|r| r.steps.iter().filter_map(|s| s.memory))
+            .map(|m| m.server_total_bytes()),
     );
     let mut series = Vec::new();
     for ((r, name), color) in reports.iter().zip(names).zip(COLORS.iter().cycle()) {
-        let fit = r.capacity.total_memory.as_ref().map(|m| m.total_fit);
+        let points: Vec<(f64, f64)> = r
+            .steps
+            .iter()
+            .filter_map(|s| {
+                let n = s.tree.peak_live_children as f64;
+                Some((n, s.memory?.server_total_bytes() / unit.1))
+            })
+            .filter(|&(n, _)| n > 0.0)
+            .collect();
+        if let Some(f) = r.capacity.total_memory.as_ref().map(|m| m.total_fit) {
+            let hi = points.iter().map(|p| p.0).fold(1.0, f64::max);
+            series.push(Series {
+                name: format!("{name}: fit {} per connection", fmt_bytes(f.slope)),
+                color: *color,
+                mark: Mark::Line,
+                points: (0..40)
+                    .map(|i| hi.powf(i as f64 / 39.0))
+                    .map(|n| (n, f.predict(n) / unit.1))
+                    .collect(),
+            });
+        }
         series.push(Series {
-            name: format!(
-                "{name}: total per connection{}",
-                fit.map_or(String::new(), |f| format!(
-                    " (fit {:.1} {})",
-                    f.slope / unit.1,
-                    unit.0
-                ))
-            ),
+            name: format!("{name}: measured total"),
             color: *color,
-            mark: Mark::LineAndDots,
-            points: r
-                .steps
-                .iter()
-                .filter(|s| s.tree.peak_live_children >= 10)
-                .filter_map(|s| {
-                    let n = s.tree.peak_live_children as f64;
-                    Some((n, s.memory?.server_total_bytes() / n / unit.1))
-                })
-                .collect(),
+            mark: Mark::Dots,
+            points,
         });
     }
-    chart(
-        format!("Memory per connection (user space + kernel): {subject}"),
-        &format!("{} per connection", unit.0),
+    let mut c = chart(
+        format!("Memory: {subject}"),
+        &format!("{} (user space + kernel)", unit.0),
         series,
         false,
-    )
+    );
+    c.legend = SeriesLabelPosition::UpperLeft;
+    c
 }
 
 #[cfg(test)]
@@ -247,5 +256,10 @@ mod tests {
             );
         }
         assert!(compare_svgs(&[], out.path(), "x").is_err());
+        assert_eq!(
+            program_name("/tmp/c/c-fork-echo --port {port}"),
+            "c-fork-echo"
+        );
+        assert_eq!(program_name("socat TCP-LISTEN:{port},fork PIPE"), "socat");
     }
 }

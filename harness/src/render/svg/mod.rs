@@ -18,9 +18,12 @@ pub use capacity::CAPACITY_CHARTS;
 pub use chart::PlotError;
 pub use compare::{compare_svgs, COMPARE_CHARTS};
 pub use sweep::{
-    short_server_name, sweep_svgs, write_sweep_svgs, SweepModels, SweepPoint, SWEEP_CHARTS,
+    short_server_name, sweep_svg_texts, sweep_svgs, write_sweep_svgs, SweepModels, SweepPoint,
+    SWEEP_CHARTS,
 };
-pub use timeline::{run_timeline, write_timeline_svg, TimelinePoint, TIMELINE_CHART};
+pub use timeline::{
+    run_timeline, timeline_svg_text, write_timeline_svg, TimelinePoint, TIMELINE_CHART,
+};
 
 #[cfg(test)]
 mod tests;

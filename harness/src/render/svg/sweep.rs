@@ -58,11 +58,33 @@ pub const SWEEP_CHARTS: [&str; 4] = ["echo-latency", "first-echo-latency", "memo
 
 /// Writes the sweep charts of `report` into `dir` as `{stem}-*.svg`.
 pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, PlotError> {
-    let points: Vec<_> = report.steps.iter().map(|s| s.plot_point()).collect();
     let server =
         super::capacity::chart_subject(report, &short_server_name(&report.server.description));
+    let (points, models) = sweep_plot_data(report, &server);
+    let mut written = write_sweep_svgs(dir, stem, &points, &models)?;
+    written.extend(super::capacity::capacity_svgs(report, &server, dir, stem)?);
+    Ok(written)
+}
+
+/// Every chart of a sweep (the four of [`SWEEP_CHARTS`], then the USL and CPU charts) as SVG
+/// text with its name, for inlining, as the HTML report does.
+pub fn sweep_svg_texts(report: &SweepReport) -> Result<Vec<(&'static str, String)>, PlotError> {
+    let server =
+        super::capacity::chart_subject(report, &short_server_name(&report.server.description));
+    let (points, models) = sweep_plot_data(report, &server);
+    let mut drawn = sweep_chart_texts(&points, &models)?;
+    drawn.extend(super::capacity::capacity_svg_texts(report, &server)?);
+    Ok(drawn)
+}
+
+/// The points and models that `report`'s charts are drawn from, titled with `server`.
+fn sweep_plot_data<'a>(
+    report: &'a SweepReport,
+    server: &'a str,
+) -> (Vec<SweepPoint>, SweepModels<'a>) {
+    let points: Vec<_> = report.steps.iter().map(|s| s.plot_point()).collect();
     let models = SweepModels {
-        server: &server,
+        server,
         pss_fit: report.capacity.memory_fit.as_ref(),
         total_fit: report.capacity.total_memory.as_ref().map(|m| &m.total_fit),
         validation: report
@@ -71,9 +93,7 @@ pub fn sweep_svgs(report: &SweepReport, dir: &Path, stem: &str) -> Result<Vec<Pa
             .and_then(|v| v.step.as_ref())
             .map(|s| s.plot_point()),
     };
-    let mut written = write_sweep_svgs(dir, stem, &points, &models)?;
-    written.extend(super::capacity::capacity_svgs(report, &server, dir, stem)?);
-    Ok(written)
+    (points, models)
 }
 /// Writes `{stem}-echo-latency.svg`, `{stem}-first-echo-latency.svg`, `{stem}-memory.svg` and
 /// `{stem}-throughput.svg` into `dir`, and returns their paths in that order.
@@ -83,6 +103,20 @@ pub fn write_sweep_svgs(
     points: &[SweepPoint],
     models: &SweepModels,
 ) -> Result<Vec<PathBuf>, PlotError> {
+    let mut written = Vec::with_capacity(SWEEP_CHARTS.len());
+    for (suffix, svg) in sweep_chart_texts(points, models)? {
+        let path = dir.join(format!("{stem}-{suffix}.svg"));
+        write_atomically(&path, &svg)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The four sweep charts as SVG text, in [`SWEEP_CHARTS`] order, each with its name.
+fn sweep_chart_texts(
+    points: &[SweepPoint],
+    models: &SweepModels,
+) -> Result<Vec<(&'static str, String)>, PlotError> {
     if points.is_empty() {
         return Err(PlotError::NoData("the sweep has no steps"));
     }
@@ -144,18 +178,16 @@ pub fn write_sweep_svgs(
         },
     ];
 
-    let mut written = Vec::with_capacity(charts.len());
+    let mut drawn = Vec::with_capacity(charts.len());
     for (chart, suffix) in charts.iter().zip(SWEEP_CHARTS) {
         let svg =
             render(CHART_SIZE, |root| draw_chart(root, chart)).map_err(|e| PlotError::Draw {
                 chart: suffix.to_owned(),
                 message: e.0,
             })?;
-        let path = dir.join(format!("{stem}-{suffix}.svg"));
-        write_atomically(&path, &svg)?;
-        written.push(path);
+        drawn.push((suffix, svg));
     }
-    Ok(written)
+    Ok(drawn)
 }
 
 /// The stacked components of the total (top band first), the measured total, the reclaimable

@@ -32,6 +32,14 @@ pub fn write_timeline_svg(
     stem: &str,
     points: &[TimelinePoint],
 ) -> Result<PathBuf, PlotError> {
+    let svg = timeline_svg_text(points)?;
+    let path = dir.join(format!("{stem}-{TIMELINE_CHART}.svg"));
+    write_atomically(&path, &svg)?;
+    Ok(path)
+}
+
+/// The timeline chart as SVG text (for inlining, as the HTML report does).
+pub fn timeline_svg_text(points: &[TimelinePoint]) -> Result<String, PlotError> {
     if points.is_empty() {
         return Err(PlotError::NoData("the timeline has no samples"));
     }
@@ -99,9 +107,7 @@ pub fn write_timeline_svg(
         chart: TIMELINE_CHART.to_owned(),
         message: e.0,
     })?;
-    let path = dir.join(format!("{stem}-{TIMELINE_CHART}.svg"));
-    write_atomically(&path, &svg)?;
-    Ok(path)
+    Ok(svg)
 }
 
 /// A run's tree timeline joined with loadgen's per-second message counts: each sample gets the
