@@ -13,12 +13,6 @@ use std::path::PathBuf;
 
 use plotters::drawing::DrawingAreaErrorKind;
 
-/// The size of every chart, in pixels.
-pub(super) const CHART_SIZE: (u32, u32) = (900, 560);
-/// A ladder spanning two decades or more is drawn on a log axis, so 1, 10, 100, 1000 are evenly
-/// spaced.
-pub(super) const LOG_X_RATIO: f64 = 100.0;
-
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
     #[error("nothing to plot: {0}")]
