@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::config::end_margin;
@@ -18,7 +18,7 @@ use crate::report::hlog::IntervalLog;
 use crate::report::timeline::seconds_to_points;
 use crate::report::{decode_histogram, HistogramReport, Latencies, Parameters, TimelinePoint};
 use crate::session::pacer::Pacer;
-use crate::session::stats::Stats;
+use crate::session::stats::{ShardStats, Stats};
 use crate::session::{self, RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
 use crate::{
     engine::limits, interrupt, new_histogram, report::environment, Config, Error, Report,
@@ -93,17 +93,7 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     let cap = |t: Instant| overall.map_or(t, |o| t.min(o));
     let connect_deadline = cap(t0 + config.connect_phase_bound());
     let (steady_tx, steady_rx) = watch::channel(None);
-    let (pacer, pacer_driver) = match config.rate {
-        Some(_) => {
-            let (pacer, driver) = Pacer::start().map_err(|e| {
-                Error::Limit(format!(
-                    "cannot create the --rate send timer (timerfd): {e}"
-                ))
-            })?;
-            (Some(pacer), Some(driver))
-        }
-        None => (None, None),
-    };
+    let (pacer, pacer_driver) = start_pacer(&config)?;
     let shared = Arc::new(RunShared {
         stats: Stats::new(threads, config.hlog.as_ref().map(|_| config.hlog_interval)),
         t0,
@@ -121,27 +111,12 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
     });
     let config = &shared.config;
 
-    let mut tasks = JoinSet::new();
-    for conn in 0..config.conns {
-        let session = session::connection_of(&shared, conn as u64);
-        match shards.get(conn % shards.len().max(1)) {
-            Some(shard) => tasks.spawn_on(session, shard),
-            None => tasks.spawn(session),
-        };
-    }
+    let mut tasks = spawn_sessions(&shared, shards);
     let (stop_tx, stop_rx) = oneshot::channel();
     let hlog = IntervalLog::new(started_unix_secs, config.hlog_interval);
     let monitor = tokio::spawn(monitor(shared.clone(), stop_rx, hlog));
 
-    // The barrier: every connection has connected and echoed once, or failed, or time is up,
-    // or Ctrl-C.
-    while shared.connecting.load(Ordering::Acquire) > 0 && !interrupt::requested() {
-        tokio::select! {
-            _ = shared.connect_phase_done.notified() => {}
-            _ = tokio::time::sleep_until(connect_deadline) => break,
-            _ = interrupted() => break,
-        }
-    }
+    connect_phase(&shared, connect_deadline).await;
     let connected = Instant::now();
     let barrier = crate::engine::start::wait_for_go(config.stdio_barrier, connected).await;
     let barrier = crate::engine::start::hold_until_start_at(config.start_at, barrier).await;
@@ -157,11 +132,153 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         deadline,
     }));
 
-    // Wait for every session; past the deadline (plus a grace second for sessions to record
-    // their own cut-off), or at Ctrl-C, whatever is left is aborted. Each task counts its own end
-    // exactly once, aborted or not (`session::Ending`), so nothing is counted here.
+    let (last_completion, stopped_by) =
+        wait_for_sessions(&mut tasks, &shared, deadline + Duration::from_secs(1)).await;
+    let was_interrupted = stopped_by == Some(STOP_INTERRUPT) || interrupt::requested();
+    let end = Instant::now();
+    if let Some(driver) = pacer_driver {
+        driver.abort();
+    }
+    let _ = stop_tx.send(());
+    let (timeline, mut hlog) = monitor
+        .await
+        .unwrap_or_else(|_| (Vec::new(), IntervalLog::new(0.0, config.hlog_interval)));
+
+    let (all, timeline) = merged_stats(&shared, timeline, &mut hlog, schedule_start)?;
+    if let Some(path) = &config.hlog {
+        hlog.write(path)?;
+    }
+    let clock = RunClock {
+        started_unix_secs,
+        t0,
+        connected,
+        measure_start,
+        send_until,
+        end,
+        last_completion,
+        interrupted: was_interrupted,
+    };
+    build_report(config, all, timeline, &clock)
+}
+
+/// The report of a run from its merged shards and timeline, and its clock.
+fn build_report(
+    config: &Config,
+    mut all: ShardStats,
+    timeline: Vec<TimelinePoint>,
+    clock: &RunClock,
+) -> Result<Report, Error> {
+    // Tasks aborted before their first poll never counted themselves: they never started.
+    let c = &all.counters;
+    let ended = c.connections_not_started
+        + c.connections_failed
+        + c.sessions_failed
+        + c.connections_interrupted
+        + c.sessions_completed;
+    all.counters.connections_not_started += (config.conns as u64).saturating_sub(ended);
+
+    let c = &all.counters;
+    let all_first_echo_secs = (c.connections_established > 0
+        && c.first_echoes == c.connections_established)
+        .then(|| all.last_first_echo_us as f64 / 1e6);
+    let measured = match clock.send_until {
+        Some(until) => until
+            .min(clock.end)
+            .saturating_duration_since(clock.measure_start),
+        None => clock
+            .last_completion
+            .map(|l| l.saturating_duration_since(clock.measure_start))
+            .unwrap_or_default(),
+    };
+    let measured_secs = measured.as_secs_f64();
+    let messages_per_sec = if measured_secs > 0.0 {
+        c.measured_messages as f64 / measured_secs
+    } else {
+        0.0
+    };
+    let latency = latencies(&all, config)?;
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        parameters: parameters(config),
+        environment: environment::current(),
+        merged_from: Vec::new(),
+        identity: crate::report::identity::of_run(
+            config,
+            clock.started_unix_secs,
+            clock.measure_start.duration_since(clock.t0),
+            measured,
+        ),
+        merge: None,
+        started_unix_secs: clock.started_unix_secs,
+        elapsed_secs: clock.end.duration_since(clock.t0).as_secs_f64(),
+        connect_phase_secs: clock.connected.duration_since(clock.t0).as_secs_f64(),
+        all_first_echo_secs,
+        measured_secs,
+        messages_per_sec,
+        run_deadline_hit: all.errors.session.run_deadline
+            + all.errors.connect.run_deadline
+            + all.counters.connections_not_started
+            > 0
+            && !clock.interrupted,
+        interrupted: clock.interrupted,
+        counters: all.counters,
+        latency,
+        errors: all.errors,
+        timeline,
+    })
+}
+
+/// One task per connection, connection `i` on `shards[i % shards.len()]` (on the current runtime
+/// when `shards` is empty).
+fn spawn_sessions(shared: &Arc<RunShared>, shards: &[Handle]) -> JoinSet<Option<Instant>> {
+    let mut tasks = JoinSet::new();
+    for conn in 0..shared.config.conns {
+        let session = session::connection_of(shared, conn as u64);
+        match shards.get(conn % shards.len().max(1)) {
+            Some(shard) => tasks.spawn_on(session, shard),
+            None => tasks.spawn(session),
+        };
+    }
+    tasks
+}
+
+/// With `--rate`, the run's one send timer and the task that drives it.
+fn start_pacer(config: &Config) -> Result<(Option<Pacer>, Option<JoinHandle<()>>), Error> {
+    Ok(match config.rate {
+        Some(_) => {
+            let (pacer, driver) = Pacer::start().map_err(|e| {
+                Error::Limit(format!(
+                    "cannot create the --rate send timer (timerfd): {e}"
+                ))
+            })?;
+            (Some(pacer), Some(driver))
+        }
+        None => (None, None),
+    })
+}
+
+/// The barrier: returns once every connection has connected and echoed once, or failed, or
+/// `connect_deadline` passed, or Ctrl-C came.
+async fn connect_phase(shared: &RunShared, connect_deadline: Instant) {
+    while shared.connecting.load(Ordering::Acquire) > 0 && !interrupt::requested() {
+        tokio::select! {
+            _ = shared.connect_phase_done.notified() => {}
+            _ = tokio::time::sleep_until(connect_deadline) => break,
+            _ = interrupted() => break,
+        }
+    }
+}
+
+/// Waits for every session; past `hard_stop` (the deadline plus a grace second for sessions to
+/// record their own cut-off), or at Ctrl-C, whatever is left is aborted. Each task counts its own
+/// end exactly once, aborted or not (`session::Ending`), so nothing is counted here. Returns the
+/// last echo's completion and what stopped the sessions, if anything did.
+async fn wait_for_sessions(
+    tasks: &mut JoinSet<Option<Instant>>,
+    shared: &RunShared,
+    hard_stop: Instant,
+) -> (Option<Instant>, Option<u8>) {
     let mut last_completion: Option<Instant> = None;
-    let hard_stop = deadline + Duration::from_secs(1);
     let mut stopped_by = None;
     loop {
         tokio::select! {
@@ -189,55 +306,48 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
             }
         }
     }
-    let was_interrupted = stopped_by == Some(STOP_INTERRUPT) || interrupt::requested();
-    let end = Instant::now();
-    if let Some(driver) = pacer_driver {
-        driver.abort();
-    }
-    let _ = stop_tx.send(());
-    let (mut timeline, mut hlog) = monitor
-        .await
-        .unwrap_or_else(|_| (Vec::new(), IntervalLog::new(0.0, config.hlog_interval)));
+    (last_completion, stopped_by)
+}
 
-    let mut all = shared.stats.take_merged(Some(&mut hlog))?;
+/// The shards merged (their last interval into `hlog`), the monitor's per-second points with the
+/// shards' remaining ones, each labelled with its stage.
+fn merged_stats(
+    shared: &RunShared,
+    mut timeline: Vec<TimelinePoint>,
+    hlog: &mut IntervalLog,
+    schedule_start: Instant,
+) -> Result<(ShardStats, Vec<TimelinePoint>), Error> {
+    let config = &shared.config;
+    let t0 = shared.t0;
+    let mut all = shared.stats.take_merged(Some(hlog))?;
     timeline.extend(seconds_to_points(std::mem::take(&mut all.timeline))?);
     let mut timeline = combine_points(timeline)?;
     if let Some(stages) = &config.stages {
         let plan_start = schedule_start.duration_since(t0);
-        label_stages(stages, plan_start, &mut timeline, &mut hlog);
+        label_stages(stages, plan_start, &mut timeline, hlog);
     }
     all.counters.peak_established = shared.stats.peak_established.load(Ordering::Relaxed) as u64;
 
-    // Tasks aborted before their first poll never counted themselves: they never started.
-    let c = &all.counters;
-    let ended = c.connections_not_started
-        + c.connections_failed
-        + c.sessions_failed
-        + c.connections_interrupted
-        + c.sessions_completed;
-    all.counters.connections_not_started += (config.conns as u64).saturating_sub(ended);
+    Ok((all, timeline))
+}
 
-    let c = &all.counters;
-    let all_first_echo_secs = (c.connections_established > 0
-        && c.first_echoes == c.connections_established)
-        .then(|| all.last_first_echo_us as f64 / 1e6);
-    let measured = match send_until {
-        Some(until) => until.min(end).saturating_duration_since(measure_start),
-        None => last_completion
-            .map(|l| l.saturating_duration_since(measure_start))
-            .unwrap_or_default(),
-    };
-    let measured_secs = measured.as_secs_f64();
-    let messages_per_sec = if measured_secs > 0.0 {
-        c.measured_messages as f64 / measured_secs
-    } else {
-        0.0
-    };
-    if let Some(path) = &config.hlog {
-        hlog.write(path)?;
-    }
+/// When the phases of one run began and ended, for its report.
+struct RunClock {
+    started_unix_secs: f64,
+    t0: Instant,
+    /// The end of the connect phase (the barrier, before any `--start-at` wait).
+    connected: Instant,
+    measure_start: Instant,
+    send_until: Option<Instant>,
+    end: Instant,
+    last_completion: Option<Instant>,
+    interrupted: bool,
+}
+
+/// The run's latency histograms as the report carries them (the open-loop ones with `--rate`).
+fn latencies(all: &ShardStats, config: &Config) -> Result<Latencies, Error> {
     let p = &config.percentiles;
-    let latency = Latencies {
+    Ok(Latencies {
         connect: HistogramReport::from_histogram(&all.connect, p)?,
         first_echo: HistogramReport::from_histogram(&all.first_echo, p)?,
         echo: HistogramReport::from_histogram(&all.echo, p)?,
@@ -249,35 +359,6 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
             Some(_) => Some(HistogramReport::from_histogram(&all.send_lag, p)?),
             None => None,
         },
-    };
-    Ok(Report {
-        schema_version: SCHEMA_VERSION,
-        parameters: parameters(config),
-        environment: environment::current(),
-        merged_from: Vec::new(),
-        identity: crate::report::identity::of_run(
-            config,
-            started_unix_secs,
-            measure_start.duration_since(t0),
-            measured,
-        ),
-        merge: None,
-        started_unix_secs,
-        elapsed_secs: end.duration_since(t0).as_secs_f64(),
-        connect_phase_secs: connected.duration_since(t0).as_secs_f64(),
-        all_first_echo_secs,
-        measured_secs,
-        messages_per_sec,
-        run_deadline_hit: all.errors.session.run_deadline
-            + all.errors.connect.run_deadline
-            + all.counters.connections_not_started
-            > 0
-            && !was_interrupted,
-        interrupted: was_interrupted,
-        counters: all.counters,
-        latency,
-        errors: all.errors,
-        timeline,
     })
 }
 

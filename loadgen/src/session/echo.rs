@@ -380,25 +380,7 @@ impl Session {
             .map(Pacer::session);
         loop {
             let now = Instant::now();
-            // Queue whatever is due; remember when the next scheduled message is.
-            let mut next_send_at = None;
-            let mut more_to_send = true;
-            while self.in_flight.len() < self.pipeline {
-                if plan.limit.is_some_and(|l| self.next_seq >= l) {
-                    more_to_send = false;
-                    break;
-                }
-                let intended = plan.intended(self.next_seq).unwrap_or(now);
-                if plan.send_until.is_some_and(|u| intended >= u) {
-                    more_to_send = false;
-                    break;
-                }
-                if intended > now {
-                    next_send_at = Some(intended);
-                    break;
-                }
-                self.queue(intended, now, plan, shared);
-            }
+            let (next_send_at, more_to_send) = self.queue_due(now, plan, shared);
             if self.in_flight.is_empty() && !more_to_send {
                 return Ok(());
             }
@@ -441,34 +423,64 @@ impl Session {
                     p = next_send => Event::Paced(p),
                 }
             };
-            match event {
-                Event::Timer | Event::Paced(Ok(())) => {}
-                Event::Paced(Err(e)) => {
-                    return Err(Failure::Other(format!("send timer failed: {e}")))
-                }
-                Event::Wrote(Ok(0)) => return Err(Failure::Other("write returned 0".into())),
-                Event::Wrote(Ok(n)) => {
-                    self.bytes_sent += n as u64;
-                    self.out_off += n;
-                    if self.out_off == self.out.len() {
-                        self.out.clear();
-                        self.out_off = 0;
-                    }
-                }
-                Event::Wrote(Err(e)) | Event::Read(Err(e)) => return Err(Failure::from_io(&e)),
-                Event::Read(Ok(0)) => {
-                    return Err(if self.recv_off > 0 {
-                        Failure::ShortEcho
-                    } else {
-                        Failure::ClosedEarly
-                    });
-                }
-                Event::Read(Ok(n)) => {
-                    self.bytes_received += n as u64;
-                    self.absorb(n, Instant::now(), plan, shared)?;
+            self.handle(event, plan, shared)?;
+        }
+    }
+
+    /// Queues every message that is due now (pipeline room permitting). Returns when the next
+    /// scheduled message is due, if one is waiting, and whether the plan has more to send.
+    fn queue_due(
+        &mut self,
+        now: Instant,
+        plan: &Plan,
+        shared: &RunShared,
+    ) -> (Option<Instant>, bool) {
+        while self.in_flight.len() < self.pipeline {
+            if plan.limit.is_some_and(|l| self.next_seq >= l) {
+                return (None, false);
+            }
+            let intended = plan.intended(self.next_seq).unwrap_or(now);
+            if plan.send_until.is_some_and(|u| intended >= u) {
+                return (None, false);
+            }
+            if intended > now {
+                return (Some(intended), true);
+            }
+            self.queue(intended, now, plan, shared);
+        }
+        (None, true)
+    }
+
+    /// Acts on one wake-up of [`Session::drive`]'s select loop.
+    fn handle(&mut self, event: Event, plan: &Plan, shared: &RunShared) -> Result<(), Failure> {
+        match event {
+            Event::Timer | Event::Paced(Ok(())) => {}
+            Event::Paced(Err(e)) => {
+                return Err(Failure::Other(format!("send timer failed: {e}")));
+            }
+            Event::Wrote(Ok(0)) => return Err(Failure::Other("write returned 0".into())),
+            Event::Wrote(Ok(n)) => {
+                self.bytes_sent += n as u64;
+                self.out_off += n;
+                if self.out_off == self.out.len() {
+                    self.out.clear();
+                    self.out_off = 0;
                 }
             }
+            Event::Wrote(Err(e)) | Event::Read(Err(e)) => return Err(Failure::from_io(&e)),
+            Event::Read(Ok(0)) => {
+                return Err(if self.recv_off > 0 {
+                    Failure::ShortEcho
+                } else {
+                    Failure::ClosedEarly
+                });
+            }
+            Event::Read(Ok(n)) => {
+                self.bytes_received += n as u64;
+                self.absorb(n, Instant::now(), plan, shared)?;
+            }
         }
+        Ok(())
     }
 
     /// Verifies `rbuf[..n]` against the expected payloads and records every completed echo.

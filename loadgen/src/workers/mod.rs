@@ -474,6 +474,20 @@ pub(crate) fn worker_args(
         "--json".into(),
         report.display().to_string(),
     ];
+    a.extend(load_flags(config, procs));
+    if config.hlog.is_some() {
+        let hlog = worker_hlog(report).display().to_string();
+        a.extend(["--hlog".into(), hlog, "--hlog-interval".into()]);
+        a.push(d(config.hlog_interval));
+    }
+    a
+}
+
+/// The worker flags that shape the load and are only passed when set: duration or messages,
+/// rates divided over the `procs` workers, source addresses, deadline, threads, start time.
+fn load_flags(config: &Config, procs: usize) -> Vec<String> {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    let mut a: Vec<String> = Vec::new();
     match (config.duration, config.messages) {
         (Some(t), _) => a.extend(["--duration".into(), d(t)]),
         (None, Some(n)) => a.extend(["--messages".into(), n.to_string()]),
@@ -502,11 +516,6 @@ pub(crate) fn worker_args(
             "--start-at".into(),
             humantime::format_rfc3339_nanos(t).to_string(),
         ]);
-    }
-    if config.hlog.is_some() {
-        let hlog = worker_hlog(report).display().to_string();
-        a.extend(["--hlog".into(), hlog, "--hlog-interval".into()]);
-        a.push(d(config.hlog_interval));
     }
     a
 }
