@@ -81,37 +81,11 @@ def check(src):
             problems.append(f"{rel}: {lines} lines (tests aside), over {MAX_FILE_LINES}")
         # Tests blanked out (braces matched on the literal-free text, lines kept by padding).
         code = blank_literals(text)
-        no_tests = strip_tests_keep_lines(code)
+        no_tests = strip_tests(code, keep_lines=True)
         for fn, first, count in functions(no_tests):
             if count > MAX_FN_LINES:
                 problems.append(f"{rel}:{first}: fn {fn} is {count} lines, over {MAX_FN_LINES}")
     return problems
-
-
-def strip_tests_keep_lines(code):
-    """`#[cfg(test)]` items blanked (newlines kept), as `strip_tests` drops them."""
-    out, i = [], 0
-    while True:
-        j = code.find("#[cfg(test)]", i)
-        if j < 0:
-            out.append(code[i:])
-            return "".join(out)
-        out.append(code[i:j])
-        k, semi = code.find("{", j), code.find(";", j)
-        if semi != -1 and (k == -1 or semi < k):
-            end = semi + 1
-        else:
-            depth, end = 0, len(code)
-            for m in range(k, len(code)):
-                if code[m] == "{":
-                    depth += 1
-                elif code[m] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        end = m + 1
-                        break
-        out.append(re.sub(r"[^\n]", " ", code[j:end]))
-        i = end
 
 
 def main():
