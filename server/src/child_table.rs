@@ -65,8 +65,8 @@ impl ChildTable {
         self.live.reserve(additional)
     }
 
-    /// Whether each child's peer is kept (`-v` or `--max-per-source`), i.e. whether `insert`
-    /// writes the heap, which every child shares copy-on-write.
+    /// Whether each child's peer is kept (`-v`, `--max-per-source`, or the metrics' session
+    /// durations), i.e. whether `insert` writes the heap, which every child shares copy-on-write.
     pub fn keeps_details(&self) -> bool {
         self.details.is_some()
     }

@@ -68,7 +68,8 @@ pub struct Server {
     paused_until: Option<Instant>,
     resource_log: RateLimitedLog,
     pid: Pid,
-    /// `--metrics-file` / `--metrics-addr`; `None` when neither is given.
+    /// `--metrics-file` / `--metrics-addr`; `None` when neither is given. Not in the books: the
+    /// loop writes it once per wake-up, not between two forks.
     metrics: Option<Metrics>,
     /// Allocated once here, never in a child: each child inherits it copy-on-write and dirties
     /// only the pages its reads touch, instead of allocating (and faulting in) a fresh buffer.

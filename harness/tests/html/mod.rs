@@ -89,11 +89,12 @@ fn check_in_browser(page: &str, charts: usize) {
 }
 
 #[test]
-fn a_sweep_report_is_one_page_with_its_four_charts_inline() {
+fn a_sweep_report_is_one_page_with_its_six_charts_inline() {
     let sweep = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../results/baseline/sweep-20261127T101338.645Z.json");
     let page = html_of(&sweep);
-    let doc = assert_self_contained(&page, 4);
+    // The four sweep charts, then the USL and CPU charts.
+    let doc = assert_self_contained(&page, 6);
     let text: String = doc.root_element().text().collect();
     assert!(text.contains("steps passed"), "the verdict");
     assert!(
@@ -101,7 +102,8 @@ fn a_sweep_report_is_one_page_with_its_four_charts_inline() {
         "the machine"
     );
     assert!(text.contains("Echo latency by load"), "the charts' titles");
-    check_in_browser(&page, 4);
+    assert!(text.contains("Throughput and the USL"), "the USL chart");
+    check_in_browser(&page, 6);
 }
 
 #[test]
