@@ -64,12 +64,11 @@ stop_server() {
 trap 'stop_server; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
-listen_overflows() {
-    awk '/^TcpExt:/ { if (!seen) { split($0, names); seen = 1 } else { split($0, values);
-         for (i in names) if (names[i] == "ListenOverflows") print values[i] } }' /proc/net/netstat
-}
-# Busy CPU time of the whole machine in ms (user+nice+system+irq+softirq+steal).
-machine_busy_ms() { awk -v tck="$(getconf CLK_TCK)" '/^cpu / { print int(($2 + $3 + $4 + $7 + $8 + $9) * 1000 / tck) }' /proc/stat; }
+# /proc is read by ci/ab.py, the one reader the benchmarks share.
+AB="python3 ci/ab.py"
+listen_overflows() { $AB proc listen-overflows; }
+# Busy CPU time of the whole machine in ms (not idle, not iowait).
+machine_busy_ms() { $AB proc busy-ms; }
 # CPU time of this shell's reaped children (server trees and loadgens) in ms. `times` must run
 # in this shell itself: in a $(...) subshell it would report the subshell's children, none.
 reaped_children_ms_to() {
@@ -77,8 +76,8 @@ reaped_children_ms_to() {
     tail -1 "$TMP/times" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60000 + a[2] * 1000 } print int(t) }' > "$1"
 }
 now_ms() { date +%s%3N; }
-# utime+stime (ticks) and minflt of a pid; fields counted after the command name's last ')'.
-cpu_and_faults() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13, $8 }'; }
+# utime+stime (ms) and minflt of a pid.
+cpu_and_faults() { $AB proc cpu-faults "$1"; }
 
 echo "== versions"
 echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -89,7 +88,6 @@ for variant in "$@"; do echo "variant:   $variant"; done
 echo
 HEADER="round\tvariant\tload1\tothers_cpu_pct\taccept_fork_per_s\tconnect_p99_ms\tfirst_echo_p99_ms\tfailed\tmsgs_per_s\tlisten_overflows\tparent_cpu_ms\tparent_minflt\tparent_runq_wait_ms\terror_kinds"
 printf "%b\n" "$HEADER" | tee "$TMP/rows.tsv"
-CLK_TCK="$(getconf CLK_TCK)"
 
 for round in $(seq 1 "$ROUNDS"); do
     for variant in "$@"; do
@@ -110,12 +108,12 @@ for round in $(seq 1 "$ROUNDS"); do
         [ -n "$addr" ] || { echo "$label did not start: $(head -3 "$TMP/err")" >&2; exit 2; }
         load1="$(cut -d' ' -f1 /proc/loadavg)"
         read -r cpu0 flt0 < <(cpu_and_faults "$SERVER_PID")
-        read -r _ wait0 _ < "/proc/$SERVER_PID/schedstat"
+        wait0="$($AB proc runq-wait-ms "$SERVER_PID")"
         lo0="$(listen_overflows)"
         timeout 120 "$LOADGEN" --addr "$addr" --conns "$CONNS" -d "$DURATION" --no-progress -q \
             --json "$TMP/report.json" > /dev/null 2>&1 || true
         read -r cpu1 flt1 < <(cpu_and_faults "$SERVER_PID")
-        read -r _ wait1 _ < "/proc/$SERVER_PID/schedstat"
+        wait1="$($AB proc runq-wait-ms "$SERVER_PID")"
         lo1="$(listen_overflows)"
         stop_server
         reaped_children_ms_to "$TMP/ours1"
@@ -137,20 +135,13 @@ for round in $(seq 1 "$ROUNDS"); do
         fi
         rm -f "$TMP/report.json"
         printf "%s\t%s\t%s\t%s\t%b\t%s\t%s\t%s\t%s\t%s\n" "$round" "$label" "$load1" "$others" "$fig" \
-            "$((lo1 - lo0))" "$(((cpu1 - cpu0) * 1000 / CLK_TCK))" "$((flt1 - flt0))" \
-            "$(((wait1 - wait0) / 1000000))" "$kinds" | tee -a "$TMP/rows.tsv"
+            "$((lo1 - lo0))" "$((cpu1 - cpu0))" "$((flt1 - flt0))" \
+            "$((wait1 - wait0))" "$kinds" | tee -a "$TMP/rows.tsv"
     done
 done
 [ -z "${RAW:-}" ] || cp "$TMP/rows.tsv" "$RAW"
 
 echo
-echo "== medians of $ROUNDS rounds"
-for variant in "$@"; do
-    label="${variant%%=*}"
-    awk -F'\t' -v label="$label" 'NR > 1 && $2 == label { n++; for (c = 3; c <= 13; c++) v[c, n] = $c }
-        function median(c,   i, j, t, a) { for (i = 1; i <= n; i++) a[i] = v[c, i];
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-        END { printf "%-10s load %s, others %s%% | accept+fork %s/s | connect p99 %s ms | first-echo p99 %s ms | failed %s | %s msg/s | overflows %s | parent cpu %s ms, minflt %s, runq wait %s ms\n",
-              label, median(3), median(4), median(5), median(6), median(7), median(8), median(9), median(10), median(11), median(12), median(13) }' "$TMP/rows.tsv"
-done
+echo "== medians of $ROUNDS rounds (min..max), per variant"
+# The last column (error kinds) is text, shown as '-'.
+$AB medians "$TMP/rows.tsv" --label-col 1 --from-col 2

@@ -25,11 +25,13 @@ import json
 import os
 import re
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ab import alternate, busy_secs, children, cpu_secs, loadavg, median  # noqa: E402
 
 BIN, C_SERVER = sys.argv[1], sys.argv[2]
 DURATION = os.environ.get("DURATION", "8s")
@@ -54,23 +56,9 @@ BASE = "reb" if REB else "blocking"
 TMP = tempfile.mkdtemp(prefix="bench-compare.")
 
 
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-def busy_secs():
-    """CPU seconds all CPUs have spent busy (not idle or iowait) since boot, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / TCK
-
-
 def server_ticks(pid):
     """utime + stime + cutime + cstime: a fork server's reaped children count in the last two."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / TCK
+    return cpu_secs(pid, reaped_children=True)
 
 
 def start_server(kind, pin):
@@ -96,13 +84,7 @@ def start_server(kind, pin):
 def wait_children_gone(pid, deadline=10.0):
     """Waits until the server has no children left from the previous run (bounded)."""
     end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                if not f.read().split():
-                    return
-        except OSError:
-            return
+    while time.monotonic() < end and children(pid):
         time.sleep(0.05)
 
 
@@ -192,8 +174,7 @@ def clients(addr, conns):
 
 
 def med(rows, key):
-    vals = [r[key] for r in rows]
-    return statistics.median(vals) if vals else 0
+    return median([r[key] for r in rows]) or 0
 
 
 def main():
@@ -208,18 +189,17 @@ def main():
             server, addr = start_server(kind, pin)
             try:
                 results = []
-                for rnd in range(ROUNDS):
-                    for name, argv in clients(addr, conns):
-                        r = run_client(name, argv, server, conns, client_cpu)
-                        r["round"] = rnd
-                        results.append(r)
-                        print(f"  [{scenario} {kind} round {rnd}] {name:>10}: {r['rate']:9.0f} msg/s "
-                              f"cpu {r['cpu']:6.2f}s (task-clock {r['task_clock']:6.2f}s) "
-                              f"{1e6 * r['cpu'] / max(r['msgs'], 1):6.2f} us/msg, server "
-                              f"{1e6 * r['server_cpu'] / max(r['msgs'], 1):6.2f} us/msg, "
-                              f"cs {r['cs']:.0f} migr {r['migr']:.0f}, p50 {r['p50']} us max {r['max']} us, "
-                              f"load {r['load']:.1f}, others {r['others']:.2f} CPUs, rc {r['rc']}{' ' + r['err'] if 'err' in r else ''}",
-                              flush=True)
+                for rnd, (name, argv) in alternate(ROUNDS, list(clients(addr, conns))):
+                    r = run_client(name, argv, server, conns, client_cpu)
+                    r["round"] = rnd
+                    results.append(r)
+                    print(f"  [{scenario} {kind} round {rnd}] {name:>10}: {r['rate']:9.0f} msg/s "
+                          f"cpu {r['cpu']:6.2f}s (task-clock {r['task_clock']:6.2f}s) "
+                          f"{1e6 * r['cpu'] / max(r['msgs'], 1):6.2f} us/msg, server "
+                          f"{1e6 * r['server_cpu'] / max(r['msgs'], 1):6.2f} us/msg, "
+                          f"cs {r['cs']:.0f} migr {r['migr']:.0f}, p50 {r['p50']} us max {r['max']} us, "
+                          f"load {r['load']:.1f}, others {r['others']:.2f} CPUs, rc {r['rc']}{' ' + r['err'] if 'err' in r else ''}",
+                          flush=True)
             finally:
                 server.terminate()
                 server.wait()

@@ -19,12 +19,14 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ab import alternate, median  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
@@ -164,15 +166,15 @@ def main():
     results = {}
     try:
         with tempfile.TemporaryDirectory() as workdir:
-            for rnd in range(args.rounds):
-                for case in cases:
-                    for name, variant in variants:
-                        ARRIVALS.clear()
-                        r = run_loadgen(variant, case[1], args.conns, args.duration, case[2], workdir)
-                        r["jit_p50"], r["jit_p99"] = arrival_jitter_us(args.conns / case[2])
-                        results.setdefault((case[0], case[2], name), []).append(r)
-                        print("round %d %s rate %d %s: %s" % (rnd + 1, case[0], case[2], name, r),
-                              file=sys.stderr)
+            # Each case's variants alternate within a round (A B A B over the rounds).
+            runs = [(case, name, variant) for case in cases for name, variant in variants]
+            for rnd, (case, name, variant) in alternate(args.rounds, runs):
+                ARRIVALS.clear()
+                r = run_loadgen(variant, case[1], args.conns, args.duration, case[2], workdir)
+                r["jit_p50"], r["jit_p99"] = arrival_jitter_us(args.conns / case[2])
+                results.setdefault((case[0], case[2], name), []).append(r)
+                print("round %d %s rate %d %s: %s" % (rnd + 1, case[0], case[2], name, r),
+                      file=sys.stderr)
     finally:
         fork.terminate()
         fork.wait()
@@ -184,7 +186,7 @@ def main():
           "| send lag p50 / p99 / max | loadgen CPU s | warned | failed msgs | arrival jitter p50 / p99 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (server, rate, name), runs in results.items():
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in ("warned", "errors")}
+        med = {k: median([r[k] for r in runs]) for k in runs[0] if k not in ("warned", "errors")}
         lag = ("%s / %s / %s" % (fmt(med["lag_p50"]), fmt(med["lag_p99"]), fmt(med["lag_max"]))
                if med["lag_p50"] >= 0 else "-")
         print("| %s | %d | %s | %s / %s | %s / %s | %s | %.2f | %d/%d | %d | %s |" % (

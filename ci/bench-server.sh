@@ -96,10 +96,12 @@ stop_server() {
     SERVER_PID=""
 }
 
-children() { pgrep -P "$SERVER_PID" || true; }
+# /proc is read by ci/ab.py, the one reader the benchmarks share.
+AB="python3 ci/ab.py"
+children() { $AB proc children "$SERVER_PID"; }
 
 kernel_kib() { # PageTables + KernelStack, and Slab, from /proc/meminfo
-    awk '/^PageTables:|^KernelStack:/ {k += $2} /^Slab:/ {s = $2} END {print k, s}' /proc/meminfo
+    $AB proc meminfo PageTables KernelStack Slab | awk '{print $1 + $2, $3}'
 }
 
 measure() { # LABEL CMD...: one round of one server; appends a line to $OUT/results
@@ -151,20 +153,21 @@ measure() { # LABEL CMD...: one round of one server; appends a line to $OUT/resu
     done
     sleep 1
     read -r k1 s1 < <(kernel_kib)
-    local pids pss pte
-    pids="$(children)"
-    live="$(echo "$pids" | grep -c . || true)"
+    local pss pte
+    live="$(children | grep -c . || true)"
     # PSS from smaps_rollup; page tables once more per process from status (VmPTE), as a check
     # on the meminfo delta.
-    pss="$(for p in $pids; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true; done \
-        | awk '{s += $1} END {print s + 0}')"
-    pte="$(for p in $pids; do awk '/^VmPTE:/ {print $2}' "/proc/$p/status" 2>/dev/null || true; done \
-        | awk '{s += $1} END {print s + 0}')"
+    pss="$($AB proc tree-kib "$SERVER_PID" Pss)"
+    pte="$($AB proc tree-kib "$SERVER_PID" VmPTE)"
     kill "$HOLD_PID" 2>/dev/null || true
     wait "$HOLD_PID" 2>/dev/null || true
     HOLD_PID=""
     stop_server
-    echo "$label $verified $all $p99 $live $pss $pte $((k1 - k0)) $((s1 - s0)) $cpu_ms $faults" >> "$OUT/results"
+    awk -v l="$label" -v a="$all" -v p="$p99" -v c="$CONNS" -v n="$live" -v pss="$pss" \
+        -v pte="$pte" -v k="$((k1 - k0))" -v s="$((s1 - s0))" -v cpu="$cpu_ms" -v f="$faults" 'BEGIN {
+        printf "%s\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\n", l, a * 1000, p / 1000,
+            (a > 0 ? c / a : 0), (n ? pss / n : 0), (n ? pte / n : 0), (n ? k / n : 0),
+            (n ? s / n : 0), (cpu >= 0 ? cpu : "-"), (f >= 0 ? sprintf("%.2f", f / c) : "-") }' >> "$OUT/results.tsv"
     awk -v l="$label" -v v="$verified" -v a="$all" -v p="$p99" -v n="$live" -v pss="$pss" \
         -v pte="$pte" -v k="$((k1 - k0))" -v s="$((s1 - s0))" -v c="$cpu_ms" -v f="$faults" -v conns="$CONNS" -v load1="$load1" 'BEGIN {
         printf "  %-28s echoed %5d  all echoed %7.1f ms  connect p99 %6.1f ms  live %5d  PSS/child %5.1f KiB  VmPTE/child %4.1f KiB  PT+stack/child %5.1f KiB  slab/conn %5.1f KiB  parent CPU %6.1f ms  faults/accept %5.2f  load1 %s\n",
@@ -173,6 +176,7 @@ measure() { # LABEL CMD...: one round of one server; appends a line to $OUT/resu
 
 echo
 echo "== rounds (servers alternate; CONNS=$CONNS SIZE=$SIZE HOLD_CONNECT_RATE=$HOLD_CONNECT_RATE)"
+printf "server\tall_echoed_ms\tconnect_p99_ms\taccept_fork_per_s\tpss_per_child_kib\tvmpte_per_child_kib\tpt_stack_per_child_kib\tslab_per_conn_kib\tparent_cpu_ms\tfaults_per_accept\n" > "$OUT/results.tsv"
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round"
     for entry in "${SERVER_LIST[@]}"; do
@@ -182,24 +186,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 echo
-echo "== medians of $ROUNDS rounds"
-printf "%-28s %12s %14s %14s %12s %12s %14s %12s %12s %14s\n" server "all echoed" "connect p99" "accept+fork/s" "PSS/child" "VmPTE/child" "PT+stack/child" "slab/conn" "parent CPU" "faults/accept"
-for entry in "${SERVER_LIST[@]}"; do
-    label="${entry%%=*}"
-    median() { # COLUMN of the results lines
-        awk -v l="$label" -v c="$1" '$1 == l {print $c}' "$OUT/results" | sort -g \
-            | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-    }
-    per_child() { # COLUMN: the median over rounds of that column divided by the live children
-        awk -v l="$label" -v c="$1" '$1 == l && $5 > 0 {print $c / $5}' "$OUT/results" | sort -g \
-            | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-    }
-    all="$(median 3)"
-    awk -v l="$label" -v a="$all" -v p="$(median 4)" -v c="$CONNS" -v pss="$(per_child 6)" \
-        -v pte="$(per_child 7)" -v k="$(per_child 8)" -v s="$(per_child 9)" \
-        -v cpu="$(median 10)" -v f="$(median 11)" 'BEGIN {
-        printf "%-28s %9.1f ms %11.1f ms %14.0f %8.1f KiB %8.1f KiB %10.1f KiB %8.1f KiB %9.1f ms %14.2f\n",
-            l, a * 1000, p / 1000, (a > 0 ? c / a : 0), pss, pte, k, s, cpu, (f >= 0 ? f / c : -1) }'
-done
+echo "== medians of $ROUNDS rounds (min..max), per server"
+$AB medians "$OUT/results.tsv" --label-col 0 --from-col 1
 echo
 echo "loadavg at the end: $(cat /proc/loadavg)"

@@ -14,6 +14,11 @@ python3 ci/import_cycles.py
 echo "== each layer imports only what its header lists; no loop between layers"
 python3 ci/layers.py
 python3 ci/test_layers.py
+echo "== no source file over 600 lines, no function over 80 (tests aside)"
+python3 ci/sizes.py
+python3 ci/test_sizes.py
+echo "== the benchmarks' shared A/B routine and /proc reader"
+python3 ci/test_ab.py
 echo "== the README's cargo run commands resolve to one binary each"
 for package in fork-echo-server loadgen harness; do
   cargo run --quiet --locked -p "$package" -- --help > /dev/null

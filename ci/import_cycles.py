@@ -36,8 +36,9 @@ def modules(src):
     return mods
 
 
-def strip_tests(text):
-    # Drop `#[cfg(test)]` items (a `mod tests { ... }` block) by brace matching.
+def strip_tests(text, keep_lines=False):
+    """Drops `#[cfg(test)]` items (a `mod tests { ... }` block) by brace matching; with
+    `keep_lines` they are blanked instead, newlines kept, so line numbers still hold."""
     out, i = [], 0
     while True:
         j = text.find("#[cfg(test)]", i)
@@ -47,20 +48,22 @@ def strip_tests(text):
         out.append(text[i:j])
         k = text.find("{", j)
         semi = text.find(";", j)
+        end = len(text)
         if semi != -1 and (k == -1 or semi < k):
-            i = semi + 1
-            continue
-        depth = 0
-        for m in range(k, len(text)):
-            if text[m] == "{":
-                depth += 1
-            elif text[m] == "}":
-                depth -= 1
-                if depth == 0:
-                    i = m + 1
-                    break
+            end = semi + 1
         else:
-            return "".join(out)
+            depth = 0
+            for m in range(k, len(text)):
+                if text[m] == "{":
+                    depth += 1
+                elif text[m] == "}":
+                    depth -= 1
+                    if depth == 0:
+                        end = m + 1
+                        break
+        if keep_lines:
+            out.append(re.sub(r"[^\n]", " ", text[j:end]))
+        i = end
 
 
 def strip_comments(text):

@@ -656,9 +656,14 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
     assert_eq!(fit["n"], 3);
     assert!(fit["slope"].as_f64().expect("slope") > 0.0, "{fit}");
     assert!(capacity["memory_check"]["error_percent"].is_number());
+    // Schema 4: each fitted slope stored once, in the capacity model, not copied into the limits.
+    assert_eq!(report["schema_version"], 4);
+    assert!(capacity["limits"].get("pss_slope_bytes_per_conn").is_none());
+    assert!(capacity["limits"]
+        .get("total_slope_bytes_per_conn")
+        .is_none());
     // Schema 3: the CPU of every step (the server's tree, reaped children included, and the load
     // generator) and the throughput and CPU models fitted over them.
-    assert_eq!(report["schema_version"], 3);
     for step in steps {
         let cpu = &step["cpu"];
         assert!(

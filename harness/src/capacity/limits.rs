@@ -67,17 +67,6 @@ pub struct Limits {
     pub memory_budget_bytes: Option<u64>,
     /// `MemAvailable` from `/proc/meminfo` when read.
     pub mem_available_bytes: Option<u64>,
-    /// Fitted total PSS per live connection (the slope of the memory model).
-    pub pss_slope_bytes_per_conn: Option<f64>,
-    /// Fitted total PSS with no connection (the intercept of the memory model).
-    pub pss_intercept_bytes: Option<f64>,
-    /// Fitted total memory (user space and kernel) per live connection; the memory limits use it
-    /// when known, else the PSS slope. Absent in reports of schema 1.
-    #[serde(default)]
-    pub total_slope_bytes_per_conn: Option<f64>,
-    /// Fitted total memory with no connection.
-    #[serde(default)]
-    pub total_intercept_bytes: Option<f64>,
     /// Soft `RLIMIT_NPROC`; `None` when unlimited.
     pub rlimit_nproc_soft: Option<u64>,
     /// Tasks (threads) the real uid already runs, counted from `/proc/*/status`.
@@ -135,18 +124,29 @@ pub struct Prediction {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LimitInputs {
     pub memory_budget_bytes: Option<u64>,
-    /// The fitted memory model, if a sweep has produced one yet.
-    pub pss_fit: Option<LinearFit>,
     pub server_max_children: Option<u64>,
     /// Source IPs the load generator uses; 0 is taken as 1.
     pub source_ips: u64,
 }
 
+/// What one connection costs in memory, as fitted by the sweep: the memory limits divide by it.
+/// Not part of [`Limits`]: a sweep report stores each fit once, in its capacity model
+/// (`memory_fit`, `total_memory.total_fit`); reports of schema 1 and 2 also copied the slopes and
+/// intercepts into `limits`, which readers now ignore.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MemoryFits {
+    /// Total memory (user space and kernel) against live connections; used when known.
+    pub total: Option<LinearFit>,
+    /// Total PSS (user space only) against live connections; used when `total` is unknown.
+    pub pss: Option<LinearFit>,
+}
+
 /// Turns every known limit into a connection count and picks the smallest.
 ///
 /// Each connection costs the server one child (one task, one pid), the load generator one descriptor
-/// and one local port, and the system two open files. `None` when no limit is known.
-pub fn predict_max(limits: &Limits) -> Option<Prediction> {
+/// and one local port, and the system two open files; and the memory `fits` say. `None` when no
+/// limit is known.
+pub fn predict_max(limits: &Limits, fits: &MemoryFits) -> Option<Prediction> {
     let mut candidates = Vec::new();
     let mut add = |kind, max_connections: u64, knob: &str, detail: String| {
         candidates.push(LimitCandidate {
@@ -156,18 +156,46 @@ pub fn predict_max(limits: &Limits) -> Option<Prediction> {
             detail,
         })
     };
+    memory_limits(limits, fits, &mut add);
+    task_limits(limits, &mut add);
+    descriptor_and_port_limits(limits, &mut add);
 
+    candidates.sort_by(|a, b| {
+        a.max_connections
+            .cmp(&b.max_connections)
+            .then(a.kind.cmp(&b.kind))
+    });
+    let first = candidates.first()?;
+    Some(Prediction {
+        max_connections: first.max_connections,
+        binding: first.kind,
+        knob: first.knob.clone(),
+        candidates,
+    })
+}
+
+/// The memory limits (`--memory-budget`, `MemAvailable`) divided by the fitted cost per
+/// connection.
+fn memory_limits(
+    limits: &Limits,
+    fits: &MemoryFits,
+    add: &mut impl FnMut(LimitKind, u64, &str, String),
+) {
     // The total (user space + kernel) when the sweep measured it; PSS alone undercounts a fork
     // child about threefold, so a prediction from it says so in its detail.
-    let memory_model = match limits.total_slope_bytes_per_conn.filter(|s| *s > 0.0) {
-        Some(slope) => Some((slope, limits.total_intercept_bytes, "total memory")),
-        None => limits
-            .pss_slope_bytes_per_conn
-            .filter(|s| *s > 0.0)
-            .map(|slope| (slope, limits.pss_intercept_bytes, "PSS, user space only")),
+    let costs = |fit: Option<LinearFit>| fit.filter(|f| f.slope > 0.0);
+    let memory_model = match costs(fits.total) {
+        Some(fit) => Some((fit, "total memory")),
+        None => costs(fits.pss).map(|fit| (fit, "PSS, user space only")),
     };
-    if let Some((slope, intercept, what)) = memory_model {
-        let intercept = intercept.unwrap_or(0.0).max(0.0);
+    if let Some((
+        LinearFit {
+            slope, intercept, ..
+        },
+        what,
+    )) = memory_model
+    {
+        let intercept = intercept.max(0.0);
         if let Some(budget) = limits.memory_budget_bytes {
             add(
                 LimitKind::MemoryBudget,
@@ -195,6 +223,10 @@ pub fn predict_max(limits: &Limits) -> Option<Prediction> {
             );
         }
     }
+}
+
+/// The limits on tasks and pids: each connection is one more child of the server.
+fn task_limits(limits: &Limits, add: &mut impl FnMut(LimitKind, u64, &str, String)) {
     if limits.nproc_enforced {
         if let Some(soft) = limits.rlimit_nproc_soft {
             let used = limits.nproc_used.unwrap_or(0);
@@ -242,6 +274,11 @@ pub fn predict_max(limits: &Limits) -> Option<Prediction> {
             format!("server --max-children {max_children}"),
         );
     }
+}
+
+/// The limits on descriptors and ports: each connection is one descriptor and one local port
+/// of the load generator, and two open files of the system.
+fn descriptor_and_port_limits(limits: &Limits, add: &mut impl FnMut(LimitKind, u64, &str, String)) {
     if let Some(soft) = limits.loadgen_nofile_soft {
         let used = limits.loadgen_fds_used.unwrap_or(0);
         let knob = match limits.loadgen_nofile_hard {
@@ -273,19 +310,6 @@ pub fn predict_max(limits: &Limits) -> Option<Prediction> {
             format!("{ports} ports x {ips} source IP(s)"),
         );
     }
-
-    candidates.sort_by(|a, b| {
-        a.max_connections
-            .cmp(&b.max_connections)
-            .then(a.kind.cmp(&b.kind))
-    });
-    let first = candidates.first()?;
-    Some(Prediction {
-        max_connections: first.max_connections,
-        binding: first.kind,
-        knob: first.knob.clone(),
-        candidates,
-    })
 }
 
 impl fmt::Display for Prediction {

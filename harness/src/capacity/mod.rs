@@ -27,7 +27,8 @@ pub mod usl;
 
 pub use fit::{check_prediction, fit_line, latency_knee, HoldOutCheck, LinearFit};
 pub use limits::{
-    memory_connections, predict_max, LimitCandidate, LimitInputs, LimitKind, Limits, Prediction,
+    memory_connections, predict_max, LimitCandidate, LimitInputs, LimitKind, Limits, MemoryFits,
+    Prediction,
 };
 pub use memory::{StepMemory, TotalMemoryModel, ValidationFigures};
 pub use model::{CapacityModel, ModelStep};
@@ -134,10 +135,6 @@ mod tests {
         Limits {
             memory_budget_bytes: Some(1 << 50),
             mem_available_bytes: Some(1 << 50),
-            pss_slope_bytes_per_conn: Some(100_000.0),
-            pss_intercept_bytes: Some(1_000_000.0),
-            total_slope_bytes_per_conn: None,
-            total_intercept_bytes: None,
             rlimit_nproc_soft: Some(10_000_000),
             nproc_used: Some(10),
             nproc_enforced: true,
@@ -156,8 +153,21 @@ mod tests {
         }
     }
 
+    /// 100,000 bytes per connection on a base of 1,000,000 (PSS only, as schema 1 measured).
+    fn pss_fits(slope: f64) -> MemoryFits {
+        MemoryFits {
+            total: None,
+            pss: Some(LinearFit {
+                slope,
+                intercept: 1_000_000.0,
+                r_squared: 1.0,
+                n: 4,
+            }),
+        }
+    }
+
     fn binding(limits: &Limits) -> (LimitKind, u64, String) {
-        let p = predict_max(limits).expect("prediction");
+        let p = predict_max(limits, &pss_fits(100_000.0)).expect("prediction");
         (p.binding, p.max_connections, p.knob)
     }
 
@@ -242,7 +252,7 @@ mod tests {
 
     #[test]
     fn candidates_are_sorted_and_complete() {
-        let p = predict_max(&roomy()).expect("prediction");
+        let p = predict_max(&roomy(), &pss_fits(100_000.0)).expect("prediction");
         assert_eq!(p.candidates.len(), 10);
         assert!(p
             .candidates
@@ -257,16 +267,19 @@ mod tests {
         let mut l = roomy();
         l.rlimit_nproc_soft = Some(1);
         l.nproc_enforced = false; // root: the kernel does not count
-        l.pss_slope_bytes_per_conn = Some(-5.0); // noise, not a cost
         l.source_ips = 0; // taken as one
-        let p = predict_max(&l).expect("prediction");
+        let noise = pss_fits(-5.0); // a falling fit is noise, not a cost
+        let p = predict_max(&l, &noise).expect("prediction");
         let kinds: Vec<LimitKind> = p.candidates.iter().map(|c| c.kind).collect();
         assert!(!kinds.contains(&LimitKind::RlimitNproc));
         assert!(!kinds.contains(&LimitKind::MemoryBudget));
         assert!(!kinds.contains(&LimitKind::AvailableMemory));
         assert_eq!(p.binding, LimitKind::EphemeralPorts);
         assert_eq!(p.max_connections, 28_232);
-        assert_eq!(predict_max(&Limits::default()), None);
+        assert_eq!(
+            predict_max(&Limits::default(), &MemoryFits::default()),
+            None
+        );
     }
 
     #[test]
@@ -291,13 +304,13 @@ mod tests {
             failed,
         ];
         let mut limits = roomy();
-        limits.pss_slope_bytes_per_conn = None;
         limits.memory_budget_bytes = Some(1_000_000 + 100_000 * 2000);
         let model = CapacityModel::from_steps(&steps, limits);
         let fit = model.memory_fit.expect("fit");
         assert!(close(fit.slope, 100_000.0, 1e-9), "{fit:?}");
         assert_eq!(fit.n, 4);
-        assert_eq!(model.limits.pss_slope_bytes_per_conn, Some(fit.slope));
+        // The prediction divided by this fit, the one stored in the model.
+        assert_eq!(model.memory_fits().pss, Some(fit));
         let check = model.memory_check.expect("check");
         assert!(check.error_percent.abs() < 1e-6, "{check:?}");
         assert_eq!(model.latency_knee_conns, Some(4000));
@@ -318,12 +331,17 @@ mod tests {
 
     #[test]
     fn prediction_serializes_with_snake_case_kinds() {
-        let p = predict_max(&roomy()).expect("prediction");
+        let p = predict_max(&roomy(), &pss_fits(100_000.0)).expect("prediction");
         let json = serde_json::to_value(&p).expect("json");
         assert_eq!(json["binding"], "ephemeral_ports");
         let back: Prediction = serde_json::from_value(json).expect("round trip");
         assert_eq!(back, p);
+        // The fitted slope is stored once, in the model's fits, not copied into the limits.
         let limits = serde_json::to_value(roomy()).expect("json");
-        assert_eq!(limits["pss_slope_bytes_per_conn"], 100_000.0);
+        assert!(limits.get("pss_slope_bytes_per_conn").is_none(), "{limits}");
+        assert!(
+            limits.get("total_slope_bytes_per_conn").is_none(),
+            "{limits}"
+        );
     }
 }

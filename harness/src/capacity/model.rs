@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cpu::{CpuModel, StepCpu};
 use super::fit::{check_prediction, fit_line, latency_knee, HoldOutCheck, LinearFit};
-use super::limits::{predict_max, Limits, Prediction};
+use super::limits::{predict_max, Limits, MemoryFits, Prediction};
 use super::memory::{MemoryStep, StepMemory, TotalMemoryModel};
 use super::usl::{ThroughputModel, ThroughputStep};
 
@@ -47,23 +47,22 @@ pub struct CapacityModel {
     #[serde(default)]
     pub cpu: Option<CpuModel>,
     pub latency_knee_conns: Option<u64>,
-    /// The limits the prediction used, with the fitted slope and intercept filled in.
+    /// The machine's limits the prediction used. The fitted memory cost it divided by is
+    /// `memory_fit` and `total_memory`, stored once (see [`MemoryFits`]).
     pub limits: Limits,
     pub prediction: Option<Prediction>,
 }
 
 impl CapacityModel {
     /// Fits memory, finds the knee and predicts the maximum from `steps` and the machine's `limits`
-    /// (whose memory-model fields are replaced by the fit made here).
-    pub fn from_steps(steps: &[ModelStep], mut limits: Limits) -> CapacityModel {
+    /// with the memory fits made here.
+    pub fn from_steps(steps: &[ModelStep], limits: Limits) -> CapacityModel {
         let memory_points: Vec<(f64, f64)> = steps
             .iter()
             .filter(|s| s.total_pss_bytes.is_finite())
             .map(|s| (s.live_children as f64, s.total_pss_bytes))
             .collect();
         let memory_fit = fit_line(&memory_points);
-        limits.pss_slope_bytes_per_conn = memory_fit.map(|f| f.slope);
-        limits.pss_intercept_bytes = memory_fit.map(|f| f.intercept);
         let memory_steps: Vec<MemoryStep> = steps
             .iter()
             .filter_map(|s| {
@@ -75,21 +74,29 @@ impl CapacityModel {
             })
             .collect();
         let total_memory = TotalMemoryModel::fit(&memory_steps);
-        limits.total_slope_bytes_per_conn = total_memory.as_ref().map(|m| m.total_fit.slope);
-        limits.total_intercept_bytes = total_memory.as_ref().map(|m| m.total_fit.intercept);
         let throughput_steps: Vec<ThroughputStep> =
             steps.iter().filter_map(|s| s.throughput).collect();
         let cpu_steps: Vec<StepCpu> = steps.iter().filter_map(|s| s.cpu).collect();
         let knee_steps: Vec<(u64, f64)> = steps.iter().map(|s| (s.conns, s.echo_p99_us)).collect();
-        CapacityModel {
+        let mut model = CapacityModel {
             memory_fit,
             memory_check: check_prediction(&memory_points),
             total_memory,
             throughput: ThroughputModel::fit(&throughput_steps),
             cpu: CpuModel::fit(&cpu_steps),
             latency_knee_conns: latency_knee(&knee_steps),
-            prediction: predict_max(&limits),
+            prediction: None,
             limits,
+        };
+        model.prediction = predict_max(&model.limits, &model.memory_fits());
+        model
+    }
+
+    /// The memory fits the prediction divides by, as stored in this model.
+    pub fn memory_fits(&self) -> MemoryFits {
+        MemoryFits {
+            total: self.total_memory.as_ref().map(|m| m.total_fit),
+            pss: self.memory_fit,
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::probe::load::{self, LatencyFigures};
 use crate::probe::sampler;
 use crate::render::text;
 use crate::report::check::{CheckCounts, CheckOptions, CheckResult, CheckStatus};
-use crate::report::parts::{MemoryCounters, ReportKind, ServerEnd};
+use crate::report::parts::{ReportKind, ServerEnd};
 use crate::report::run::{
     FigureSpread, PhaseListenQueue, RunParameters, RunReport, RunSpread, RunSummary,
 };
@@ -99,18 +99,7 @@ pub fn run(spec: &ServerSpec, opts: &RunOptions) -> Result<RunReport, ServerErro
 
     let counts = CheckCounts::of(&results);
     let summary = summarize(&phase, &server_end, counts);
-    let memory = memory_before.zip(memory_after).and_then(|(before, after)| {
-        let established = phase
-            .report
-            .as_ref()
-            .map_or(0, |r| r.counters.connections_established);
-        sampler::step_memory(
-            &MemoryCounters::midpoint(&before, &after),
-            &phase.timeline,
-            established,
-            None,
-        )
-    });
+    let memory = load::load_memory(memory_before, memory_after, &phase, None);
     let p = &opts.load;
     Ok(RunReport {
         schema_version: SCHEMA_VERSION,

@@ -204,7 +204,6 @@ pub fn sweep(spec: &ServerSpec, opts: &SweepOptions) -> Result<SweepReport, Serv
     // Read before any server of the sweep exists, so its tasks are not counted as used.
     let limits = Limits::read_from_system(&LimitInputs {
         memory_budget_bytes: Some(opts.memory_budget_bytes),
-        pss_fit: None,
         server_max_children: server_max_children(spec),
         source_ips: 1,
     });

@@ -10,7 +10,7 @@ use crate::capacity::cpu::StepCpu;
 use crate::commands::progress::SweepProgress;
 use crate::probe::load::{self, LatencyFigures};
 use crate::probe::sampler;
-use crate::report::parts::{MemoryCounters, Sample};
+use crate::report::parts::Sample;
 use crate::report::sweep::{BurstFigures, SteadyFigures, SweepStep, TreeFigures};
 use crate::subject::error::ServerError;
 use crate::subject::process::{ServerProcess, READY_TIMEOUT, STOP_GRACE};
@@ -125,16 +125,12 @@ pub fn run_step(
         burst,
         steady,
         tree: tree_figures(&phase.timeline, established),
-        memory: memory_baseline
-            .zip(memory_after)
-            .and_then(|(before, after)| {
-                sampler::step_memory(
-                    &MemoryCounters::midpoint(&before, &after),
-                    &phase.timeline,
-                    established.unwrap_or(0),
-                    step_load.socket_slab_bytes,
-                )
-            }),
+        memory: load::load_memory(
+            memory_baseline,
+            memory_after,
+            &phase,
+            step_load.socket_slab_bytes,
+        ),
         cpu,
         listen_queue: phase.listen_queue,
         server_end: Some(server_end),

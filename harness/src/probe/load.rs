@@ -7,8 +7,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::probe::sampler::Sampler;
-use crate::report::parts::{ListenCounters, Sample};
+use crate::capacity::StepMemory;
+use crate::probe::sampler::{self, Sampler};
+use crate::report::parts::{ListenCounters, MemoryCounters, Sample};
 use crate::sys::cpu;
 
 /// What one load phase produced.
@@ -24,6 +25,29 @@ pub struct LoadPhase {
     pub loadgen_cpu_secs: Option<f64>,
     /// CPU seconds of the sampler thread (the harness measuring, not loading).
     pub sampler_cpu_secs: Option<f64>,
+}
+
+/// What a load cost in memory: every counter's change at the tree's peak from the mean of the
+/// readings taken before the server started and after it was gone (`MemoryCounters::midpoint`),
+/// less the load generator's share (its sockets x `socket_slab_bytes`, when known). `None` when a
+/// reading is missing or no sample saw a child. `harness run` and each sweep step measure it so.
+pub fn load_memory(
+    before: Option<MemoryCounters>,
+    after: Option<MemoryCounters>,
+    phase: &LoadPhase,
+    socket_slab_bytes: Option<f64>,
+) -> Option<StepMemory> {
+    let (before, after) = before.zip(after)?;
+    let established = phase
+        .report
+        .as_ref()
+        .map_or(0, |r| r.counters.connections_established);
+    sampler::step_memory(
+        &MemoryCounters::midpoint(&before, &after),
+        &phase.timeline,
+        established,
+        socket_slab_bytes,
+    )
 }
 
 /// Runs `config` against the server whose pid is `server_pid`, sampling its tree every `interval`

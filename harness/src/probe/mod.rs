@@ -12,10 +12,12 @@
 //! Layers it may import: `subject`, `report`, `sys`, `capacity`, `faults`.
 //! Crates it may import: `loadgen`, `libc`, `nix`, `serde`.
 
+mod case_support;
 pub mod checks;
 pub mod client;
 pub mod fault_checks;
 pub mod load;
+mod own_server_checks;
 pub mod sampler;
 pub mod soak;
 pub mod socket_cost;

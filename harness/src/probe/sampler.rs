@@ -101,6 +101,16 @@ impl TreeSampler {
                 sample.lingering_zombies += 1;
             }
         }
+        self.read_children_memory(&mut live, &mut sample);
+        sample.tree_pss_kib = sample.server_pss_kib + sample.children_pss_kib;
+        sample.sample_ms = started.elapsed().as_secs_f64() * 1000.0;
+        sample
+    }
+
+    /// Reads the memory of as many of the `live` children as the memory budget allows (those
+    /// never read first, then the longest unread) and fills in the sample's children figures,
+    /// scaled up from the children whose memory is known.
+    fn read_children_memory(&mut self, live: &mut [i32], sample: &mut Sample) {
         // A set, not `live.contains`: with thousands of children a linear search per entry made
         // this quadratic in the child count on every sample.
         let live_set: HashSet<i32> = live.iter().copied().collect();
@@ -108,7 +118,7 @@ impl TreeSampler {
         // Never-read children first, then the longest-unread.
         live.sort_by_key(|child| self.memory.get(child).map_or(0, |(_, at)| *at));
         let budget_end = self.memory_budget.map(|b| Instant::now() + b);
-        for &child in &live {
+        for &child in live.iter() {
             // At least one read per sample whatever the clock says: on a loaded machine the
             // sampler can be preempted past its budget before its first read, and a run whose
             // children were never read would report no PSS at all.
@@ -122,7 +132,7 @@ impl TreeSampler {
             sample.memory_reads += 1;
         }
         let (mut pss, mut private, mut rss, mut measured) = (0u64, 0u64, 0u64, 0usize);
-        for child in &live {
+        for child in live.iter() {
             if let Some((m, _)) = self.memory.get(child) {
                 pss += m.pss_kib;
                 private += m.private_kib;
@@ -139,9 +149,6 @@ impl TreeSampler {
             sample.children_private_kib = (private as f64 * scale).round() as u64;
             sample.children_rss_kib = (rss as f64 * scale).round() as u64;
         }
-        sample.tree_pss_kib = sample.server_pss_kib + sample.children_pss_kib;
-        sample.sample_ms = started.elapsed().as_secs_f64() * 1000.0;
-        sample
     }
 }
 

@@ -402,6 +402,12 @@ type ModelFigure = (&'static str, FigureUnit, bool, (Option<f64>, Option<f64>));
 /// or that failed in NEW is a regression), then their capacity models (shown, not gated: a model
 /// moves with the machine as much as with the server).
 fn compare_sweeps(b: &SweepReport, n: &SweepReport, max_pct: f64, rows: &mut Vec<CompareRow>) {
+    compare_steps(b, n, max_pct, rows);
+    compare_models(b, n, max_pct, rows);
+}
+
+/// Each step of BASE against NEW's step with the same connection count.
+fn compare_steps(b: &SweepReport, n: &SweepReport, max_pct: f64, rows: &mut Vec<CompareRow>) {
     for bs in &b.steps {
         let ns = n.steps.iter().find(|s| s.conns == bs.conns);
         let step_name = format!("step {} conns", bs.conns);
@@ -446,6 +452,10 @@ fn compare_sweeps(b: &SweepReport, n: &SweepReport, max_pct: f64, rows: &mut Vec
             }
         }
     }
+}
+
+/// The capacity models side by side (shown, not gated).
+fn compare_models(b: &SweepReport, n: &SweepReport, max_pct: f64, rows: &mut Vec<CompareRow>) {
     let slope_kib = |r: &SweepReport| r.capacity.memory_fit.as_ref().map(|f| f.slope / 1024.0);
     let predicted = |r: &SweepReport| {
         r.capacity

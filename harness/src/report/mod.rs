@@ -32,9 +32,12 @@ use sweep::SweepReport;
 /// of memory is added (sweep steps' `memory`, `capacity.total_memory`, timeline samples'
 /// `memory`, `validation`). 3: the throughput and CPU models (`capacity.throughput`,
 /// `capacity.cpu`, sweep steps' `cpu`, `steady.echo_mean_us`, `parameters.target`) and the
-/// reclaimable slab (`sreclaimable`). Version 1 and 2 reports (the committed baselines among them)
-/// are still read: every field added since is optional and reads as absent.
-pub const SCHEMA_VERSION: u32 = 3;
+/// reclaimable slab (`sreclaimable`). 4: a sweep's fitted memory slopes and intercepts are stored
+/// once, in `capacity.memory_fit` and `capacity.total_memory.total_fit`, no longer copied into
+/// `capacity.limits` (`pss_slope_bytes_per_conn`, `pss_intercept_bytes`, `total_*`): readers
+/// ignore those copies in older reports. Version 1 to 3 reports (the committed baselines among
+/// them) are still read: every field added since is optional and reads as absent.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The oldest `schema_version` [`AnyReport::read`] still reads.
 pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;

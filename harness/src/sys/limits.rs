@@ -59,10 +59,6 @@ pub(super) fn read(
             .as_deref()
             .and_then(memory::parse_meminfo)
             .map(|m| m.mem_available_kib * 1024),
-        pss_slope_bytes_per_conn: inputs.pss_fit.map(|f| f.slope),
-        pss_intercept_bytes: inputs.pss_fit.map(|f| f.intercept),
-        total_slope_bytes_per_conn: None,
-        total_intercept_bytes: None,
         rlimit_nproc_soft: rlimits.nproc_soft,
         nproc_used: count_user_tasks(proc_root, rlimits.uid),
         nproc_enforced,
@@ -240,7 +236,6 @@ fn cgroup_pids_headroom(cgroup_root: &Path, self_cgroup: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capacity::LinearFit;
 
     fn write(root: &Path, rel: &str, text: &str) {
         let path = root.join(rel);
@@ -313,15 +308,8 @@ mod tests {
             nofile_hard: Some(524_288),
             uid: 1000,
         };
-        let fit = LinearFit {
-            slope: 150_000.0,
-            intercept: 2e6,
-            r_squared: 0.99,
-            n: 4,
-        };
         let inputs = LimitInputs {
             memory_budget_bytes: Some(1 << 30),
-            pss_fit: Some(fit),
             server_max_children: Some(64),
             source_ips: 0,
         };
@@ -340,7 +328,6 @@ mod tests {
         assert_eq!(l.loadgen_fds_used, Some(2));
         assert_eq!(l.ephemeral_ports_per_ip, Some(28_232));
         assert_eq!(l.source_ips, 1);
-        assert_eq!(l.pss_slope_bytes_per_conn, Some(150_000.0));
         assert_eq!(l.server_max_children, Some(64));
 
         // Root is exempt from RLIMIT_NPROC; so is a process holding CAP_SYS_RESOURCE.
@@ -377,6 +364,6 @@ mod tests {
         );
         assert!(l.nproc_used.is_some_and(|n| n >= 1), "{l:?}");
         assert!(l.ephemeral_ports_per_ip.is_some_and(|n| n > 0), "{l:?}");
-        assert!(crate::capacity::predict_max(&l).is_some());
+        assert!(crate::capacity::predict_max(&l, &Default::default()).is_some());
     }
 }

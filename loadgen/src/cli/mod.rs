@@ -270,7 +270,8 @@ impl RunArgs {
 
     fn to_config(&self) -> Result<Config, Error> {
         let (conns, duration, rate) = self.load_shape()?;
-        let config = Config {
+        // Validated once, by `run_auto`, before any work.
+        Ok(Config {
             addr: resolve(&self.addr, &self.source_ip)?,
             conns,
             duration,
@@ -298,9 +299,7 @@ impl RunArgs {
             hlog: self.hlog.clone(),
             hlog_interval: self.hlog_interval,
             stages: self.stages(),
-        };
-        config.validate()?;
-        Ok(config)
+        })
     }
 }
 
@@ -427,4 +426,88 @@ fn present(report: &Report, args: &ReportArgs) -> Result<(), Error> {
         }),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    /// A config with every field away from its default, written as a full struct literal: a field
+    /// added to `Config` does not compile here until this test covers it.
+    fn every_field_set(duration: Option<Duration>, messages: Option<u64>) -> Config {
+        let start_at = SystemTime::now() + Duration::from_nanos(60_000_000_123);
+        Config {
+            addr: "127.0.0.9:4321".parse().expect("addr"),
+            conns: 12,
+            duration,
+            messages,
+            size: 100,
+            pipeline: 3,
+            rate: Some(1200.0),
+            connect_rate: Some(300.0),
+            connect_timeout: Duration::from_millis(1500),
+            io_timeout: Duration::from_millis(2500),
+            warmup: Duration::from_millis(250),
+            source_ips: vec![
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+            ],
+            percentiles: vec![50.0, 99.5],
+            progress: true,
+            max_error_rate: 0.01,
+            max_session_failures: 0.02,
+            slos: vec!["p99=5ms".parse().expect("slo")],
+            deadline: Some(Duration::from_secs(40)),
+            threads: Some(2),
+            // `--threads` runs on the tokio engine (the threads engine refuses it).
+            engine: crate::Engine::Tokio,
+            start_at: Some(start_at),
+            run_id: Some("parent".into()),
+            worker_index: 1,
+            stdio_barrier: false,
+            hlog: Some("/tmp/parent.hlog".into()),
+            hlog_interval: Duration::from_millis(500),
+            // --stages runs in one process: `run_auto` refuses to split it over workers.
+            stages: None,
+        }
+    }
+
+    /// What the worker flags say must be the parent's config with the worker's share: a setting
+    /// forgotten in `worker_args` would run the worker with the default instead, and differ here.
+    #[test]
+    fn worker_args_parse_back_to_the_workers_config() {
+        for (duration, messages) in [(Some(Duration::from_millis(3500)), None), (None, Some(9))] {
+            let parent = every_field_set(duration, messages);
+            parent.validate().expect("the parent's config is valid");
+            let report = Path::new("/tmp/worker-7.json");
+            let args = crate::workers::worker_args(&parent, 3, 4, "rid", 7, report);
+            let cli = Cli::try_parse_from(std::iter::once("loadgen".to_string()).chain(args))
+                .expect("worker flags parse");
+            let worker = cli.run.to_config().expect("worker config");
+            worker.validate().expect("the worker's config is valid");
+            let expected = Config {
+                conns: 4,
+                rate: Some(400.0),
+                connect_rate: Some(100.0),
+                run_id: Some("rid".into()),
+                worker_index: 7,
+                stdio_barrier: true,
+                progress: false,
+                // The parent judges the merged run: a worker tolerates everything, has no SLO.
+                max_error_rate: 1.0,
+                max_session_failures: 1.0,
+                slos: Vec::new(),
+                // Each worker logs beside its report; the parent merges the logs into its own.
+                hlog: Some(report.with_extension("hlog")),
+                ..parent
+            };
+            assert_eq!(worker, expected);
+            assert_eq!(cli.run.procs, Some(1), "a worker never splits again");
+            assert!(cli.run.report.quiet);
+            assert_eq!(cli.run.report.json.as_deref(), Some(report));
+        }
+    }
 }

@@ -52,13 +52,6 @@ pub fn check_start_at(start_at: SystemTime, now: SystemTime) -> Result<(), Error
     Ok(())
 }
 
-/// Seconds since the Unix epoch of `t` (0 before it).
-pub fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

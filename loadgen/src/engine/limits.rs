@@ -7,8 +7,14 @@ use crate::Error;
 /// Descriptors needed besides one per connection (runtime, stdio, epoll, output files).
 const SPARE_FDS: u64 = 64;
 
-/// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the (soft, hard) now in force.
+/// Raises RLIMIT_NOFILE's soft limit to the hard limit, once per process (the run, the worker
+/// split and the preflight all ask); returns the (soft, hard) now in force.
 pub(crate) fn raise_nofile_limit() -> (u64, u64) {
+    static RAISED: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    *RAISED.get_or_init(raise_nofile_limit_now)
+}
+
+fn raise_nofile_limit_now() -> (u64, u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -30,6 +30,11 @@ use crate::{
 /// call it from a plain thread, not from inside a runtime (use [`run_async`]).
 pub fn run(config: Config) -> Result<Report, Error> {
     config.validate()?;
+    run_validated(config)
+}
+
+/// [`run`] for a config its caller has just validated (`run_auto`): validated once per run.
+pub(crate) fn run_validated(config: Config) -> Result<Report, Error> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(Error::Config(
             "loadgen::run was called inside a tokio runtime; use loadgen::run_async there".into(),

@@ -12,7 +12,7 @@ use crate::report::{
     decode_histogram, Counters, Errors, HistogramReport, Latencies, Report,
     OLDEST_READABLE_SCHEMA_VERSION, SCHEMA_VERSION,
 };
-use crate::report::{Identity, MergeInfo};
+use crate::report::{Identity, MergeInfo, Parameters, TimelinePoint};
 use crate::{new_histogram, Error};
 
 impl Report {
@@ -36,46 +36,13 @@ impl Report {
         let first = reports
             .first()
             .ok_or_else(|| Error::Merge("no reports given".into()))?;
-        if let Some(r) = reports.iter().find(|r| {
-            !(OLDEST_READABLE_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&r.schema_version)
-        }) {
-            return Err(Error::Merge(format!(
-                "schema_version {} is not {OLDEST_READABLE_SCHEMA_VERSION}..={SCHEMA_VERSION}",
-                r.schema_version
-            )));
-        }
+        check_versions(reports)?;
         let mixed = identity::check_mergeable(reports, labels, allow_mixed)?;
         let started_unix_secs = reports
             .iter()
             .map(|r| r.started_unix_secs)
             .fold(f64::INFINITY, f64::min);
-        let percentiles = &first.parameters.percentiles;
-        let add_all = |pick: &dyn Fn(&Report) -> Option<&HistogramReport>| -> Result<Option<HistogramReport>, Error> {
-            let mut h = new_histogram();
-            let mut any = false;
-            for r in reports {
-                if let Some(hr) = pick(r) {
-                    any = true;
-                    h.add(hr.histogram()?)
-                        .map_err(|e| Error::Merge(format!("{e:?}")))?;
-                }
-            }
-            if any {
-                Ok(Some(HistogramReport::from_histogram(&h, percentiles)?))
-            } else {
-                Ok(None)
-            }
-        };
-        let required = |pick: &dyn Fn(&Report) -> Option<&HistogramReport>| {
-            add_all(pick)?.ok_or_else(|| Error::Merge("missing histogram".into()))
-        };
-        let latency = Latencies {
-            connect: required(&|r| Some(&r.latency.connect))?,
-            first_echo: required(&|r| Some(&r.latency.first_echo))?,
-            echo: required(&|r| Some(&r.latency.echo))?,
-            echo_uncorrected: add_all(&|r| r.latency.echo_uncorrected.as_ref())?,
-            send_lag: add_all(&|r| r.latency.send_lag.as_ref())?,
-        };
+        let latency = merged_latencies(reports, &first.parameters.percentiles)?;
 
         let mut counters = Counters::default();
         let mut errors = Errors::default();
@@ -96,79 +63,16 @@ impl Report {
             } else {
                 merged_from.extend(r.merged_from.iter().cloned());
             }
-            for p in &r.timeline {
-                let b = seconds
-                    .entry(p.second + shift)
-                    .or_insert_with(SecondBucket::new);
-                b.messages += p.messages;
-                b.errors += p.errors;
-                b.established += p.established;
-                b.closed += p.closed;
-                b.stage = b.stage.or(p.stage);
-                b.echo
-                    .add(decode_histogram(&p.hdr)?)
-                    .map_err(|e| Error::Merge(format!("{e:?}")))?;
-            }
+            add_timeline(&mut seconds, &r.timeline, shift)?;
         }
         let timeline = seconds_to_points(seconds)?;
 
-        let sum_opt = |f: &dyn Fn(&Report) -> Option<f64>| -> Option<f64> {
-            reports.iter().map(f).sum::<Option<f64>>()
-        };
         let max_f = |f: &dyn Fn(&Report) -> f64| reports.iter().map(f).fold(0.0, f64::max);
-        let mut parameters = first.parameters.clone();
-        parameters.conns = reports.iter().map(|r| r.parameters.conns).sum();
-        parameters.rate = sum_opt(&|r| r.parameters.rate);
-        parameters.connect_rate = sum_opt(&|r| r.parameters.connect_rate);
-        parameters.processes = reports.iter().map(|r| r.parameters.processes).sum();
-        let mut targets: Vec<&str> = Vec::new();
-        for r in reports {
-            if !targets.contains(&r.parameters.target.as_str()) {
-                targets.push(&r.parameters.target);
-            }
-        }
-        parameters.target = targets.join(",");
-        let mut engines: Vec<&str> = Vec::new();
-        for r in reports {
-            if !engines.contains(&r.parameters.engine.as_str()) {
-                engines.push(&r.parameters.engine);
-            }
-        }
-        parameters.engine = engines.join(",");
-        let mut hosts: Vec<&str> = Vec::new();
-        for p in &parts {
-            if !hosts.contains(&p.host.as_str()) {
-                hosts.push(&p.host);
-            }
-        }
-        let mut run_ids: Vec<&str> = Vec::new();
-        for p in &parts {
-            if !run_ids.contains(&p.run_id.as_str()) {
-                run_ids.push(&p.run_id);
-            }
-        }
-        let span = |pick: &dyn Fn(&Identity) -> f64, min: bool| {
-            let values = parts.iter().map(pick).filter(|v| *v > 0.0);
-            if min {
-                values.fold(f64::INFINITY, f64::min)
-            } else {
-                values.fold(0.0, f64::max)
-            }
-        };
-        let measured_start = span(&|p| p.measured_start_unix_secs, true);
-        let merged_identity = Identity {
-            run_id: run_ids.join(","),
-            host: hosts.join(","),
-            worker: 0,
-            measured_start_unix_secs: if measured_start.is_finite() {
-                measured_start
-            } else {
-                0.0
-            },
-            measured_end_unix_secs: span(&|p| p.measured_end_unix_secs, false),
-        };
+        let parameters = merged_parameters(reports);
+        let hosts = distinct(parts.iter().map(|p| p.host.as_str())).len() as u64;
+        let merged_identity = merged_identity(&parts);
         let merge = MergeInfo {
-            hosts: hosts.len() as u64,
+            hosts,
             workers: parts.len() as u64,
             workers_lost,
             allow_mixed,
@@ -200,5 +104,122 @@ impl Report {
             errors,
             timeline,
         })
+    }
+}
+
+/// Refuses a report of a schema version this loadgen does not read.
+fn check_versions(reports: &[Report]) -> Result<(), Error> {
+    match reports
+        .iter()
+        .find(|r| !(OLDEST_READABLE_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&r.schema_version))
+    {
+        Some(r) => Err(Error::Merge(format!(
+            "schema_version {} is not {OLDEST_READABLE_SCHEMA_VERSION}..={SCHEMA_VERSION}",
+            r.schema_version
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Every run's histograms added up exactly (the open-loop ones when any run has them).
+fn merged_latencies(reports: &[Report], percentiles: &[f64]) -> Result<Latencies, Error> {
+    let add_all = |pick: &dyn Fn(&Report) -> Option<&HistogramReport>| -> Result<Option<HistogramReport>, Error> {
+        let mut h = new_histogram();
+        let mut any = false;
+        for r in reports {
+            if let Some(hr) = pick(r) {
+                any = true;
+                h.add(hr.histogram()?)
+                    .map_err(|e| Error::Merge(format!("{e:?}")))?;
+            }
+        }
+        if any {
+            Ok(Some(HistogramReport::from_histogram(&h, percentiles)?))
+        } else {
+            Ok(None)
+        }
+    };
+    let required = |pick: &dyn Fn(&Report) -> Option<&HistogramReport>| {
+        add_all(pick)?.ok_or_else(|| Error::Merge("missing histogram".into()))
+    };
+    Ok(Latencies {
+        connect: required(&|r| Some(&r.latency.connect))?,
+        first_echo: required(&|r| Some(&r.latency.first_echo))?,
+        echo: required(&|r| Some(&r.latency.echo))?,
+        echo_uncorrected: add_all(&|r| r.latency.echo_uncorrected.as_ref())?,
+        send_lag: add_all(&|r| r.latency.send_lag.as_ref())?,
+    })
+}
+
+/// Adds a run's timeline points into `seconds`, each `shift` seconds later.
+fn add_timeline(
+    seconds: &mut BTreeMap<u64, SecondBucket>,
+    timeline: &[TimelinePoint],
+    shift: u64,
+) -> Result<(), Error> {
+    for p in timeline {
+        let b = seconds
+            .entry(p.second + shift)
+            .or_insert_with(SecondBucket::new);
+        b.messages += p.messages;
+        b.errors += p.errors;
+        b.established += p.established;
+        b.closed += p.closed;
+        b.stage = b.stage.or(p.stage);
+        b.echo
+            .add(decode_histogram(&p.hdr)?)
+            .map_err(|e| Error::Merge(format!("{e:?}")))?;
+    }
+    Ok(())
+}
+
+/// The first run's parameters with the load added up: connections, rates, processes, targets.
+fn merged_parameters(reports: &[Report]) -> Parameters {
+    let sum_opt = |f: &dyn Fn(&Report) -> Option<f64>| -> Option<f64> {
+        reports.iter().map(f).sum::<Option<f64>>()
+    };
+    let mut parameters = reports[0].parameters.clone();
+    parameters.conns = reports.iter().map(|r| r.parameters.conns).sum();
+    parameters.rate = sum_opt(&|r| r.parameters.rate);
+    parameters.connect_rate = sum_opt(&|r| r.parameters.connect_rate);
+    parameters.processes = reports.iter().map(|r| r.parameters.processes).sum();
+    parameters.target = distinct(reports.iter().map(|r| r.parameters.target.as_str())).join(",");
+    // Workers of one run share an engine; reports merged by hand may not, and say so.
+    parameters.engine = distinct(reports.iter().map(|r| r.parameters.engine.as_str())).join(",");
+    parameters
+}
+
+/// The values of `items` without repeats, in first-seen order.
+fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// The identity of a merge: every run id and host, and the span of all measured phases.
+fn merged_identity(parts: &[Identity]) -> Identity {
+    let span = |pick: &dyn Fn(&Identity) -> f64, min: bool| {
+        let values = parts.iter().map(pick).filter(|v| *v > 0.0);
+        if min {
+            values.fold(f64::INFINITY, f64::min)
+        } else {
+            values.fold(0.0, f64::max)
+        }
+    };
+    let measured_start = span(&|p| p.measured_start_unix_secs, true);
+    Identity {
+        run_id: distinct(parts.iter().map(|p| p.run_id.as_str())).join(","),
+        host: distinct(parts.iter().map(|p| p.host.as_str())).join(","),
+        worker: 0,
+        measured_start_unix_secs: if measured_start.is_finite() {
+            measured_start
+        } else {
+            0.0
+        },
+        measured_end_unix_secs: span(&|p| p.measured_end_unix_secs, false),
     }
 }

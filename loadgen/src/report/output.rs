@@ -13,29 +13,8 @@ use crate::{Error, Report, HIST_SIGFIG};
 
 /// Writes the text summary: parameters, a percentile table per histogram, rates, errors.
 pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    let p = &report.parameters;
     let c = &report.counters;
-    let mode = match (p.duration_secs, p.messages_per_connection) {
-        (Some(d), _) if !p.stages.is_empty() => format!("{} stages over {d}s", p.stages.len()),
-        (Some(d), _) => format!("{d}s"),
-        (None, Some(n)) => format!("{n} messages per connection"),
-        (None, None) => String::new(),
-    };
-    let pacing = match p.rate {
-        Some(r) => format!("open loop at {r} messages/s"),
-        None => "closed loop".into(),
-    };
-    let processes = if p.processes > 1 {
-        format!(" ({} processes merged)", p.processes)
-    } else {
-        String::new()
-    };
-    writeln!(
-        out,
-        "loadgen {} -> {}: {} connections, {}-byte messages, pipeline {}, {mode}, {pacing}, \
-         {} engine{processes}",
-        report.environment.loadgen_version, p.target, p.conns, p.size, p.pipeline, p.engine
-    )?;
+    writeln!(out, "{}", title_line(report))?;
     if let Some(m) = &report.merge {
         crate::report::identity::write_merge_line(m, out)?;
     }
@@ -99,6 +78,38 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         c.bytes_sent, c.bytes_received
     )?;
     writeln!(out)?;
+    write_latency_table(report, out)?;
+    writeln!(out)?;
+    write_errors(report, out)
+}
+
+/// The first line: loadgen's version, the target and the shape of the load.
+fn title_line(report: &Report) -> String {
+    let p = &report.parameters;
+    let mode = match (p.duration_secs, p.messages_per_connection) {
+        (Some(d), _) if !p.stages.is_empty() => format!("{} stages over {d}s", p.stages.len()),
+        (Some(d), _) => format!("{d}s"),
+        (None, Some(n)) => format!("{n} messages per connection"),
+        (None, None) => String::new(),
+    };
+    let pacing = match p.rate {
+        Some(r) => format!("open loop at {r} messages/s"),
+        None => "closed loop".into(),
+    };
+    let processes = if p.processes > 1 {
+        format!(" ({} processes merged)", p.processes)
+    } else {
+        String::new()
+    };
+    format!(
+        "loadgen {} -> {}: {} connections, {}-byte messages, pipeline {}, {mode}, {pacing}, \
+         {} engine{processes}",
+        report.environment.loadgen_version, p.target, p.conns, p.size, p.pipeline, p.engine
+    )
+}
+
+/// The percentile table: one row per histogram, one column per configured percentile.
+fn write_latency_table(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let mut header = format!("{:<16}", "latency");
     for pv in &report.latency.echo.percentiles {
         header.push_str(&format!("{:>10}", format!("p{}", pv.percentile)));
@@ -129,8 +140,7 @@ pub fn write_text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         line.push_str(&format!("{:>10}", h.count));
         writeln!(out, "{line}")?;
     }
-    writeln!(out)?;
-    write_errors(report, out)
+    Ok(())
 }
 
 /// Where every asked-for connection ended: the parts add up to `--conns`.

@@ -24,10 +24,10 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::end_margin;
-use crate::config::start_at;
 use crate::engine::start::CONNECTED_LINE;
 use crate::report::hlog::IntervalLog;
 use crate::report::identity;
@@ -141,7 +141,7 @@ pub fn run_auto(
     let split = plan(&config, procs)?;
     config.source_ips = split.source_ips;
     if split.procs == 1 {
-        return crate::run(config);
+        return crate::engine::runner::run_validated(config);
     }
     if config.stages.is_some() {
         return Err(Error::Limit(format!(
@@ -200,20 +200,37 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
             + end_margin(config.connect_phase_bound())
     });
     let kill_at = started + wait_for_start + run_bound + WORKER_GRACE;
+    let (mut workers, connected_rx) = start_workers(config, procs, exe, &dir.0, &run_id)?;
+    let progress = WorkerProgress::new(config.progress, procs);
+    supervise(&mut workers, &connected_rx, progress.as_ref(), kill_at);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    merge_reports(config, &workers, &run_id)
+}
 
+/// Starts the `procs` worker processes, each with its share of the connections, writing its
+/// report into `dir`. The receiver gets a worker's position once it says it has connected.
+fn start_workers(
+    config: &Config,
+    procs: usize,
+    exe: &Path,
+    dir: &Path,
+    run_id: &str,
+) -> Result<(Vec<Worker>, Receiver<usize>), Error> {
     let mut workers: Vec<Worker> = Vec::with_capacity(procs);
     let (connected_tx, connected_rx) = std::sync::mpsc::channel::<usize>();
     for i in 0..procs {
         let conns = (config.conns / procs + usize::from(i < config.conns % procs)) as u64;
         let index = config.worker_index * procs as u64 + i as u64;
-        let report = dir.0.join(format!("worker-{index}.json"));
-        let stderr = dir.0.join(format!("worker-{index}.stderr"));
+        let report = dir.join(format!("worker-{index}.json"));
+        let stderr = dir.join(format!("worker-{index}.stderr"));
         let err_file = std::fs::File::create(&stderr).map_err(|e| Error::File {
             path: stderr.clone(),
             reason: e.to_string(),
         })?;
         let child = Command::new(exe)
-            .args(worker_args(config, procs, conns, &run_id, index, &report))
+            .args(worker_args(config, procs, conns, run_id, index, &report))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(err_file)
@@ -252,9 +269,18 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
             ended: None,
         });
     }
+    Ok((workers, connected_rx))
+}
 
-    drop(connected_tx);
-    let progress = WorkerProgress::new(config.progress, procs);
+/// Waits for every worker to end, opening the shared barrier once each has connected (or
+/// ended), and kills those still running at `kill_at`.
+fn supervise(
+    workers: &mut [Worker],
+    connected_rx: &Receiver<usize>,
+    progress: Option<&WorkerProgress>,
+    kill_at: Instant,
+) {
+    let procs = workers.len();
     let mut connected = vec![false; procs];
     let mut released = false;
     loop {
@@ -269,7 +295,7 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
                 Err(e) => w.ended = Some(format!("cannot be waited for: {e}")),
             }
         }
-        if let Some(p) = &progress {
+        if let Some(p) = progress {
             p.update(running, procs);
         }
         if running == 0 {
@@ -283,7 +309,7 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
                 .zip(&connected)
                 .all(|(w, c)| *c || w.ended.is_some())
         {
-            for w in &mut workers {
+            for w in workers.iter_mut() {
                 if let Some(mut stdin) = w.child.stdin.take() {
                     use std::io::Write;
                     let _ = stdin.write_all(b"go\n");
@@ -301,14 +327,16 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if let Some(p) = &progress {
-        p.finish();
-    }
+}
 
+/// One report (and, with `--hlog`, one interval log) from the workers'; a worker that wrote none
+/// is counted as lost.
+fn merge_reports(config: &Config, workers: &[Worker], run_id: &str) -> Result<Report, Error> {
+    let procs = workers.len();
     let mut reports = Vec::new();
     let mut labels = Vec::new();
     let mut lost = Vec::new();
-    for w in &workers {
+    for w in workers {
         match Report::read_json(&w.report) {
             Ok(r) => {
                 reports.push(r);
@@ -326,7 +354,7 @@ fn run_workers(config: &Config, procs: usize, exe: &Path) -> Result<Report, Erro
     }
     let mut merged = Report::merge_with(&reports, &labels, false)?;
     for w in lost {
-        count_lost(&mut merged, w, &run_id);
+        count_lost(&mut merged, w, run_id);
     }
     if let Some(path) = &config.hlog {
         // A lost worker's log is missing; its connections are counted as lost in the report.
@@ -395,8 +423,10 @@ fn count_lost(merged: &mut Report, w: &Worker, run_id: &str) {
 
 /// The command line of one worker: its share of the load, the run id and index, `--procs 1`
 /// (a worker never splits again), no progress, and the report to a file. Every setting that
-/// shapes the load is passed through from `config`; rates are divided over the workers.
-fn worker_args(
+/// shapes the load is passed through from `config`; rates are divided over the workers. The test
+/// `worker_args_parse_back_to_the_workers_config` in `cli` parses these flags back for a config
+/// with every field set (a struct literal, so a new field does not compile until it is covered).
+pub(crate) fn worker_args(
     config: &Config,
     procs: usize,
     conns: u64,
@@ -444,13 +474,18 @@ fn worker_args(
         "--json".into(),
         report.display().to_string(),
     ];
-    a.extend(optional_args(config, procs, report));
+    a.extend(load_flags(config, procs));
+    if config.hlog.is_some() {
+        let hlog = worker_hlog(report).display().to_string();
+        a.extend(["--hlog".into(), hlog, "--hlog-interval".into()]);
+        a.push(d(config.hlog_interval));
+    }
     a
 }
 
-/// The worker flags that depend on what `config` sets: the run's length, the rates (divided over
-/// the `procs` workers), addresses, deadline, engine, start time and `--hlog`.
-fn optional_args(config: &Config, procs: usize, report: &Path) -> Vec<String> {
+/// The worker flags that shape the load and are only passed when set: duration or messages,
+/// rates divided over the `procs` workers, source addresses, deadline, engine, threads, start time.
+fn load_flags(config: &Config, procs: usize) -> Vec<String> {
     let d = |d: Duration| humantime::format_duration(d).to_string();
     let mut a: Vec<String> = Vec::new();
     match (config.duration, config.messages) {
@@ -478,15 +513,11 @@ fn optional_args(config: &Config, procs: usize, report: &Path) -> Vec<String> {
         a.extend(["--threads".into(), t.to_string()]);
     }
     if let Some(t) = config.start_at {
+        // RFC 3339 with nanoseconds: exact, where Unix seconds as an f64 were ~100 ns off.
         a.extend([
             "--start-at".into(),
-            format!("{:.6}", start_at::unix_secs(t)),
+            humantime::format_rfc3339_nanos(t).to_string(),
         ]);
-    }
-    if config.hlog.is_some() {
-        let hlog = worker_hlog(report).display().to_string();
-        a.extend(["--hlog".into(), hlog, "--hlog-interval".into()]);
-        a.push(d(config.hlog_interval));
     }
     a
 }

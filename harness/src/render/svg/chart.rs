@@ -273,14 +273,7 @@ where
         .y_label_area_size(72)
         .build_cartesian_2d(x, y)?;
     let tick = |v: &f64| fmt_tick(*v);
-    // Counts get labels only at whole numbers: 0.2 processes is no reading.
-    let y_tick = |v: &f64| {
-        if chart.whole && v.fract() != 0.0 {
-            String::new()
-        } else {
-            fmt_tick(*v)
-        }
-    };
+    let y_tick = |v: &f64| y_tick_label(chart.whole, *v);
     ctx.configure_mesh()
         .x_desc(chart.x_desc.as_str())
         .y_desc(chart.y_desc.as_str())
@@ -298,21 +291,10 @@ where
         let dots = s.points.iter().map(|&p| Circle::new(p, 4, color.filled()));
         let legend_entry = match s.mark {
             Mark::Dots => ctx.draw_series(dots)?,
-            Mark::Area => {
-                // A polygon down to zero at both ends (plotters' AreaSeries needs another feature).
-                let mut outline: Vec<(f64, f64)> = s.points.clone();
-                outline.sort_by(|a, b| a.0.total_cmp(&b.0));
-                if let (Some(first), Some(last)) =
-                    (outline.first().copied(), outline.last().copied())
-                {
-                    outline.insert(0, (first.0, 0.0));
-                    outline.push((last.0, 0.0));
-                }
-                ctx.draw_series(std::iter::once(Polygon::new(
-                    outline,
-                    color.mix(0.85).filled(),
-                )))?
-            }
+            Mark::Area => ctx.draw_series(std::iter::once(Polygon::new(
+                area_outline(&s.points),
+                color.mix(0.85).filled(),
+            )))?,
             Mark::Line | Mark::LineAndDots => {
                 let line = ShapeStyle::from(&color).stroke_width(2);
                 if s.mark == Mark::LineAndDots {
@@ -342,6 +324,27 @@ where
         .margin(12)
         .draw()?;
     Ok(())
+}
+
+/// A y-axis tick label: counts get labels only at whole numbers (0.2 processes is no reading).
+fn y_tick_label(whole: bool, v: f64) -> String {
+    if whole && v.fract() != 0.0 {
+        String::new()
+    } else {
+        fmt_tick(v)
+    }
+}
+
+/// The polygon of an area series: its points in x order, down to zero at both ends (plotters'
+/// AreaSeries needs another feature).
+fn area_outline(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut outline = points.to_vec();
+    outline.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let (Some(first), Some(last)) = (outline.first().copied(), outline.last().copied()) {
+        outline.insert(0, (first.0, 0.0));
+        outline.push((last.0, 0.0));
+    }
+    outline
 }
 
 /// Writes `contents` to a temporary file beside `path`, flushes it, and renames it over `path`.

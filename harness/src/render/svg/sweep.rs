@@ -276,20 +276,7 @@ pub(super) const COMPONENT_COLORS: [RGBColor; 6] = [
 /// pulling the line off the chart), PSS as dots for comparison, and the `--validate` step apart.
 /// Without them (schema 1): total PSS and its fit.
 pub(super) fn memory_chart(points: &[SweepPoint], models: &SweepModels) -> Chart {
-    let mut all_bytes: Vec<f64> = points
-        .iter()
-        .flat_map(|p| [p.total_pss_bytes, p.total_bytes])
-        .collect();
-    if let Some(v) = &models.validation {
-        all_bytes.extend([v.total_pss_bytes, v.total_bytes]);
-    }
-    for p in points {
-        if let Some(c) = p.components {
-            all_bytes.push(c.iter().map(|v| v.max(0.0)).sum());
-            all_bytes.push(p.drop_bytes);
-        }
-    }
-    let unit = bytes_unit(all_bytes.into_iter());
+    let unit = memory_unit(points, models);
     let live: Vec<f64> = points
         .iter()
         .filter(|p| p.total_bytes.is_finite() || p.total_pss_bytes.is_finite())
@@ -352,6 +339,24 @@ pub(super) fn memory_chart(points: &[SweepPoint], models: &SweepModels) -> Chart
         legend: SeriesLabelPosition::UpperLeft,
         whole: false,
     }
+}
+
+/// The unit every figure of the memory chart is drawn in: the one its largest value reads best in.
+fn memory_unit(points: &[SweepPoint], models: &SweepModels) -> (&'static str, f64) {
+    let mut all_bytes: Vec<f64> = points
+        .iter()
+        .flat_map(|p| [p.total_pss_bytes, p.total_bytes])
+        .collect();
+    if let Some(v) = &models.validation {
+        all_bytes.extend([v.total_pss_bytes, v.total_bytes]);
+    }
+    for p in points {
+        if let Some(c) = p.components {
+            all_bytes.push(c.iter().map(|v| v.max(0.0)).sum());
+            all_bytes.push(p.drop_bytes);
+        }
+    }
+    bytes_unit(all_bytes.into_iter())
 }
 
 /// `total fit: 118.0 KiB per connection, intercept -7.8 MiB, R² = 0.997`.

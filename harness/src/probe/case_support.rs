@@ -1,0 +1,49 @@
+//! What the check cases share: their outcome, the server's live children from /proc, and a
+//! batch of clients that each echo their own bytes. Apart from `checks` so that the cases with a
+//! server of their own (`own_server_checks`) use them without the two files importing each other.
+
+use std::net::TcpStream;
+
+use crate::probe::client;
+use crate::subject::process::ServerProcess;
+use crate::sys::procfs;
+
+pub(super) enum Outcome {
+    Pass(Option<String>),
+    Fail(String),
+    Skip(String),
+}
+
+pub(super) fn census(server: &ServerProcess) -> Result<procfs::ChildCensus, String> {
+    procfs::census(server.pid()).map_err(|e| format!("reading /proc: {e}"))
+}
+
+pub(super) fn pid_list(pids: &[i32]) -> String {
+    let shown: Vec<String> = pids.iter().take(5).map(|p| p.to_string()).collect();
+    if pids.len() > 5 {
+        format!("{}, ...", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+pub(super) fn connect_and_echo(server: &ServerProcess, n: usize) -> Result<Vec<TcpStream>, String> {
+    use std::io::Write;
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        let stream = client::connect(server.addr()).map_err(|e| format!("client {i}: {e}"))?;
+        clients.push(stream);
+    }
+    // Everyone writes first, then everyone reads: each must get back its own bytes only.
+    for (i, stream) in clients.iter_mut().enumerate() {
+        stream
+            .write_all(&client::payload_for(i, 100))
+            .map_err(|e| format!("client {i}: write: {e}"))?;
+    }
+    for (i, stream) in clients.iter_mut().enumerate() {
+        let got = client::read_n(stream, 100).map_err(|e| format!("client {i}: {e}"))?;
+        client::compare(&client::payload_for(i, 100), &got)
+            .map_err(|e| format!("client {i}: {e}"))?;
+    }
+    Ok(clients)
+}
