@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use super::chart::{
-    draw_chart, render, scale_for, write_atomically, Chart, Mark, PlotError, Series, CHART_SIZE,
-    LOG_X_RATIO,
+    draw_named, scale_for, write_named, Chart, Mark, PlotError, Series, LOG_X_RATIO,
 };
 use crate::report::sweep::SweepReport;
 
@@ -39,17 +38,10 @@ pub fn capacity_svg_texts(
     report: &SweepReport,
     subject: &str,
 ) -> Result<Vec<(&'static str, String)>, PlotError> {
-    let charts = [usl_chart(report, subject), cpu_chart(report, subject)];
-    let mut drawn = Vec::with_capacity(charts.len());
-    for (chart, suffix) in charts.iter().zip(CAPACITY_CHARTS) {
-        let svg =
-            render(CHART_SIZE, |root| draw_chart(root, chart)).map_err(|e| PlotError::Draw {
-                chart: suffix.to_owned(),
-                message: e.0,
-            })?;
-        drawn.push((suffix, svg));
-    }
-    Ok(drawn)
+    draw_named(
+        &[usl_chart(report, subject), cpu_chart(report, subject)],
+        &CAPACITY_CHARTS,
+    )
 }
 
 /// Writes the charts of [`capacity_svg_texts`] into `dir` as `{stem}-usl.svg`, `{stem}-cpu.svg`.
@@ -59,13 +51,7 @@ pub fn capacity_svgs(
     dir: &Path,
     stem: &str,
 ) -> Result<Vec<PathBuf>, PlotError> {
-    let mut written = Vec::with_capacity(CAPACITY_CHARTS.len());
-    for (suffix, svg) in capacity_svg_texts(report, subject)? {
-        let path = dir.join(format!("{stem}-{suffix}.svg"));
-        write_atomically(&path, &svg)?;
-        written.push(path);
-    }
-    Ok(written)
+    write_named(dir, stem, capacity_svg_texts(report, subject)?)
 }
 
 /// `count` points from `lo` to `hi`, evenly spaced on a log axis.

@@ -356,3 +356,35 @@ pub(super) fn write_atomically(path: &Path, contents: &str) -> Result<(), PlotEr
         }
     })
 }
+
+/// Draws each chart at `CHART_SIZE`, named by the matching entry of `names`.
+pub(super) fn draw_named(
+    charts: &[Chart],
+    names: &[&'static str],
+) -> Result<Vec<(&'static str, String)>, PlotError> {
+    let mut drawn = Vec::with_capacity(charts.len());
+    for (chart, name) in charts.iter().zip(names) {
+        let svg =
+            render(CHART_SIZE, |root| draw_chart(root, chart)).map_err(|e| PlotError::Draw {
+                chart: (*name).to_owned(),
+                message: e.0,
+            })?;
+        drawn.push((*name, svg));
+    }
+    Ok(drawn)
+}
+
+/// Writes each drawn chart into `dir` as `{stem}-{name}.svg`; returns the paths in order.
+pub(super) fn write_named(
+    dir: &Path,
+    stem: &str,
+    drawn: Vec<(&'static str, String)>,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let mut written = Vec::with_capacity(drawn.len());
+    for (name, svg) in drawn {
+        let path = dir.join(format!("{stem}-{name}.svg"));
+        write_atomically(&path, &svg)?;
+        written.push(path);
+    }
+    Ok(written)
+}

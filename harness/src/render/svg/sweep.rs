@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use super::chart::{
-    draw_chart, latency_chart, render, scale_for, write_atomically, Chart, Mark, PlotError, Scale,
-    Series, CHART_SIZE, LOG_X_RATIO,
+    draw_named, latency_chart, scale_for, write_named, Chart, Mark, PlotError, Scale, Series,
+    LOG_X_RATIO,
 };
 use crate::capacity::memory::Component;
 use crate::capacity::LinearFit;
@@ -103,13 +103,7 @@ pub fn write_sweep_svgs(
     points: &[SweepPoint],
     models: &SweepModels,
 ) -> Result<Vec<PathBuf>, PlotError> {
-    let mut written = Vec::with_capacity(SWEEP_CHARTS.len());
-    for (suffix, svg) in sweep_chart_texts(points, models)? {
-        let path = dir.join(format!("{stem}-{suffix}.svg"));
-        write_atomically(&path, &svg)?;
-        written.push(path);
-    }
-    Ok(written)
+    write_named(dir, stem, sweep_chart_texts(points, models)?)
 }
 
 /// The four sweep charts as SVG text, in [`SWEEP_CHARTS`] order, each with its name.
@@ -178,16 +172,7 @@ fn sweep_chart_texts(
         },
     ];
 
-    let mut drawn = Vec::with_capacity(charts.len());
-    for (chart, suffix) in charts.iter().zip(SWEEP_CHARTS) {
-        let svg =
-            render(CHART_SIZE, |root| draw_chart(root, chart)).map_err(|e| PlotError::Draw {
-                chart: suffix.to_owned(),
-                message: e.0,
-            })?;
-        drawn.push((suffix, svg));
-    }
-    Ok(drawn)
+    draw_named(&charts, &SWEEP_CHARTS)
 }
 
 /// The stacked components of the total (top band first), the measured total, the reclaimable
