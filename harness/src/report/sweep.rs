@@ -181,6 +181,21 @@ pub struct SweepSummary {
     pub accept_fork_per_sec: Option<f64>,
 }
 
+impl SweepReport {
+    /// The measured (connections established, steady messages/s) of every step that has both
+    /// and both positive: the points the throughput model is fitted to and charts draw.
+    pub fn throughput_points(&self) -> Vec<(f64, f64)> {
+        self.steps
+            .iter()
+            .filter_map(|s| {
+                let n = s.burst.as_ref()?.connections_established as f64;
+                Some((n, s.steady.as_ref()?.messages_per_sec))
+            })
+            .filter(|&(n, x)| n > 0.0 && x > 0.0)
+            .collect()
+    }
+}
+
 impl SweepSummary {
     pub fn of(steps: &[SweepStep]) -> SweepSummary {
         let largest_burst = steps

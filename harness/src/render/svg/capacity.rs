@@ -63,15 +63,7 @@ fn log_space(lo: f64, hi: f64, count: usize) -> Vec<f64> {
 }
 
 fn usl_chart(report: &SweepReport, subject: &str) -> Chart {
-    let measured: Vec<(f64, f64)> = report
-        .steps
-        .iter()
-        .filter_map(|s| {
-            let n = s.burst.as_ref()?.connections_established as f64;
-            Some((n, s.steady.as_ref()?.messages_per_sec))
-        })
-        .filter(|&(n, x)| n > 0.0 && x > 0.0)
-        .collect();
+    let measured = report.throughput_points();
     let xs: Vec<f64> = measured.iter().map(|p| p.0).collect();
     let mut series = Vec::new();
     if let Some(t) = &report.capacity.throughput {

@@ -96,15 +96,7 @@ fn chart(caption: String, y_desc: &str, series: Vec<Series>, y_log: bool) -> Cha
 fn throughput_chart(reports: &[SweepReport], names: &[String], subject: &str) -> Chart {
     let mut series = Vec::new();
     for ((r, name), color) in reports.iter().zip(names).zip(COLORS.iter().cycle()) {
-        let points: Vec<(f64, f64)> = r
-            .steps
-            .iter()
-            .filter_map(|s| {
-                let n = s.burst.as_ref()?.connections_established as f64;
-                Some((n, s.steady.as_ref()?.messages_per_sec))
-            })
-            .filter(|&(n, x)| n > 0.0 && x > 0.0)
-            .collect();
+        let points = r.throughput_points();
         if let Some(t) = &r.capacity.throughput {
             let hi = points.iter().map(|p| p.0).fold(1.0, f64::max);
             series.push(Series {
