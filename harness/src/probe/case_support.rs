@@ -3,8 +3,10 @@
 //! server of their own (`own_server_checks`) use them without the two files importing each other.
 
 use std::net::TcpStream;
+use std::time::Instant;
 
 use crate::probe::client;
+use crate::report::check::{CheckResult, CheckStatus};
 use crate::subject::process::ServerProcess;
 use crate::sys::procfs;
 
@@ -12,6 +14,28 @@ pub(super) enum Outcome {
     Pass(Option<String>),
     Fail(String),
     Skip(String),
+}
+
+/// Runs one named case on the clock. A case not yet started when Ctrl-C came is skipped, not run.
+pub(super) fn timed_case(
+    name: &str,
+    run: impl FnOnce() -> (CheckStatus, Option<String>),
+) -> CheckResult {
+    let started = Instant::now();
+    let (status, detail) = if loadgen::interrupt::requested() {
+        (
+            CheckStatus::Skip,
+            Some("not run: interrupted by Ctrl-C".into()),
+        )
+    } else {
+        run()
+    };
+    CheckResult {
+        name: name.to_string(),
+        status,
+        detail,
+        duration_secs: started.elapsed().as_secs_f64(),
+    }
 }
 
 pub(super) fn census(server: &ServerProcess) -> Result<procfs::ChildCensus, String> {

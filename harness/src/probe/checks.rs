@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::probe::case_support::{census, connect_and_echo, pid_list, Outcome};
+use crate::probe::case_support::{census, connect_and_echo, pid_list, timed_case, Outcome};
 use crate::probe::client;
 use crate::probe::own_server_checks::{
     idle_client_ended, killed_leaves_no_orphans, per_source_limit,
@@ -106,27 +106,20 @@ pub fn run_cases(
     cases
         .iter()
         .map(|&case| {
-            let started = Instant::now();
-            let outcome = if loadgen::interrupt::requested() {
-                Outcome::Skip("not run: interrupted by Ctrl-C".into())
-            } else if case.own_server() {
-                run_own(case, spec)
-            } else if let Some(exit) = shared.try_exit() {
-                Outcome::Fail(format!("the server is no longer running ({exit})"))
-            } else {
-                run_shared(case, spec, shared, opts)
-            };
-            let (status, detail) = match outcome {
-                Outcome::Pass(detail) => (CheckStatus::Pass, detail),
-                Outcome::Fail(detail) => (CheckStatus::Fail, Some(detail)),
-                Outcome::Skip(detail) => (CheckStatus::Skip, Some(detail)),
-            };
-            CheckResult {
-                name: case.name().to_string(),
-                status,
-                detail,
-                duration_secs: started.elapsed().as_secs_f64(),
-            }
+            timed_case(case.name(), || {
+                let outcome = if case.own_server() {
+                    run_own(case, spec)
+                } else if let Some(exit) = shared.try_exit() {
+                    Outcome::Fail(format!("the server is no longer running ({exit})"))
+                } else {
+                    run_shared(case, spec, shared, opts)
+                };
+                match outcome {
+                    Outcome::Pass(detail) => (CheckStatus::Pass, detail),
+                    Outcome::Fail(detail) => (CheckStatus::Fail, Some(detail)),
+                    Outcome::Skip(detail) => (CheckStatus::Skip, Some(detail)),
+                }
+            })
         })
         .collect()
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::faults::{FaultPlan, FaultProxy, ProxyCounts};
+use crate::probe::case_support::timed_case;
 use crate::probe::checks::wait_until;
 use crate::probe::client;
 use crate::report::check::{CheckResult, CheckStatus};
@@ -69,23 +70,7 @@ const CUT_AFTER: usize = 1500;
 pub fn run_fault_cases(spec: &ServerSpec, shared: &mut ServerProcess) -> Vec<CheckResult> {
     FaultCase::ALL
         .iter()
-        .map(|&case| {
-            let started = Instant::now();
-            let (status, detail) = if loadgen::interrupt::requested() {
-                (
-                    CheckStatus::Skip,
-                    Some("not run: interrupted by Ctrl-C".into()),
-                )
-            } else {
-                run_case(case, spec, shared)
-            };
-            CheckResult {
-                name: case.name().to_string(),
-                status,
-                detail,
-                duration_secs: started.elapsed().as_secs_f64(),
-            }
-        })
+        .map(|&case| timed_case(case.name(), || run_case(case, spec, shared)))
         .collect()
 }
 
