@@ -4,11 +4,14 @@
 //! rest still run. Cases that end a server (SIGTERM, SIGKILL) or need a flag (idle timeout) start
 //! their own instance.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::probe::case_support::{census, connect_and_echo, pid_list, timed_case, Outcome};
+pub use crate::probe::case_support::wait_until;
+use crate::probe::case_support::{
+    census, connect_and_echo, pid_list, timed_case, trip_past_exiting_children, Outcome,
+};
 use crate::probe::client;
 use crate::probe::own_server_checks::{
     idle_client_ended, killed_leaves_no_orphans, per_source_limit,
@@ -130,6 +133,14 @@ fn run_shared(
     server: &mut ServerProcess,
     opts: &CheckOptions,
 ) -> Outcome {
+    // Each case starts on a server that holds no children of the cases before it: a child still
+    // exiting holds its slot, so under `--max-children N --at-limit close` this case's first
+    // clients could be closed at once (the server lowers its children's priority, so on a busy
+    // machine an exit can wait a while for the CPU). Whether children go at all is
+    // `children_reaped`'s question, so this wait is bounded and its outcome ignored.
+    let _ = wait_until(SETTLE, || {
+        census(server).is_ok_and(|now| now.live.is_empty() && now.zombies.is_empty())
+    });
     let result = match case {
         Case::EchoRoundTrip => {
             client::round_trip(server.addr(), b"hello, fork server\n").map(|_| None)
@@ -168,20 +179,6 @@ fn run_own(case: Case, spec: &ServerSpec) -> Outcome {
         Case::SigtermNoOrphans => killed_leaves_no_orphans(spec, Signal::SIGTERM),
         Case::SigkillNoOrphans => killed_leaves_no_orphans(spec, Signal::SIGKILL),
         _ => Outcome::Fail("internal: case uses the shared server".into()),
-    }
-}
-
-/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -279,20 +276,7 @@ fn concurrent_clients(
         new = new_children(server, &before).map_or(usize::MAX, |c| c.len());
         new == n
     });
-    let ours = new_children(server, &before).unwrap_or_default();
     drop(clients);
-    // Let these sessions leave before the next case connects: a child still exiting holds its
-    // slot, so under `--max-children N --at-limit close` the next case's clients could be closed
-    // at once (the server lowers its children's priority, so on a busy machine an exit can take
-    // a while to be scheduled). Whether children are reaped is `children_reaped`'s question.
-    let _ = wait_until(SETTLE, || {
-        census(server).is_ok_and(|now| {
-            !now.live
-                .iter()
-                .chain(&now.zombies)
-                .any(|pid| ours.contains(pid))
-        })
-    });
     if settled {
         Ok(None)
     } else {
@@ -340,10 +324,11 @@ fn parent_fds_stable(server: &ServerProcess, n: usize) -> Result<Option<String>,
     let pid = server.pid();
     let count = || procfs::open_fd_count(pid).map_err(|e| format!("reading /proc/{pid}/fd: {e}"));
     // One connection first, so lazily opened descriptors are in the baseline.
-    client::round_trip(server.addr(), b"warm-up")?;
+    trip_past_exiting_children(server, || client::round_trip(server.addr(), b"warm-up"))?;
     let before = count()?;
     for i in 0..n {
-        client::round_trip(server.addr(), &client::payload_for(i, 16))
+        let payload = client::payload_for(i, 16);
+        trip_past_exiting_children(server, || client::round_trip(server.addr(), &payload))
             .map_err(|e| format!("connection {i}: {e}"))?;
     }
     let mut after = before;
