@@ -1254,9 +1254,13 @@ fn first_ctrl_c_stops_the_load_and_writes_the_report_marked_interrupted_on(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Ctrl-C once the measured phase has surely begun: each connection's first echo is not a
+    // measured message, so 50 echoes of 64 bytes over 5 connections include measured ones.
+    // (Waiting only for the 5 connections made this flaky on a busy machine.)
     let deadline = Instant::now() + secs(30.0);
-    while server.peers.lock().unwrap().len() < 5 {
-        assert!(Instant::now() < deadline, "never connected");
+    let echoed = || server.echoed.load(std::sync::atomic::Ordering::SeqCst);
+    while server.peers.lock().unwrap().len() < 5 || echoed() < 50 * 64 {
+        assert!(Instant::now() < deadline, "never connected and echoed");
         std::thread::sleep(Duration::from_millis(20));
     }
     let started = Instant::now();
