@@ -626,7 +626,7 @@ fn assert_has_series(texts: &[String], names: &[&str]) {
 fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
     let _lock = fork_lock();
     let dir = tempfile::tempdir().expect("tempdir");
-    harness_into("sweep", dir.path())
+    let out = harness_into("sweep", dir.path())
         .args(["--conns", "1,10,50", "--duration", "1s"])
         .timeout(std::time::Duration::from_secs(120))
         .assert()
@@ -637,6 +637,7 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
         // Not a terminal: one plain line per step, no progress bar escapes.
         .stderr(predicate::str::contains("sweep: step 50 connections: ok"))
         .stderr(predicate::str::contains("\u{1b}").not());
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     let (path, report) = valid_report(dir.path(), "sweep-");
     let steps = report["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 3);
@@ -702,9 +703,13 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
         total["drop_checks"].as_array().expect("drop checks").len(),
         3
     );
-    assert!(report["socket_slab_bytes"]
-        .as_f64()
-        .is_some_and(|b| b > 0.0));
+    // Slab is machine-wide, and sockets freed by earlier tests leave free objects in slab pages
+    // that new sockets fill without the counter rising: a median that is not a plausible socket
+    // size is refused, and the report must then say the sockets were not subtracted.
+    match report["socket_slab_bytes"].as_f64() {
+        Some(bytes) => assert!(bytes > 0.0, "{bytes}"),
+        None => assert!(stdout.contains("unmeasured (not subtracted)"), "{stdout}"),
+    }
     assert_eq!(report["summary"]["largest_burst_conns"], 50);
     // The built-in server's default --max-children is among the limits, and the prediction is
     // the smallest candidate.
