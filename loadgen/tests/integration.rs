@@ -1222,6 +1222,62 @@ fn percentiles_take_the_form_the_help_shows() {
     }
 }
 
+/// The threads engine's read delay is loadgen's own: echoes that arrive while loadgen cannot run
+/// (here: stopped with SIGSTOP) wait in its sockets, and the report says so, with a warning once
+/// that wait is a large share of the echo p99. The tokio engine has no such figure (null).
+#[test]
+fn read_delay_is_the_time_echoes_wait_for_loadgen_and_warns_when_large() {
+    let server = TestServer::start(Behaviour::Delay {
+        delay: Duration::from_millis(20),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stopped.json");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
+        .args(["--addr", &server.target(), "-c", "2", "--messages", "30"])
+        .args(["--no-progress", "--engine", "threads", "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-run (each message takes 20 ms): stop loadgen for 300 ms while echoes are on the way.
+    let deadline = Instant::now() + secs(30.0);
+    let echoed = || server.echoed.load(std::sync::atomic::Ordering::SeqCst);
+    while echoed() < 10 * 64 * 2 {
+        assert!(Instant::now() < deadline, "never echoed");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pid = child.id() as i32;
+    // SAFETY: kill() on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = util::read_report(&json);
+    let (echo, delay) = (&report.latency.echo, report.latency.read_delay.as_ref());
+    let delay = delay.expect("the threads engine reports its read delay");
+    assert_eq!(delay.count, echo.count, "one per measured echo");
+    assert!(delay.max_us >= 200_000, "{delay:?}");
+    assert!(
+        delay.max_us <= echo.max_us,
+        "part of the echo: {delay:?} {echo:?}"
+    );
+    // Otherwise loadgen read each echo as it came: far less than the server's 20 ms.
+    let p50 = |h: &loadgen::HistogramReport| h.value_at_percentile_us(50.0).unwrap();
+    assert!(p50(delay) < p50(echo), "{delay:?} {echo:?}");
+    assert!(stdout.contains("read delay "), "{stdout}");
+    assert!(stdout.contains("warning: read delay p99"), "{stdout}");
+
+    let tokio = loadgen::run(loadgen::Config {
+        engine: loadgen::Engine::Tokio,
+        ..util::messages_config(server.addr, 2, 5)
+    })
+    .unwrap();
+    assert_eq!(tokio.latency.read_delay, None);
+}
+
 #[test]
 fn first_ctrl_c_stops_the_load_and_writes_the_report_marked_interrupted() {
     for engine in util::ENGINES {

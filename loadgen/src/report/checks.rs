@@ -6,7 +6,8 @@ use super::schema::Report;
 use crate::Slo;
 
 /// An open-loop run warns when its send-lag p99 is above this fraction of the uncorrected echo
-/// p99: the corrected latency is then loadgen's lateness as much as the server's latency.
+/// p99: the corrected latency is then loadgen's lateness as much as the server's latency. A
+/// threads-engine run warns when its read-delay p99 is above this fraction of the echo p99.
 pub const SEND_LAG_WARN_FRACTION: f64 = 0.25;
 
 impl Report {
@@ -115,6 +116,34 @@ impl Report {
         send_lag_warning(lag, echo)
     }
 
+    /// Threads engine: a warning when the p99 of loadgen's own read delay (echoes waiting in
+    /// its sockets, fully received, for the thread that reads them to run) is above
+    /// [`SEND_LAG_WARN_FRACTION`] of the echo p99: the tail is then loadgen's as much as the
+    /// server's. `None` with the tokio engine or when the delay is small enough.
+    pub fn read_delay_warning(&self) -> Option<String> {
+        let delay = self.latency.read_delay.as_ref()?;
+        let echo = &self.latency.echo;
+        above_share_of_p99(delay, echo).then(|| {
+            format!(
+                "read delay p99 {} is more than {:.0}% of the echo p99 {}: echoes waited in \
+                 loadgen's sockets for its threads to get a CPU (more connections than this \
+                 machine runs smoothly, or a noisy machine?), so the echo latency measures \
+                 loadgen as much as the server",
+                format_us(delay.p99_us),
+                SEND_LAG_WARN_FRACTION * 100.0,
+                format_us(echo.p99_us)
+            )
+        })
+    }
+
+    /// Every warning about the run's own validity, one line each, for the text outputs.
+    pub fn warnings(&self) -> Vec<String> {
+        [self.send_lag_warning(), self.read_delay_warning()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     /// [`Report::failed_checks`] with the thresholds of `config`.
     pub fn failed_checks_for(&self, config: &crate::Config) -> Vec<String> {
         self.failed_checks(
@@ -123,6 +152,13 @@ impl Report {
             &config.slos,
         )
     }
+}
+
+/// Whether loadgen's own delay `own` has a p99 above [`SEND_LAG_WARN_FRACTION`] of `echo`'s.
+fn above_share_of_p99(own: &HistogramReport, echo: &HistogramReport) -> bool {
+    own.count > 0
+        && echo.count > 0
+        && own.p99_us as f64 > echo.p99_us as f64 * SEND_LAG_WARN_FRACTION
 }
 
 fn ratio(part: u64, whole: u64) -> f64 {
@@ -135,11 +171,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
 
 /// The warning of [`Report::send_lag_warning`], from its two histograms.
 fn send_lag_warning(lag: &HistogramReport, echo: &HistogramReport) -> Option<String> {
-    if lag.count == 0 || echo.count == 0 {
-        return None;
-    }
-    let limit = echo.p99_us as f64 * SEND_LAG_WARN_FRACTION;
-    (lag.p99_us as f64 > limit).then(|| {
+    above_share_of_p99(lag, echo).then(|| {
         format!(
             "send lag p99 {} is more than {:.0}% of the uncorrected echo p99 {}: loadgen sent \
              late (an overloaded or noisy machine?), so the corrected echo latency measures \

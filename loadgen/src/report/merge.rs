@@ -148,6 +148,7 @@ fn merged_latencies(reports: &[Report], percentiles: &[f64]) -> Result<Latencies
         echo: required(&|r| Some(&r.latency.echo))?,
         echo_uncorrected: add_all(&|r| r.latency.echo_uncorrected.as_ref())?,
         send_lag: add_all(&|r| r.latency.send_lag.as_ref())?,
+        read_delay: add_all(&|r| r.latency.read_delay.as_ref())?,
     })
 }
 

@@ -130,6 +130,9 @@ fn write_latency_table(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(lag) = &l.send_lag {
         rows.push(("send lag", lag));
     }
+    if let Some(delay) = &l.read_delay {
+        rows.push(("read delay", delay));
+    }
     for (name, h) in rows {
         let mut line = format!("{name:<16}");
         for pv in &h.percentiles {
@@ -173,7 +176,7 @@ fn write_errors(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if report.run_deadline_hit {
         writeln!(out, "the hard run deadline cut off outstanding echoes")?;
     }
-    if let Some(warning) = report.send_lag_warning() {
+    for warning in report.warnings() {
         writeln!(out, "warning: {warning}")?;
     }
     Ok(())
@@ -208,7 +211,7 @@ pub fn write_quiet(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         report.measured_secs,
         report.errors.summary()
     )?;
-    if let Some(warning) = report.send_lag_warning() {
+    for warning in report.warnings() {
         writeln!(out, "warning: {warning}")?;
     }
     Ok(())

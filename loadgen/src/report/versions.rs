@@ -11,8 +11,8 @@ use crate::Error;
 /// `errors.connect.run_deadline`, `identity` and `merge`; version 1 reports are still read (those
 /// fields read as 0 or absent). Version 3 added `parameters.engine` (older reports read as
 /// `"tokio"`, the only engine there was), `parameters.stages`, and the timeline's `closed` and
-/// `stage` (absent: no stages, 0 closed).
-pub const SCHEMA_VERSION: u32 = 3;
+/// `stage` (absent: no stages, 0 closed). Version 4 added `latency.read_delay` (absent: null).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The oldest `schema_version` [`Report::read_json`] and [`Report::merge`] still read.
 pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;

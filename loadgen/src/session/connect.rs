@@ -138,6 +138,13 @@ pub(crate) fn connect_blocking(
     socket.set_nonblocking(false).map_err(fail)?;
     socket.set_tcp_nodelay(true).map_err(fail)?;
     socket.set_read_timeout(Some(tick)).map_err(fail)?;
+    // Every read then says when its bytes arrived: the driver reports loadgen's own read delay.
+    nix::sys::socket::setsockopt(
+        &socket,
+        nix::sys::socket::sockopt::ReceiveTimestampns,
+        &true,
+    )
+    .map_err(|e| fail(e.into()))?;
     Ok(Some(socket))
 }
 

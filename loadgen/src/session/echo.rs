@@ -148,6 +148,10 @@ pub(super) struct Session<S> {
     /// When an echo last freed a slot of a full pipeline: a message due before then could not be
     /// sent on time because of the server (true coordinated omission), not because of loadgen.
     slot_freed_at: Option<Instant>,
+    /// Threads engine: how long the bytes of the read being absorbed had waited in the socket
+    /// (kernel receive timestamp to the read's return), recorded for each measured echo they
+    /// complete. Set by the driver before each read; `None` when the kernel gave no timestamp.
+    pub(super) read_delay_us: Option<u64>,
 }
 
 /// What a session does next, decided before it waits on its socket.
@@ -187,6 +191,7 @@ impl<S> Session<S> {
             bytes_received: 0,
             last_completion: None,
             slot_freed_at: None,
+            read_delay_us: None,
         }
     }
 
@@ -412,6 +417,9 @@ impl<S> Session<S> {
                 if plan.uncorrected {
                     let actual = micros(now.duration_since(msg.actual));
                     shard.echo_uncorrected.saturating_record(actual);
+                }
+                if let Some(delay) = self.read_delay_us {
+                    shard.read_delay.saturating_record(delay);
                 }
                 shard.counters.messages_verified += 1;
                 shard.counters.measured_messages += 1;

@@ -72,6 +72,8 @@ pub(crate) struct ShardStats {
     pub echo_uncorrected: Histogram<u64>,
     /// Open loop: how late loadgen queued each measured message after it could have been sent.
     pub send_lag: Histogram<u64>,
+    /// Threads engine: how long each measured echo waited in the socket before loadgen read it.
+    pub read_delay: Histogram<u64>,
     pub counters: Counters,
     pub errors: Errors,
     /// Latest first-echo completion, in microseconds since the run started.
@@ -90,6 +92,7 @@ impl ShardStats {
             echo: new_histogram(),
             echo_uncorrected: new_histogram(),
             send_lag: new_histogram(),
+            read_delay: new_histogram(),
             counters: Counters::default(),
             errors: Errors::default(),
             last_first_echo_us: 0,
@@ -150,6 +153,7 @@ impl ShardStats {
         let _ = self.echo.add(&other.echo);
         let _ = self.echo_uncorrected.add(&other.echo_uncorrected);
         let _ = self.send_lag.add(&other.send_lag);
+        let _ = self.read_delay.add(&other.read_delay);
         self.counters.add(&other.counters);
         self.errors.add(&other.errors);
         self.last_first_echo_us = self.last_first_echo_us.max(other.last_first_echo_us);
