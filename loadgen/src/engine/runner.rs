@@ -324,10 +324,7 @@ fn latencies(config: &Config, all: &ShardStats) -> Result<Latencies, Error> {
         echo: HistogramReport::from_histogram(&all.echo, p)?,
         echo_uncorrected: open_loop(&all.echo_uncorrected)?,
         send_lag: open_loop(&all.send_lag)?,
-        read_delay: match config.engine() {
-            Engine::Threads => Some(HistogramReport::from_histogram(&all.read_delay, p)?),
-            _ => None,
-        },
+        read_delay: Some(HistogramReport::from_histogram(&all.read_delay, p)?),
     })
 }
 

@@ -116,17 +116,17 @@ impl Report {
         send_lag_warning(lag, echo)
     }
 
-    /// Threads engine: a warning when the p99 of loadgen's own read delay (echoes waiting in
-    /// its sockets, fully received, for the thread that reads them to run) is above
+    /// A warning when the p99 of loadgen's own read delay (echoes waiting in its sockets, fully
+    /// received, for the thread or event loop that reads them to run) is above
     /// [`SEND_LAG_WARN_FRACTION`] of the echo p99: the tail is then loadgen's as much as the
-    /// server's. `None` with the tokio engine or when the delay is small enough.
+    /// server's. `None` for older reports or when the delay is small enough.
     pub fn read_delay_warning(&self) -> Option<String> {
         let delay = self.latency.read_delay.as_ref()?;
         let echo = &self.latency.echo;
         above_share_of_p99(delay, echo).then(|| {
             format!(
                 "read delay p99 {} is more than {:.0}% of the echo p99 {}: echoes waited in \
-                 loadgen's sockets for its threads to get a CPU (more connections than this \
+                 loadgen's sockets for it to get a CPU (more connections than this \
                  machine runs smoothly, or a noisy machine?), so the echo latency measures \
                  loadgen as much as the server",
                 format_us(delay.p99_us),

@@ -182,10 +182,11 @@ pub struct Latencies {
     /// loadgen queued it. Waiting for the server is not in it; see [`Report::send_lag_warning`].
     #[serde(default)]
     pub send_lag: Option<HistogramReport>,
-    /// Threads engine only (null with tokio): how long each measured echo had been waiting in
-    /// the kernel, fully received, when loadgen's read returned it (the socket's receive
-    /// timestamp, SO_TIMESTAMPNS, to the read). It is part of `echo`: loadgen's own delay in
-    /// reading, e.g. its thread waiting for a CPU. See [`Report::read_delay_warning`].
+    /// How long each measured echo had been waiting in the kernel, fully received, when
+    /// loadgen's read returned it (the socket's receive timestamp, SO_TIMESTAMPNS, to the read).
+    /// It is part of `echo`: loadgen's own delay in reading, e.g. its thread or event loop
+    /// waiting for a CPU. `None` in reports older than schema 4. See
+    /// [`Report::read_delay_warning`].
     #[serde(default)]
     pub read_delay: Option<HistogramReport>,
 }

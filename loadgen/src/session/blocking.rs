@@ -11,15 +11,14 @@
 use std::future::Future;
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use socket2::Socket;
 use tokio::time::Instant;
 
@@ -29,7 +28,8 @@ use crate::session::echo::{
 };
 use crate::session::failure::Failure;
 use crate::session::plan::{first_plan, ramp_slot, source_of, steady_plan, Plan};
-use crate::session::shared::{micros, RunShared, Steady};
+use crate::session::read_delay;
+use crate::session::shared::{RunShared, Steady};
 use crate::Config;
 
 /// Why the blocking driver stopped before its plan was over.
@@ -195,7 +195,7 @@ impl Session<Socket> {
                     Sent::Partly => continue,
                 }
             }
-            match read_timestamped(&self.stream, &mut self.rbuf) {
+            match read_delay::read(&self.stream, &mut self.rbuf) {
                 Ok((n, delay_us)) => {
                     self.read_delay_us = delay_us;
                     self.read(n, plan, shared).map_err(Halt::Failed)?
@@ -254,33 +254,6 @@ enum Sent {
     Readable,
     /// Output is left and nothing to read yet: try again.
     Partly,
-}
-
-/// `read(2)` on the socket, also returning how long the bytes read had been waiting in it: the
-/// kernel's receive timestamp (SO_TIMESTAMPNS, set at connect; with several segments read at
-/// once, the last one's) to now, in microseconds. A closed-loop echo that waits there is
-/// waiting for loadgen, not for the server: the thread that should read it is not running.
-fn read_timestamped(stream: &Socket, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
-    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
-    let mut iov = [io::IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )?;
-    let mut delay_us = None;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmTimestampns(ts) = c {
-            let arrived = Duration::new(ts.tv_sec().max(0) as u64, ts.tv_nsec().max(0) as u32);
-            // The timestamp is CLOCK_REALTIME; a clock step backwards reads as no delay.
-            delay_us = SystemTime::now()
-                .duration_since(UNIX_EPOCH + arrived)
-                .ok()
-                .map(micros);
-        }
-    }
-    Ok((msg.bytes, delay_us))
 }
 
 /// A timeout or interruption of a blocking call: not a failure, just a reason to look again.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
+use crate::session::read_delay;
 use crate::session::shared::{micros, RunShared};
 
 /// Why a connect failed, as counted in the report.
@@ -68,6 +69,7 @@ pub(crate) async fn connect(
         Err(_) => return Err((ConnectFailure::Timeout, no_connection_within(timeout))),
     };
     stream.set_nodelay(true).map_err(fail)?;
+    read_delay::enable(&stream).map_err(fail)?;
     Ok(stream)
 }
 
@@ -138,13 +140,7 @@ pub(crate) fn connect_blocking(
     socket.set_nonblocking(false).map_err(fail)?;
     socket.set_tcp_nodelay(true).map_err(fail)?;
     socket.set_read_timeout(Some(tick)).map_err(fail)?;
-    // Every read then says when its bytes arrived: the driver reports loadgen's own read delay.
-    nix::sys::socket::setsockopt(
-        &socket,
-        nix::sys::socket::sockopt::ReceiveTimestampns,
-        &true,
-    )
-    .map_err(|e| fail(e.into()))?;
+    read_delay::enable(&socket).map_err(fail)?;
     Ok(Some(socket))
 }
 

@@ -13,7 +13,7 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -22,6 +22,7 @@ use crate::session::failure::Failure;
 use crate::session::pacer::Pacer;
 use crate::session::payload;
 use crate::session::plan::Plan;
+use crate::session::read_delay;
 use crate::session::shared::{micros, RunShared, STOP_DEADLINE, STOP_INTERRUPT};
 use crate::Config;
 
@@ -118,7 +119,8 @@ struct InFlight {
 
 /// What one wake-up of the select loop brought.
 enum Event {
-    Read(io::Result<usize>),
+    /// Bytes read, and how long they had waited in the socket (see `read_delay`).
+    Read(io::Result<(usize, Option<u64>)>),
     Wrote(io::Result<usize>),
     Timer,
     /// The open-loop pacer's deadline came.
@@ -148,9 +150,9 @@ pub(super) struct Session<S> {
     /// When an echo last freed a slot of a full pipeline: a message due before then could not be
     /// sent on time because of the server (true coordinated omission), not because of loadgen.
     slot_freed_at: Option<Instant>,
-    /// Threads engine: how long the bytes of the read being absorbed had waited in the socket
-    /// (kernel receive timestamp to the read's return), recorded for each measured echo they
-    /// complete. Set by the driver before each read; `None` when the kernel gave no timestamp.
+    /// How long the bytes of the read being absorbed had waited in the socket (kernel receive
+    /// timestamp to the read's return), recorded for each measured echo they complete. Set by
+    /// the driver (either engine) before each read; `None` when the kernel gave no timestamp.
     pub(super) read_delay_us: Option<u64>,
 }
 
@@ -318,7 +320,7 @@ impl Session<TcpStream> {
             }
             let pending_write = self.out_off < self.out.len();
             let event = {
-                let (mut rd, mut wr) = self.stream.split();
+                let stream = &self.stream;
                 let rbuf = &mut self.rbuf;
                 let out = &self.out[self.out_off..];
                 let next_send = async {
@@ -328,8 +330,8 @@ impl Session<TcpStream> {
                     }
                 };
                 tokio::select! {
-                    r = rd.read(rbuf) => Event::Read(r),
-                    w = wr.write(out), if pending_write => Event::Wrote(w),
+                    r = read_timestamped(stream, rbuf) => Event::Read(r),
+                    w = write_some(stream, out), if pending_write => Event::Wrote(w),
                     _ = &mut timer => Event::Timer,
                     p = next_send => Event::Paced(p),
                 }
@@ -340,9 +342,35 @@ impl Session<TcpStream> {
                     return Err(Failure::Other(format!("send timer failed: {e}")))
                 }
                 Event::Wrote(Ok(n)) => self.wrote(n)?,
-                Event::Read(Ok(n)) => self.read(n, plan, shared)?,
+                Event::Read(Ok((n, delay_us))) => {
+                    self.read_delay_us = delay_us;
+                    self.read(n, plan, shared)?
+                }
                 Event::Wrote(Err(e)) | Event::Read(Err(e)) => return Err(Failure::from_io(&e)),
             }
+        }
+    }
+}
+
+/// Reads what is there once the socket is readable, with its receive timestamp: tokio's `read`
+/// cannot take the control message that carries it, so the read is ours, in tokio's readiness.
+async fn read_timestamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    loop {
+        stream.readable().await?;
+        match stream.try_io(Interest::READABLE, || read_delay::read(stream, buf)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            done => return done,
+        }
+    }
+}
+
+/// Writes what the socket takes of `out` once it is writable (one `write`, like `AsyncWrite`'s).
+async fn write_some(stream: &TcpStream, out: &[u8]) -> io::Result<usize> {
+    loop {
+        stream.writable().await?;
+        match stream.try_write(out) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            done => return done,
         }
     }
 }

@@ -3,8 +3,9 @@
 //! (`lifecycle`); or, under connection `--stages`, open and close as the plan ramps past it
 //! (`staged`). The threads engine drives the same session on a blocking socket (`blocking`). The
 //! echo loop and the exactly-once counting all of them share are in `echo`; `plan` says what a
-//! session sends and until when, `failure` why it ended early, `connect` opens its socket, and
-//! `shared` is the run's state every session sees.
+//! session sends and until when, `failure` why it ended early, `connect` opens its socket,
+//! `read_delay` reads with the kernel's receive timestamp, and `shared` is the run's state every
+//! session sees.
 //!
 //! Below `engine`; it records into `report`'s types and reads the `config`.
 //!
@@ -19,6 +20,7 @@ mod lifecycle;
 pub(crate) mod pacer;
 pub mod payload;
 pub(crate) mod plan;
+mod read_delay;
 mod shared;
 mod staged;
 pub(crate) mod stats;

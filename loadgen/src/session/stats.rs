@@ -72,7 +72,7 @@ pub(crate) struct ShardStats {
     pub echo_uncorrected: Histogram<u64>,
     /// Open loop: how late loadgen queued each measured message after it could have been sent.
     pub send_lag: Histogram<u64>,
-    /// Threads engine: how long each measured echo waited in the socket before loadgen read it.
+    /// How long each measured echo waited in the socket, fully received, before loadgen read it.
     pub read_delay: Histogram<u64>,
     pub counters: Counters,
     pub errors: Errors,

@@ -333,8 +333,10 @@ fn a_tiny_descriptor_limit_splits_the_run_over_worker_processes() {
     workers.sort();
     assert_eq!(workers, vec![0, 1, 2]);
     assert!(m.parts.iter().all(|p| p.run_id == m.parts[0].run_id));
-    // One report on stdout, not one per worker.
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // One report on stdout, not one per worker (a busy machine may add a read-delay warning).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report_lines = stdout.lines().filter(|l| !l.starts_with("warning: "));
+    assert_eq!(report_lines.count(), 1, "{stdout}");
     // The workers' temporary reports are gone.
     let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
