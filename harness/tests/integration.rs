@@ -210,12 +210,16 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
         .stdout(predicate::str::contains("peak live children"))
         .stdout(predicate::str::contains(
             "memory per child at the peak (20 children)",
-        ));
+        ))
+        // How much of the echo latency was loadgen's own (loadgen schema 4).
+        .stdout(predicate::str::contains("loadgen's read delay (echoes waiting"));
     let (path, report) = valid_report(dir.path(), "run-");
     assert_eq!(
         util::loadgen_schema_errors(&report["load"]),
         Vec::<String>::new()
     );
+    let delay = &report["load"]["latency"]["read_delay"];
+    assert_eq!(delay["count"], report["load"]["latency"]["echo"]["count"]);
     let summary = &report["summary"];
     assert_eq!(summary["connections_established"], 20);
     assert_eq!(report["load"]["counters"]["peak_established"], 20);

@@ -141,7 +141,36 @@ pub fn run_report_text(report: &RunReport) -> String {
     if let Some(why) = &report.summary.load_failure {
         out.push_str(&format!("\nload failed: {why}\n"));
     }
+    out.push_str(&load_own_delay_text(report));
     out.push_str(&crate::render::memory::run_memory_text(report));
+    out
+}
+
+/// How much of the echo latency was the load generator's own delay in reading (its read delay,
+/// loadgen's schema 4), and loadgen's warnings: a latency the harness reports is the server's
+/// only when this is small.
+fn load_own_delay_text(report: &RunReport) -> String {
+    let Some(load) = &report.load else {
+        return String::new();
+    };
+    let mut out = String::new();
+    if let Some(delay) = &load.latency.read_delay {
+        let echo = &load.latency.echo;
+        let p = |h: &loadgen::HistogramReport, q: f64| {
+            micros(h.value_at_percentile_us(q).map(|v| v as f64))
+        };
+        out.push_str(&format!(
+            "\nloadgen's read delay (echoes waiting in its sockets, part of the echo): p50 {}, p99 \
+             {} (echo p50 {}, p99 {})\n",
+            p(delay, 50.0),
+            p(delay, 99.0),
+            p(echo, 50.0),
+            p(echo, 99.0)
+        ));
+    }
+    for warning in load.warnings() {
+        out.push_str(&format!("warning (loadgen): {warning}\n"));
+    }
     out
 }
 
