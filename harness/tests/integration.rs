@@ -212,7 +212,9 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
             "memory per child at the peak (20 children)",
         ))
         // How much of the echo latency was loadgen's own (loadgen schema 4).
-        .stdout(predicate::str::contains("loadgen's read delay (echoes waiting"));
+        .stdout(predicate::str::contains(
+            "loadgen's read delay (echoes waiting",
+        ));
     let (path, report) = valid_report(dir.path(), "run-");
     assert_eq!(
         util::loadgen_schema_errors(&report["load"]),

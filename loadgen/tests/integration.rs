@@ -544,12 +544,17 @@ fn open_loop_sends_on_time_so_corrected_latency_is_the_servers() {
         corrected >= 5_000,
         "the server's 5 ms is measured: {corrected}us"
     );
+    // Nothing queued, so each message's corrected latency is its uncorrected one plus its own
+    // send lag: the medians can differ by no more than the largest lag (plus the histograms'
+    // 0.1 % rounding). A fixed 0.5 ms bound here flaked on a busy CI box (a 512 us gap with a
+    // 222 us lag p50); the timer's punctuality is the send-lag bound below.
     assert!(
-        corrected <= uncorrected + 500,
-        "corrected p50 {corrected}us is more than 0.5 ms over the uncorrected {uncorrected}us: \
-         loadgen is late to its own schedule (send lag p50 {}us)",
-        lag.p50_us
+        corrected <= uncorrected + lag.max_us + uncorrected / 500 + 10,
+        "corrected p50 {corrected}us is more than the largest send lag ({}us) over the \
+         uncorrected {uncorrected}us: something other than loadgen's lateness is corrected in",
+        lag.max_us
     );
+    // With tokio's millisecond timer every send was 1-1.5 ms late: the lag p50 catches that.
     assert!(lag.p50_us < 500, "send lag p50 {}us", lag.p50_us);
     assert_eq!(lag.count, report.latency.echo.count);
 
