@@ -1244,21 +1244,25 @@ fn read_delay_is_the_time_echoes_wait_for_loadgen_on(engine: loadgen::Engine) {
     });
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("stopped.json");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
-        .args(["--addr", &server.target(), "-c", "2", "--messages", "30"])
-        .args(["--no-progress", "--engine", engine.name(), "--json"])
-        .arg(&json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let target = server.target();
+    let child = util::spawn_loadgen(
+        &[
+            "--addr",
+            &target,
+            "-c",
+            "2",
+            "--messages",
+            "30",
+            "--no-progress",
+            "--engine",
+            engine.name(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        None,
+    );
     // Mid-run (each message takes 20 ms): stop loadgen for 300 ms while echoes are on the way.
-    let deadline = Instant::now() + secs(30.0);
-    let echoed = || server.echoed.load(std::sync::atomic::Ordering::SeqCst);
-    while echoed() < 10 * 64 * 2 {
-        assert!(Instant::now() < deadline, "never echoed");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    util::wait_for_echoed(&server, 10 * 64 * 2);
     let pid = child.id() as i32;
     // SAFETY: kill() on our own child's pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
@@ -1297,10 +1301,11 @@ fn first_ctrl_c_stops_the_load_and_writes_the_report_marked_interrupted_on(
     let server = TestServer::start(Behaviour::Echo);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("interrupted.json");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
-        .args([
+    let target = server.target();
+    let mut child = util::spawn_loadgen(
+        &[
             "--addr",
-            &server.target(),
+            &target,
             "-c",
             "5",
             "-d",
@@ -1309,21 +1314,15 @@ fn first_ctrl_c_stops_the_load_and_writes_the_report_marked_interrupted_on(
             "--engine",
             engine.name(),
             "--json",
-        ])
-        .arg(&json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+            json.to_str().unwrap(),
+        ],
+        None,
+    );
     // Ctrl-C once the measured phase has surely begun: each connection's first echo is not a
-    // measured message, so 50 echoes of 64 bytes over 5 connections include measured ones.
-    // (Waiting only for the 5 connections made this flaky on a busy machine.)
-    let deadline = Instant::now() + secs(30.0);
-    let echoed = || server.echoed.load(std::sync::atomic::Ordering::SeqCst);
-    while server.peers.lock().unwrap().len() < 5 || echoed() < 50 * 64 {
-        assert!(Instant::now() < deadline, "never connected and echoed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // measured message, so 50 echoes of 64 bytes over 5 connections include measured ones (and
+    // the measured phase starts once all 5 have echoed once). Waiting only for the 5
+    // connections made this flaky on a busy machine.
+    util::wait_for_echoed(&server, 50 * 64);
     let started = Instant::now();
     // SAFETY: kill() on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);

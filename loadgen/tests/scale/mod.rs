@@ -235,33 +235,6 @@ fn start_at_holds_the_measured_phase_until_that_instant() {
     );
 }
 
-/// Starts the `loadgen` binary with `args` under a descriptor limit of `nofile` (soft and hard).
-fn spawn_loadgen(args: &[&str], nofile: Option<u64>) -> std::process::Child {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"));
-    cmd.args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    if let Some(n) = nofile {
-        // SAFETY: setrlimit is async-signal-safe and only touches the child's own limits.
-        unsafe {
-            cmd.pre_exec(move || {
-                let lim = libc::rlimit {
-                    rlim_cur: n,
-                    rlim_max: n,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-    }
-    cmd.spawn().unwrap()
-}
-
 /// Waits for `child` to end within `limit`; kills it and fails the test otherwise.
 fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> std::process::Output {
     let deadline = std::time::Instant::now() + limit;
@@ -302,7 +275,7 @@ fn a_tiny_descriptor_limit_splits_the_run_over_worker_processes() {
     let json = path.to_str().unwrap();
     let target = server.target();
     // 150 descriptors leave 86 connections per process: 200 connections need 3 workers.
-    let child = spawn_loadgen(
+    let child = util::spawn_loadgen(
         &[
             "--addr",
             &target,
@@ -352,7 +325,7 @@ fn a_worker_killed_mid_run_is_a_counted_failure_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("killed.json");
     let target = server.target();
-    let child = spawn_loadgen(
+    let child = util::spawn_loadgen(
         &[
             "--addr",
             &target,
@@ -406,7 +379,7 @@ fn split_workers_start_measuring_together_after_all_have_connected() {
     // 3 connections at 1/s over two workers (0.5/s each, split 2 + 1): worker 0's second
     // connection starts 2 s in, worker 1's only one at once. Left to itself, worker 1 would
     // start measuring about 2 s before worker 0.
-    let child = spawn_loadgen(
+    let child = util::spawn_loadgen(
         &[
             "--addr",
             &target,

@@ -390,3 +390,43 @@ pub fn distinct_ips(peers: &[SocketAddr]) -> Vec<IpAddr> {
     }
     ips
 }
+
+/// Starts the `loadgen` binary with `args`, its output piped; with `nofile`, under that
+/// descriptor limit (soft and hard).
+pub fn spawn_loadgen(args: &[&str], nofile: Option<u64>) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"));
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(n) = nofile {
+        // SAFETY: setrlimit is async-signal-safe and only touches the child's own limits.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Waits until `server` has echoed at least `bytes` in all (30 s at most).
+pub fn wait_for_echoed(server: &TestServer, bytes: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.echoed.load(std::sync::atomic::Ordering::SeqCst) < bytes {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never echoed {bytes} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
