@@ -670,7 +670,7 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
     assert!(fit["slope"].as_f64().expect("slope") > 0.0, "{fit}");
     assert!(capacity["memory_check"]["error_percent"].is_number());
     // Schema 4: each fitted slope stored once, in the capacity model, not copied into the limits.
-    assert_eq!(report["schema_version"], 4);
+    assert_eq!(report["schema_version"], 5);
     assert!(capacity["limits"].get("pss_slope_bytes_per_conn").is_none());
     assert!(capacity["limits"]
         .get("total_slope_bytes_per_conn")
@@ -692,6 +692,15 @@ fn sweep_writes_a_valid_report_with_charts_that_plot_redraws() {
         assert!(step["steady"]["echo_mean_us"]
             .as_f64()
             .is_some_and(|us| us > 0.0));
+        // Schema 5: loadgen's own share of the echo latency, at most the echo's.
+        let steady = &step["steady"];
+        let read_p99 = steady["read_delay_p99_us"]
+            .as_f64()
+            .expect("read delay p99");
+        assert!(
+            read_p99 <= steady["echo_p99_us"].as_f64().expect("echo p99"),
+            "{steady}"
+        );
     }
     let usl = &capacity["throughput"]["usl"];
     assert_eq!(usl["n"], 3, "{usl}");

@@ -191,6 +191,8 @@ fn load_figures(
         echo_p99_us: latency.echo_p99_us,
         echo_p999_us: latency.echo_p999_us,
         echo_mean_us: latency.echo_mean_us,
+        read_delay_p99_us: latency.read_delay_p99_us,
+        read_delay_mean_us: latency.read_delay_mean_us,
         errors: report.errors.total(),
     };
     (Some(burst), Some(steady), Some(c.connections_established))

@@ -125,6 +125,10 @@ pub struct LatencyFigures {
     /// Mean echo latency of the measured window (Little's law's measured side); `None` when no
     /// echo was measured.
     pub echo_mean_us: Option<f64>,
+    /// The part of each echo that was loadgen's own wait to read it (its read delay): p99 and
+    /// mean; `None` when loadgen did not report it or measured no echo.
+    pub read_delay_p99_us: Option<f64>,
+    pub read_delay_mean_us: Option<f64>,
 }
 
 impl LatencyFigures {
@@ -138,6 +142,11 @@ impl LatencyFigures {
             echo_p99_us: percentile_us(&l.echo, 99.0),
             echo_p999_us: percentile_us(&l.echo, 99.9),
             echo_mean_us: (l.echo.count > 0).then_some(l.echo.mean_us),
+            read_delay_p99_us: l.read_delay.as_ref().and_then(|d| percentile_us(d, 99.0)),
+            read_delay_mean_us: l
+                .read_delay
+                .as_ref()
+                .and_then(|d| (d.count > 0).then_some(d.mean_us)),
         }
     }
 }

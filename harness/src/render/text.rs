@@ -290,6 +290,11 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
     let load_rows = sweep_load_rows(r);
     out.push_str("load: the connect burst, then the steady closed loop\n");
     out.push_str(&table(&SWEEP_LOAD_HEADER, &load_rows));
+    out.push_str(
+        "read p99: loadgen's own read delay, the part of each echo that waited for loadgen to \
+         read it\n",
+    );
+    out.push_str(&wrap_lines(&loadgen_bound_steps_text(r), TEXT_WIDTH));
     let tree_rows = sweep_tree_rows(r);
     out.push_str("\nserver: its process tree at the step's peak\n");
     out.push_str(&table(&SWEEP_TREE_HEADER, &tree_rows));
@@ -322,7 +327,7 @@ pub fn sweep_report_text(r: &SweepReport) -> String {
     out
 }
 
-const SWEEP_LOAD_HEADER: [&str; 10] = [
+const SWEEP_LOAD_HEADER: [&str; 11] = [
     "conns",
     "step",
     "connect p99",
@@ -333,6 +338,7 @@ const SWEEP_LOAD_HEADER: [&str; 10] = [
     "echo p50",
     "echo p99",
     "echo p99.9",
+    "read p99",
 ];
 
 const SWEEP_TREE_HEADER: [&str; 8] = [
@@ -364,9 +370,40 @@ fn sweep_load_rows(r: &SweepReport) -> Vec<Vec<String>> {
                 micros(st.and_then(|s| s.echo_p50_us)),
                 micros(st.and_then(|s| s.echo_p99_us)),
                 micros(st.and_then(|s| s.echo_p999_us)),
+                micros(st.and_then(|s| s.read_delay_p99_us)),
             ]
         })
         .collect()
+}
+
+/// One line per step whose echo latency was loadgen's as much as the server's: its read delay
+/// p99 above loadgen's warning share of the echo p99. Their latency and messages/s (and the
+/// throughput model fitted over them) measure the load generator too.
+fn loadgen_bound_steps_text(r: &SweepReport) -> String {
+    let share = loadgen::SEND_LAG_WARN_FRACTION;
+    let bound: Vec<String> = r
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let st = s.steady.as_ref()?;
+            let (delay, echo) = (st.read_delay_p99_us?, st.echo_p99_us?);
+            (delay > echo * share).then(|| {
+                let (delay, echo) = (micros(Some(delay)), micros(Some(echo)));
+                format!("{} connections ({delay} of {echo})", s.conns)
+            })
+        })
+        .collect();
+    if bound.is_empty() {
+        return String::new();
+    }
+    format!(
+        "warning: loadgen's own read delay p99 (\"read p99\": echoes waiting in its sockets for it \
+         to run) is over {:.0}% of the echo p99 at {}: there the latency, messages/s and the \
+         throughput model measure the load generator as much as the server (more load hosts, or \
+         the server on cores of its own)\n",
+        share * 100.0,
+        bound.join(", ")
+    )
 }
 
 /// The cost of the server's tree, one row per step.
@@ -578,6 +615,36 @@ mod tests {
             assert!(!tree.contains(" us") && !tree.contains(".00 ms"), "{tree}");
         }
         assert!(seen > 0, "no sweep in {}", dir.display());
+    }
+
+    #[test]
+    fn steps_where_loadgen_read_late_are_named_and_only_those() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../results/baseline/backlog-4096/sweep-20261127T101308.526Z.json");
+        let Ok(crate::report::AnyReport::Sweep(mut r)) = crate::report::AnyReport::read(&path)
+        else {
+            panic!("{} is not a sweep", path.display());
+        };
+        // A report from before schema 5 has no read delay: nothing to say.
+        assert_eq!(loadgen_bound_steps_text(&r), "");
+        assert!(r.steps.len() >= 2);
+        for (i, step) in r.steps.iter_mut().enumerate() {
+            let steady = step.steady.as_mut().expect("steady");
+            steady.echo_p99_us = Some(1000.0);
+            // The first step read late (40% of the echo p99), every other one on time (10%).
+            steady.read_delay_p99_us = Some(if i == 0 { 400.0 } else { 100.0 });
+        }
+        let text = loadgen_bound_steps_text(&r);
+        let first = format!("at {} connections (", r.steps[0].conns);
+        assert!(
+            text.starts_with("warning: ") && text.contains(&first),
+            "{text}"
+        );
+        assert!(
+            text.contains("400 us of 1.00 ms") && !text.contains("100 us"),
+            "{text}"
+        );
+        assert!(sweep_report_text(&r).contains(&first));
     }
 
     #[test]

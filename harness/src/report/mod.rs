@@ -35,9 +35,11 @@ use sweep::SweepReport;
 /// reclaimable slab (`sreclaimable`). 4: a sweep's fitted memory slopes and intercepts are stored
 /// once, in `capacity.memory_fit` and `capacity.total_memory.total_fit`, no longer copied into
 /// `capacity.limits` (`pss_slope_bytes_per_conn`, `pss_intercept_bytes`, `total_*`): readers
-/// ignore those copies in older reports. Version 1 to 3 reports (the committed baselines among
-/// them) are still read: every field added since is optional and reads as absent.
-pub const SCHEMA_VERSION: u32 = 4;
+/// ignore those copies in older reports. 5: sweep steps' `steady.read_delay_p99_us` and
+/// `read_delay_mean_us` (loadgen's own share of the echo latency; its embedded reports are
+/// loadgen's version 4). Version 1 to 4 reports (the committed baselines among them) are still
+/// read: every field added since is optional and reads as absent.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The oldest `schema_version` [`AnyReport::read`] still reads.
 pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;

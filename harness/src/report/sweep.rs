@@ -147,6 +147,13 @@ pub struct SteadyFigures {
     /// Mean echo latency of the measured window; absent before schema 3.
     #[serde(default)]
     pub echo_mean_us: Option<f64>,
+    /// loadgen's own share of the echo latency (its read delay: echoes waiting in its sockets
+    /// for it to run), p99 and mean; absent before schema 5. Where the p99 is a large share of
+    /// the echo p99, the step measured loadgen as much as the server.
+    #[serde(default)]
+    pub read_delay_p99_us: Option<f64>,
+    #[serde(default)]
+    pub read_delay_mean_us: Option<f64>,
     /// Failed connections and sessions of the whole load, by kind, as loadgen counts them.
     pub errors: u64,
 }
