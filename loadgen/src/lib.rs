@@ -48,6 +48,7 @@ pub use config::stages::Stages;
 pub use config::{Config, Engine, Slo};
 pub use engine::runner::{preflight, run, run_async};
 pub use error::Error;
+pub use report::{read_delay_is_loadgens, READ_DELAY_WARN_FLOOR_US};
 pub use report::{
     ConnectErrors, Counters, Environment, Errors, HistogramReport, Latencies, Mismatch, Parameters,
     PercentileValue, Report, SessionErrors, TimelinePoint, OLDEST_READABLE_SCHEMA_VERSION,

@@ -380,14 +380,13 @@ fn sweep_load_rows(r: &SweepReport) -> Vec<Vec<String>> {
 /// p99 above loadgen's warning share of the echo p99. Their latency and messages/s (and the
 /// throughput model fitted over them) measure the load generator too.
 fn loadgen_bound_steps_text(r: &SweepReport) -> String {
-    let share = loadgen::SEND_LAG_WARN_FRACTION;
     let bound: Vec<String> = r
         .steps
         .iter()
         .filter_map(|s| {
             let st = s.steady.as_ref()?;
             let (delay, echo) = (st.read_delay_p99_us?, st.echo_p99_us?);
-            (delay > echo * share).then(|| {
+            loadgen::read_delay_is_loadgens(delay, echo).then(|| {
                 let (delay, echo) = (micros(Some(delay)), micros(Some(echo)));
                 format!("{} connections ({delay} of {echo})", s.conns)
             })
@@ -398,10 +397,11 @@ fn loadgen_bound_steps_text(r: &SweepReport) -> String {
     }
     format!(
         "warning: loadgen's own read delay p99 (\"read p99\": echoes waiting in its sockets for it \
-         to run) is over {:.0}% of the echo p99 at {}: there the latency, messages/s and the \
-         throughput model measure the load generator as much as the server (more load hosts, or \
-         the server on cores of its own)\n",
-        share * 100.0,
+         to run) is over {:.0}% of the echo p99 and over {} at {}: there the latency, \
+         messages/s and the throughput model measure the load generator as much as the server \
+         (more load hosts, or the server on cores of its own)\n",
+        loadgen::SEND_LAG_WARN_FRACTION * 100.0,
+        micros(Some(loadgen::READ_DELAY_WARN_FLOOR_US)),
         bound.join(", ")
     )
 }
@@ -630,18 +630,23 @@ mod tests {
         assert!(r.steps.len() >= 2);
         for (i, step) in r.steps.iter_mut().enumerate() {
             let steady = step.steady.as_mut().expect("steady");
-            steady.echo_p99_us = Some(1000.0);
-            // The first step read late (40% of the echo p99), every other one on time (10%).
-            steady.read_delay_p99_us = Some(if i == 0 { 400.0 } else { 100.0 });
+            // The first step read late (40% of the echo p99); the second read 40% late too, but
+            // only the wake-up any client pays (under 1 ms); the others on time (10%).
+            let (delay, echo) = match i {
+                0 => (4000.0, 10_000.0),
+                1 => (400.0, 1000.0),
+                _ => (1000.0, 10_000.0),
+            };
+            (steady.read_delay_p99_us, steady.echo_p99_us) = (Some(delay), Some(echo));
         }
         let text = loadgen_bound_steps_text(&r);
-        let first = format!("at {} connections (", r.steps[0].conns);
+        let first = format!("at {} connections (4.00 ms of 10.00 ms)", r.steps[0].conns);
         assert!(
             text.starts_with("warning: ") && text.contains(&first),
             "{text}"
         );
         assert!(
-            text.contains("400 us of 1.00 ms") && !text.contains("100 us"),
+            !text.contains("400 us") && !text.contains("1.00 ms of"),
             "{text}"
         );
         assert!(sweep_report_text(&r).contains(&first));

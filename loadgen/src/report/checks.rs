@@ -10,6 +10,17 @@ use crate::Slo;
 /// threads-engine run warns when its read-delay p99 is above this fraction of the echo p99.
 pub const SEND_LAG_WARN_FRACTION: f64 = 0.25;
 
+/// Below this a read-delay p99 is the wake-up of a thread or event loop blocked on its socket,
+/// which any client pays on any host (tens to hundreds of microseconds in a VM): no warning.
+pub const READ_DELAY_WARN_FLOOR_US: f64 = 1000.0;
+
+/// Whether a read-delay p99 makes the echo latency loadgen's as much as the server's: over
+/// [`SEND_LAG_WARN_FRACTION`] of the echo p99 and over [`READ_DELAY_WARN_FLOOR_US`]. One rule
+/// for loadgen's warning and for the harness's sweep steps.
+pub fn read_delay_is_loadgens(delay_p99_us: f64, echo_p99_us: f64) -> bool {
+    delay_p99_us > READ_DELAY_WARN_FLOOR_US && delay_p99_us > echo_p99_us * SEND_LAG_WARN_FRACTION
+}
+
 impl Report {
     /// Failed messages over sent messages (`--max-error-rate`): 0 when none was sent.
     pub fn message_failure_rate(&self) -> f64 {
@@ -118,12 +129,16 @@ impl Report {
 
     /// A warning when the p99 of loadgen's own read delay (echoes waiting in its sockets, fully
     /// received, for the thread or event loop that reads them to run) is above
-    /// [`SEND_LAG_WARN_FRACTION`] of the echo p99: the tail is then loadgen's as much as the
-    /// server's. `None` for older reports or when the delay is small enough.
+    /// [`SEND_LAG_WARN_FRACTION`] of the echo p99 and over a millisecond
+    /// ([`read_delay_is_loadgens`]): the tail is then loadgen's as much as the server's. `None`
+    /// for older reports or when the delay is small enough.
     pub fn read_delay_warning(&self) -> Option<String> {
         let delay = self.latency.read_delay.as_ref()?;
         let echo = &self.latency.echo;
-        above_share_of_p99(delay, echo).then(|| {
+        let loadgens = echo.count > 0
+            && delay.count > 0
+            && read_delay_is_loadgens(delay.p99_us as f64, echo.p99_us as f64);
+        loadgens.then(|| {
             format!(
                 "read delay p99 {} is more than {:.0}% of the echo p99 {}: echoes waited in \
                  loadgen's sockets for it to get a CPU (more connections than this \
@@ -193,6 +208,16 @@ mod tests {
             h.record(v).unwrap();
         }
         HistogramReport::from_histogram(&h, &[50.0, 99.0]).unwrap()
+    }
+
+    #[test]
+    fn read_delay_is_loadgens_over_a_quarter_of_the_echo_and_over_a_millisecond() {
+        assert!(read_delay_is_loadgens(30_000.0, 50_000.0));
+        // A quarter or less of the echo is the server's to carry.
+        assert!(!read_delay_is_loadgens(12_000.0, 50_000.0));
+        // Under a millisecond it is the wake-up any client pays, however large its share.
+        assert!(!read_delay_is_loadgens(900.0, 1_000.0));
+        assert!(read_delay_is_loadgens(1_100.0, 1_200.0));
     }
 
     #[test]

@@ -24,7 +24,7 @@ mod schema;
 pub(crate) mod timeline;
 mod versions;
 
-pub use checks::SEND_LAG_WARN_FRACTION;
+pub use checks::{read_delay_is_loadgens, READ_DELAY_WARN_FLOOR_US, SEND_LAG_WARN_FRACTION};
 pub use histogram::{decode_histogram, format_us, HistogramReport, PercentileValue};
 pub use schema::{
     ConnectErrors, Counters, Environment, Errors, Identity, Latencies, MergeInfo, Mismatch,
