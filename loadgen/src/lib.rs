@@ -48,11 +48,11 @@ pub use config::stages::Stages;
 pub use config::{Config, Engine, Slo};
 pub use engine::runner::{preflight, run, run_async};
 pub use error::Error;
-pub use report::{read_delay_is_loadgens, READ_DELAY_WARN_FLOOR_US};
 pub use report::{
-    ConnectErrors, Counters, Environment, Errors, HistogramReport, Latencies, Mismatch, Parameters,
-    PercentileValue, Report, SessionErrors, TimelinePoint, OLDEST_READABLE_SCHEMA_VERSION,
-    SCHEMA_VERSION, SEND_LAG_WARN_FRACTION,
+    read_delay_is_loadgens, ConnectErrors, Counters, Environment, Errors, HistogramReport,
+    Latencies, Mismatch, Parameters, PercentileValue, Report, SessionErrors, TimelinePoint,
+    OLDEST_READABLE_SCHEMA_VERSION, READ_DELAY_WARN_FLOOR_US, SCHEMA_VERSION,
+    SEND_LAG_WARN_FRACTION,
 };
 pub use workers::{preflight_auto, run_auto};
 

@@ -70,6 +70,18 @@ impl<T: 'static> Drop for ParentOnly<T> {
     }
 }
 
+/// Test support: the `VmFlags:` line of this process's mapping that starts at `start`
+/// (`/proc/self/smaps`); MADV_DONTFORK shows there as `dc`.
+#[cfg(test)]
+pub(crate) fn vm_flags_at(start: usize) -> String {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    smaps
+        .split_once(&format!("{start:x}-"))
+        .and_then(|(_, rest)| rest.lines().find(|l| l.starts_with("VmFlags:")))
+        .unwrap()
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,13 +102,7 @@ mod tests {
     #[test]
     fn the_mapping_is_marked_dont_fork() {
         let held = ParentOnly::new([0_u8; 64]).unwrap();
-        let line = format!("{:x}-", held.map.as_ptr() as usize);
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let flags = smaps
-            .split_once(&line)
-            .and_then(|(_, rest)| rest.lines().find(|l| l.starts_with("VmFlags:")))
-            .unwrap()
-            .to_owned();
+        let flags = vm_flags_at(held.map.as_ptr() as usize);
         assert!(
             flags.contains(" dc"),
             "MADV_DONTFORK shows as `dc`: {flags}"

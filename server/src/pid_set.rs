@@ -248,14 +248,7 @@ mod tests {
         // The integration tests check that a real child lacks the mapping.
         let mut set = PidSet::new().unwrap();
         set.insert(pid(42));
-        let start = set.slots.as_ptr() as usize;
-        let line = format!("{start:x}-");
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let flags = smaps
-            .split_once(&line)
-            .and_then(|(_, rest)| rest.lines().find(|l| l.starts_with("VmFlags:")))
-            .unwrap()
-            .to_owned();
+        let flags = crate::parent_only::vm_flags_at(set.slots.as_ptr() as usize);
         assert!(
             flags.contains(" dc"),
             "MADV_DONTFORK shows as `dc`: {flags}"

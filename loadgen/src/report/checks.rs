@@ -6,8 +6,9 @@ use super::schema::Report;
 use crate::Slo;
 
 /// An open-loop run warns when its send-lag p99 is above this fraction of the uncorrected echo
-/// p99: the corrected latency is then loadgen's lateness as much as the server's latency. A
-/// threads-engine run warns when its read-delay p99 is above this fraction of the echo p99.
+/// p99: the corrected latency is then loadgen's lateness as much as the server's latency. Any
+/// run warns when its read-delay p99 is above this fraction of the echo p99 (and over
+/// [`READ_DELAY_WARN_FLOOR_US`]).
 pub const SEND_LAG_WARN_FRACTION: f64 = 0.25;
 
 /// Below this a read-delay p99 is the wake-up of a thread or event loop blocked on its socket,
