@@ -12,6 +12,14 @@ use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFla
 
 use crate::session::shared::micros;
 
+/// Room for one `SCM_TIMESTAMPNS` message (`CMSG_SPACE` of a 16-byte timespec is 32 bytes) and
+/// slack.
+const CONTROL_BYTES: usize = 64;
+
+/// The control buffer of one `recvmsg`, aligned as `struct cmsghdr` must be.
+#[repr(C, align(8))]
+struct ControlBuffer([u8; CONTROL_BYTES]);
+
 /// Asks the kernel to timestamp what `socket` receives.
 pub(crate) fn enable(socket: &impl AsFd) -> io::Result<()> {
     setsockopt(socket, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)
@@ -21,12 +29,14 @@ pub(crate) fn enable(socket: &impl AsFd) -> io::Result<()> {
 /// read had been waiting in it, in microseconds: the kernel's receive timestamp (with several
 /// segments read at once, the last one's) to now. `None` without a timestamp.
 pub(crate) fn read(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
-    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    // On the stack: a fresh heap buffer per read (`nix::cmsg_space!`) cost an allocation, a free
+    // and a cache-cold write by the kernel on every echo (loadgen/BENCH.md, "per-echo costs").
+    let mut cmsg = ControlBuffer([0; CONTROL_BYTES]);
     let mut iov = [io::IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(
         socket.as_raw_fd(),
         &mut iov,
-        Some(&mut cmsg),
+        Some(&mut cmsg.0),
         MsgFlags::empty(),
     )?;
     let mut delay_us = None;
