@@ -107,3 +107,17 @@ fn exit_now(code: i32) -> ! {
     // `std::process::exit` here).
     unsafe { libc::_exit(code) }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// `run_child` counts a panicking session as `SessionEnd::Panic` by unwinding to its
+    /// `catch_unwind`. This crate links the unwinder statically (`build.rs`, no libgcc_s): a
+    /// panic must still unwind to the catch, not abort the process.
+    #[test]
+    fn a_panic_unwinds_to_the_catch_with_the_static_unwinder() {
+        let caught = catch_unwind(AssertUnwindSafe(|| -> u8 { panic!("a session bug") }));
+        assert!(caught.is_err());
+    }
+}

@@ -48,3 +48,17 @@ fn children_do_not_map_the_parents_per_fork_state() {
     // The child still echoes: it never touches what it does not have.
     assert_eq!(echo(&mut client, b"again"), b"again");
 }
+
+/// The unwinder is linked in statically (`build.rs`): libgcc_s would be five more mappings that
+/// every fork copies, the largest single cost left in the parent's fork (server/BENCH.md).
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_server_maps_no_libgcc_s() {
+    let server = ServerProcess::start(&[]);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", server.pid().as_raw()))
+        .expect("server maps");
+    assert!(
+        !maps.contains("libgcc_s"),
+        "fork-echo-server maps libgcc_s (build.rs found no libgcc_eh.a?):\n{maps}"
+    );
+}
