@@ -28,8 +28,9 @@
 //!   (text, `--json`, `--hgrm`, the one atomic write).
 //! - `config`: the validated [`Config`] and [`Slo`], `--start-at` parsing and checks, `stages`
 //!   (the `--stages` plan's arithmetic, [`Stages`]).
-//! - `error` ([`Error`]), [`interrupt`] (Ctrl-C) and [`echo_server`] (the tokio reference server)
-//!   are leaves.
+//! - `error` ([`Error`]), [`interrupt`] (Ctrl-C), [`echo_server`] (the tokio reference server)
+//!   and [`target_probe`] (`--engine auto`'s look at the server: a process per connection or
+//!   not) are leaves.
 
 pub mod cli;
 mod config;
@@ -39,6 +40,7 @@ mod error;
 pub mod interrupt;
 mod report;
 mod session;
+pub mod target_probe;
 pub mod workers;
 
 pub use report::{hlog, identity, output};

@@ -4,10 +4,10 @@
 //!
 //! The top layer: it may use every layer below it.
 //!
-//! Layers it may import: `workers`, `report`, `config`, `error`, `interrupt`.
+//! Layers it may import: `workers`, `report`, `config`, `error`, `interrupt`, `target_probe`.
 //! Crates it may import: `clap`, `humantime`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +17,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::stages::{StageUnit, Stages};
 use crate::report::hlog::IntervalLog;
-use crate::{report::output, Config, Error, Report, Slo};
+use crate::target_probe::ServerModel;
+use crate::{report::output, Config, Engine, Error, Report, Slo};
 
 /// The exit codes, as `--help` lists them.
 const EXIT_CODES_HELP: &str = "Exit codes:\n  0  ok\n  \
@@ -110,8 +111,10 @@ struct RunArgs {
     threads: Option<usize>,
     /// What drives the connections: `threads` (one OS thread per connection, blocking sockets:
     /// measures a fork-per-connection server rather than loadgen's scheduling), `tokio` (event
-    /// loops; needed for --rate, --threads and --stages), or `auto` (threads unless one of
-    /// those is given).
+    /// loops; needed for --rate, --threads and --stages), or `auto`: tokio if one of those is
+    /// given, else one probe connection with one echoed byte to a server on this host: threads
+    /// when a new process serves it (fork per connection) or the host cannot tell, tokio when
+    /// the listening process serves it itself (an event loop or threads).
     #[arg(long, default_value = "auto", value_parser = str::parse::<crate::Engine>)]
     engine: crate::Engine,
     /// Start the measured phase at this wall-clock time (RFC 3339 or Unix seconds), after
@@ -184,6 +187,33 @@ struct ReportArgs {
     /// Quiet: a one-line summary instead of the full text.
     #[arg(short = 'q', long)]
     quiet: bool,
+}
+
+/// How long `--engine auto` may spend probing the server (one connection, one echoed byte).
+const ENGINE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `--engine auto` for a closed loop (a flag only the tokio engine honours decides it otherwise):
+/// probes the target and fixes the engine, so the report's `engine` and every worker get the one
+/// chosen. A fork-per-connection server, or one this host cannot see into, gets the threads
+/// engine; a server that serves connections inside its listening process gets the tokio engine
+/// (loadgen/BENCH.md, "`--engine auto`"). Says which on stderr unless `quiet` (the report's
+/// `engine` says it always).
+fn choose_engine(config: &mut Config, quiet: bool) {
+    if config.engine != Engine::Auto || config.engine() != Engine::Threads {
+        return;
+    }
+    let model = crate::target_probe::probe(config.addr, ENGINE_PROBE_TIMEOUT);
+    config.engine = match model {
+        ServerModel::InProcess { .. } => Engine::Tokio,
+        _ => Engine::Threads,
+    };
+    if !quiet {
+        eprintln!(
+            "loadgen: engine {} (auto: {})",
+            config.engine.name(),
+            model.describe()
+        );
+    }
 }
 
 /// Resolves `target`, preferring an address of the source addresses' family, else IPv4.
@@ -336,11 +366,17 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
-    let config = args.to_config()?;
+    let mut config = args.to_config()?;
     args.report.check_outputs()?;
     if let Some(path) = &args.hlog {
         output::check_writable(path)?;
     }
+    // Usage and limit errors first: the engine probe connects to the server.
+    crate::preflight_auto(&config, args.procs)?;
+    choose_engine(
+        &mut config,
+        args.report.quiet || !std::io::stderr().is_terminal(),
+    );
     // First Ctrl-C stops the load; the summary is printed and the report written as usual,
     // marked `interrupted`. A second one quits.
     crate::interrupt::install_ctrl_c_handler("loadgen", || {});

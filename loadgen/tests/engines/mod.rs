@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{self, Behaviour, TestServer};
+use crate::util::{self, Behaviour, SpawnedServer, TestServer};
 
 /// Threads of process `pid` now (0 once it has gone).
 fn threads_of(pid: u32) -> u64 {
@@ -17,14 +17,13 @@ fn threads_of(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs `loadgen` with 40 connections for 2 s plus `extra`; returns the most threads it had at
-/// once (sampled until it exits) and its report's engine.
-fn peak_threads_and_engine(extra: &[&str]) -> (u64, String) {
-    let server = TestServer::start(Behaviour::Echo);
+/// Runs `loadgen` with 40 connections for 2 s against `target` plus `extra`; returns the most
+/// threads it had at once (sampled until it exits) and its report's engine.
+fn peak_threads_and_engine(target: &str, extra: &[&str]) -> (u64, String) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("engine.json");
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
-        .args(["--addr", &server.target(), "-c", "40", "-d", "2s"])
+        .args(["--addr", target, "-c", "40", "-d", "2s"])
         .args(["--no-progress", "-q", "--json"])
         .arg(&json)
         .args(extra)
@@ -45,18 +44,32 @@ fn peak_threads_and_engine(extra: &[&str]) -> (u64, String) {
     (peak, report.parameters.engine)
 }
 
-/// Fails if a closed-loop run falls back to the event-loop engine: the default must run a
-/// thread per connection (issue 18), and say so in the report.
+/// Fails if a closed-loop run against a fork-per-connection server falls back to the event-loop
+/// engine: the default must run a thread per connection there (issue 18), and say so in the
+/// report; and fails if a server that serves its connections in-process (this test's own tokio
+/// server) does not get the event loops, 2.4x faster there (loadgen/BENCH.md).
 #[test]
 fn a_closed_loop_runs_one_thread_per_connection_by_default() {
-    let (peak, engine) = peak_threads_and_engine(&[]);
+    {
+        let _fork = util::forking_lock();
+        let server = SpawnedServer::start(&util::fork_echo_server(), &["--port", "0", "-q"]);
+        let (peak, engine) = peak_threads_and_engine(&server.addr.to_string(), &[]);
+        assert_eq!(engine, "threads");
+        assert!(peak >= 40, "only {peak} threads for 40 connections");
+    }
+    let server = TestServer::start(Behaviour::Echo);
+    let target = server.target();
+    let (peak, engine) = peak_threads_and_engine(&target, &[]);
+    assert_eq!(engine, "tokio", "auto against an in-process server");
+    assert!(peak < 40, "{peak} threads on the tokio engine");
+    let (peak, engine) = peak_threads_and_engine(&target, &["--engine", "threads"]);
     assert_eq!(engine, "threads");
     assert!(peak >= 40, "only {peak} threads for 40 connections");
-    let (peak, engine) = peak_threads_and_engine(&["--engine", "tokio"]);
+    let (peak, engine) = peak_threads_and_engine(&target, &["--engine", "tokio"]);
     assert_eq!(engine, "tokio");
     assert!(peak < 40, "{peak} threads on the tokio engine");
     // --rate needs the tokio engine: auto chooses it.
-    let (_, engine) = peak_threads_and_engine(&["--rate", "400"]);
+    let (_, engine) = peak_threads_and_engine(&target, &["--rate", "400"]);
     assert_eq!(engine, "tokio");
 }
 
