@@ -137,6 +137,7 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         steady: steady_rx,
         pacer,
         stop: std::sync::atomic::AtomicU8::new(0),
+        open_sockets: Default::default(),
         config,
     });
     let mut sessions = Sessions::start(&shared, shards)?;

@@ -28,6 +28,8 @@ pub(crate) struct ThreadSessions {
     ended: mpsc::UnboundedReceiver<Option<Instant>>,
     /// Threads that have not reported their end yet.
     running: usize,
+    /// To wake the threads blocked in `recv` when the run is stopped.
+    shared: Arc<RunShared>,
 }
 
 /// Tells the runner a connection's thread ended, with its last echo's completion; sent on drop,
@@ -68,6 +70,7 @@ impl ThreadSessions {
                 Ok(t) => threads.push(t),
                 Err(e) => {
                     shared.stop.store(STOP_INTERRUPT, Ordering::Release);
+                    shared.open_sockets.wake_all();
                     for t in &threads {
                         t.thread().unpark();
                     }
@@ -86,6 +89,7 @@ impl ThreadSessions {
             running: threads.len(),
             threads,
             ended,
+            shared: shared.clone(),
         })
     }
 
@@ -100,8 +104,10 @@ impl ThreadSessions {
     }
 
     /// Waits for every thread to end (call after setting `RunShared::stop`: each notices it
-    /// within a tick) and joins them; returns the latest completion among them.
+    /// at once if blocked in `recv` or parked, else within a tick) and joins them; returns the
+    /// latest completion among them.
     pub async fn stop(&mut self) -> Option<Instant> {
+        self.shared.open_sockets.wake_all();
         // Threads parked in a ramp-up slot or at the barrier look at the stop flag when woken.
         for t in &self.threads {
             t.thread().unpark();

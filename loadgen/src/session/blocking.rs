@@ -5,8 +5,9 @@
 //! thread whose echo arrived, which is what lets it keep up with a fork-per-connection server
 //! (loadgen/BENCH.md). Output is sent with `MSG_DONTWAIT`; while some of it is left, the thread
 //! polls for room and echoes together, so pipelined bytes beyond the socket buffers cannot
-//! deadlock. No call blocks longer than one tick, so Ctrl-C and the run deadline
-//! (`RunShared::stop`) are noticed within it.
+//! deadlock. Ctrl-C and the run deadline (`RunShared::stop`) end a blocked `recv` at once (the
+//! runner shuts the read side of every open socket down, `OpenSockets`); connects and sends
+//! block at most one tick, so they notice a stop within it.
 
 use std::future::Future;
 use std::io;
@@ -39,10 +40,20 @@ enum Halt {
     Stopped,
 }
 
-/// The longest any call of the threads engine blocks before it looks at `RunShared::stop` and
-/// its deadlines again: short against `--io-timeout`, long enough to cost nothing while idle.
+/// The longest a connect or a send of the threads engine blocks before it looks at
+/// `RunShared::stop` and its deadlines again: short against `--io-timeout`, long enough to cost
+/// nothing while idle.
 pub(crate) fn tick(config: &Config) -> Duration {
     (config.io_timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(50))
+}
+
+/// The longest a `recv` blocks before its session looks at its deadlines again (an echo timeout
+/// is then noticed at most a quarter of `--io-timeout` late). Not the tick: a stop wakes a
+/// blocked `recv` itself (`OpenSockets::wake_all`), and with a 50 ms timeout every echo slower
+/// than that woke its thread once more for nothing, 0.05 context switches per message at 1000
+/// connections (loadgen/BENCH.md, "The read timeout's wake-ups").
+pub(crate) fn read_timeout(config: &Config) -> Duration {
+    (config.io_timeout / 4).clamp(Duration::from_millis(1), Duration::from_secs(1))
 }
 
 fn stopped(shared: &RunShared) -> bool {
@@ -100,7 +111,7 @@ pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
     let config = &shared.config;
     let tick = tick(config);
     let mut phase = PhaseGuard(Some(shared));
-    let mut ending = Ending::<Socket> {
+    let mut ending = Ending::<Arc<Socket>> {
         shared,
         stage: Stage::Waiting,
     };
@@ -113,9 +124,15 @@ pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
     shared.stats.local().counters.connections_attempted += 1;
     let connect_start = Instant::now();
     let source = source_of(config, conn);
-    let result = match connect_blocking(config.addr, source, config.connect_timeout, tick, &|| {
-        stopped(shared)
-    }) {
+    let read_timeout = read_timeout(config);
+    let result = match connect_blocking(
+        config.addr,
+        source,
+        config.connect_timeout,
+        tick,
+        read_timeout,
+        &|| stopped(shared),
+    ) {
         Ok(None) => return None,
         Ok(Some(socket)) => Ok(socket),
         Err(e) => Err(e),
@@ -124,6 +141,10 @@ pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
         ending.stage = Stage::Counted;
         return None;
     };
+    // Registered before its first `recv`: a stop set after that is either woken here by
+    // `wake_all`, or (registered after `wake_all` ran) seen by `drive_blocking`'s first look.
+    let stream = Arc::new(stream);
+    shared.open_sockets.register(&stream);
     shared.stats.connection_opened();
     let _established = EstablishedGuard(shared);
     ending.stage = Stage::Session(Box::new(Session::new(stream, conn, config)));
@@ -171,7 +192,7 @@ pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
     last
 }
 
-impl Session<Socket> {
+impl Session<Arc<Socket>> {
     /// Runs `plan` until it has nothing more to send and nothing outstanding, fails, or the run
     /// is stopped. Closed loop only (the threads engine refuses `--rate`).
     fn drive_blocking(
@@ -195,7 +216,9 @@ impl Session<Socket> {
                     Sent::Partly => continue,
                 }
             }
-            match read_delay::read(&self.stream, &mut self.rbuf) {
+            match read_delay::read(&*self.stream, &mut self.rbuf) {
+                // The runner shut the read side down to stop the run (`OpenSockets::wake_all`).
+                Ok((0, _)) if stopped(shared) => return Err(Halt::Stopped),
                 Ok((n, delay_us)) => {
                     self.read_delay_us = delay_us;
                     self.read(n, plan, shared).map_err(Halt::Failed)?

@@ -88,13 +88,14 @@ fn client_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpSock
 }
 
 /// The threads engine's connect: a blocking socket to `addr`, from `source` if given, within
-/// `timeout`, with TCP_NODELAY and reads that give up after `tick`. Waits in slices of `tick`
-/// so that `stopped` (Ctrl-C, the run deadline) is noticed: `Ok(None)` when it was.
+/// `timeout`, with TCP_NODELAY and reads that give up after `read_timeout`. Waits in slices of
+/// `tick` so that `stopped` (Ctrl-C, the run deadline) is noticed: `Ok(None)` when it was.
 pub(crate) fn connect_blocking(
     addr: SocketAddr,
     source: Option<IpAddr>,
     timeout: Duration,
     tick: Duration,
+    read_timeout: Duration,
     stopped: &dyn Fn() -> bool,
 ) -> Result<Option<socket2::Socket>, (ConnectFailure, String)> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -139,7 +140,7 @@ pub(crate) fn connect_blocking(
     }
     socket.set_nonblocking(false).map_err(fail)?;
     socket.set_tcp_nodelay(true).map_err(fail)?;
-    socket.set_read_timeout(Some(tick)).map_err(fail)?;
+    socket.set_read_timeout(Some(read_timeout)).map_err(fail)?;
     read_delay::enable(&socket).map_err(fail)?;
     Ok(Some(socket))
 }
