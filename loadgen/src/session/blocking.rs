@@ -105,6 +105,15 @@ fn wait_for_barrier(shared: &RunShared, until: Instant) -> Option<Steady> {
     }
 }
 
+/// `socket`, shared with the run's `OpenSockets` before its first `recv`: a stop set after that
+/// is either woken by `wake_all`, or (registered after `wake_all` ran) seen by
+/// `drive_blocking`'s first look at `RunShared::stop`.
+fn registered(shared: &RunShared, socket: Socket) -> Arc<Socket> {
+    let socket = Arc::new(socket);
+    shared.open_sockets.register(&socket);
+    socket
+}
+
 /// Runs connection number `conn` from ramp-up to close on the calling thread. Returns when its
 /// last echo completed.
 pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
@@ -123,28 +132,21 @@ pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
     ending.stage = Stage::Connecting;
     shared.stats.local().counters.connections_attempted += 1;
     let connect_start = Instant::now();
-    let source = source_of(config, conn);
-    let read_timeout = read_timeout(config);
-    let result = match connect_blocking(
+    // `None`: the run was stopped while connecting (the `Ending` counts it by the cause).
+    let result = connect_blocking(
         config.addr,
-        source,
+        source_of(config, conn),
         config.connect_timeout,
         tick,
-        read_timeout,
+        read_timeout(config),
         &|| stopped(shared),
-    ) {
-        Ok(None) => return None,
-        Ok(Some(socket)) => Ok(socket),
-        Err(e) => Err(e),
-    };
+    )
+    .transpose()?;
     let Some(stream) = count_connect(shared, connect_start, result) else {
         ending.stage = Stage::Counted;
         return None;
     };
-    // Registered before its first `recv`: a stop set after that is either woken here by
-    // `wake_all`, or (registered after `wake_all` ran) seen by `drive_blocking`'s first look.
-    let stream = Arc::new(stream);
-    shared.open_sockets.register(&stream);
+    let stream = registered(shared, stream);
     shared.stats.connection_opened();
     let _established = EstablishedGuard(shared);
     ending.stage = Stage::Session(Box::new(Session::new(stream, conn, config)));
