@@ -122,7 +122,39 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> ServerModel {
         None => BTreeSet::new(),
     };
     drop(stream);
-    classify(listener_pids, connection_pids)
+    let model = classify(listener_pids, connection_pids);
+    if let ServerModel::ProcessPerConnection {
+        listener_pids,
+        connection_pids,
+    } = &model
+    {
+        // A server at its process limit (`--max-children N` with `--conns N`) would turn the
+        // run's last connection away while the probe's process was still alive or unreaped.
+        let forked: Vec<u32> = connection_pids.difference(listener_pids).copied().collect();
+        wait_until_reaped(&forked, Instant::now() + PROBE_EXIT_WAIT);
+    }
+    model
+}
+
+/// How long the probe waits for the process that served it to end and be reaped.
+const PROBE_EXIT_WAIT: Duration = Duration::from_secs(1);
+
+/// Waits (bounded by `deadline`) until none of `pids` exists any more: an exited process that
+/// its parent has not reaped yet keeps its `/proc/PID` until it is reaped. Whether they did is
+/// returned.
+fn wait_until_reaped(pids: &[u32], deadline: Instant) -> bool {
+    loop {
+        if pids
+            .iter()
+            .all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn classify(listener_pids: BTreeSet<u32>, connection_pids: BTreeSet<u32>) -> ServerModel {
@@ -284,6 +316,42 @@ mod tests {
         assert!(matches!(
             classify(set(&[10]), set(&[])),
             ServerModel::Unknown(_)
+        ));
+    }
+
+    #[test]
+    fn waiting_for_the_probes_process_ends_once_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        // Alive: not reaped within the wait.
+        assert!(!wait_until_reaped(
+            &[pid],
+            Instant::now() + Duration::from_millis(20)
+        ));
+        // Exited but not reaped (a zombie keeps /proc/PID): still not.
+        let zombie = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        while !zombie() {
+            assert!(Instant::now() < until, "sleep 0.2 never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!wait_until_reaped(
+            &[pid],
+            Instant::now() + Duration::from_millis(20)
+        ));
+        child.wait().expect("reap");
+        assert!(wait_until_reaped(
+            &[pid],
+            Instant::now() + Duration::from_secs(5)
         ));
     }
 
