@@ -300,7 +300,8 @@ impl RunArgs {
 
     fn to_config(&self) -> Result<Config, Error> {
         let (conns, duration, rate) = self.load_shape()?;
-        // Validated once, by `run_auto`, before any work.
+        // Validated by `preflight_auto` before the engine probe connects, and again by
+        // `run_auto` (which library callers call alone); both cheap next to the run.
         Ok(Config {
             addr: resolve(&self.addr, &self.source_ip)?,
             conns,
