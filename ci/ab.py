@@ -63,6 +63,18 @@ def spread(values):
     return (statistics.median(nums), min(nums), max(nums))
 
 
+def paired_ratios(pairs):
+    """(median, min, max) of B/A over pairs (a, b) measured at the same time: the ratio of two
+    figures taken side by side cancels the box's drift, which sequential rounds do not."""
+    return spread([b / a for a, b in pairs if a and b is not None])
+
+
+def swapped(rnd, variants):
+    """The start order of a simultaneous round: reversed every other round, so that starting
+    first (a head start on CPU and ports) favours neither variant."""
+    return list(variants) if rnd % 2 == 0 else list(reversed(variants))
+
+
 def number(text):
     try:
         return float(text)

@@ -27,6 +27,17 @@ class Alternation(unittest.TestCase):
         self.assertEqual(s["B"]["x"], (3, 1, 5))
         self.assertEqual(s["A"]["x"], (2, 1, 3))
 
+    def test_paired_ratios_are_b_over_a_per_pair(self):
+        self.assertEqual(ab.paired_ratios([(10, 11), (20, 18), (5, 5)]), (1.0, 0.9, 1.1))
+        # A pair with a missing or zero figure is left out, not counted as a ratio.
+        self.assertEqual(ab.paired_ratios([(0, 3), (4, None), (2, 3)]), (1.5, 1.5, 1.5))
+        self.assertEqual(ab.paired_ratios([]), (None, None, None))
+
+    def test_simultaneous_rounds_swap_who_starts_first(self):
+        self.assertEqual(ab.swapped(0, ["A", "B"]), ["A", "B"])
+        self.assertEqual(ab.swapped(1, ["A", "B"]), ["B", "A"])
+        self.assertEqual(ab.swapped(2, ["A", "B"]), ["A", "B"])
+
     def test_medians_of_a_shell_benchmarks_tsv(self):
         with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as f:
             f.write("round\tvariant\tmsgs\tkinds\n1\tA\t10\t-\n1\tB\t20\tx=1\n2\tA\t30\t-\n"
