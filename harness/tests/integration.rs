@@ -209,6 +209,9 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
         .code(0)
         .stdout(predicate::str::contains("peak live children"))
         .stdout(predicate::str::contains(
+            "pipeline 1, loadgen's threads engine\n",
+        ))
+        .stdout(predicate::str::contains(
             "memory per child at the peak (20 children)",
         ))
         // How much of the echo latency was loadgen's own (loadgen schema 4).
@@ -222,6 +225,8 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
     );
     let delay = &report["load"]["latency"]["read_delay"];
     assert_eq!(delay["count"], report["load"]["latency"]["echo"]["count"]);
+    // A fork-per-connection server is measured with a thread per connection (`--engine auto`).
+    assert_eq!(report["load"]["parameters"]["engine"], "threads");
     let summary = &report["summary"];
     assert_eq!(summary["connections_established"], 20);
     assert_eq!(report["load"]["counters"]["peak_established"], 20);
@@ -267,6 +272,17 @@ fn tokio_run_report(dir: &std::path::Path) -> (std::path::PathBuf, serde_json::V
         .assert()
         .code(0);
     valid_report(dir, "run-")
+}
+
+#[test]
+fn run_measures_an_event_loop_server_with_the_tokio_engine() {
+    let _lock = fork_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, report) = tokio_run_report(dir.path());
+    // `--engine auto` probes the server as the loadgen binary does: tokio-echo serves every
+    // connection in its listening process, so the threads engine would measure loadgen instead.
+    assert_eq!(report["load"]["parameters"]["engine"], "tokio");
+    assert_eq!(report["summary"]["load_ok"], true);
 }
 
 #[test]

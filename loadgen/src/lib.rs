@@ -10,6 +10,8 @@
 //! only those its `//!` header lists; `ci/layers.py` checks that):
 //!
 //! - [`cli`]: clap types only, turned into a validated [`Config`]; printing, exit codes, `merge`.
+//! - [`choose_engine`] (`engine_choice`): `--engine auto` decided by a probe of the server, for
+//!   the CLI and library callers alike.
 //! - [`workers`]: one run split over worker processes ([`run_auto`]), their shared barrier and
 //!   the merge of their reports.
 //! - `engine`: one run in this process: `runner` ([`run`], [`run_async`]), `sessions` (a run's
@@ -36,6 +38,7 @@ pub mod cli;
 mod config;
 pub mod echo_server;
 mod engine;
+mod engine_choice;
 mod error;
 pub mod interrupt;
 mod report;
@@ -49,6 +52,7 @@ pub use session::payload;
 pub use config::stages::Stages;
 pub use config::{Config, Engine, Slo};
 pub use engine::runner::{preflight, run, run_async};
+pub use engine_choice::choose_engine;
 pub use error::Error;
 pub use report::{
     read_delay_is_loadgens, ConnectErrors, Counters, Environment, Errors, HistogramReport,

@@ -58,6 +58,11 @@ pub fn run_load(
     interval: Duration,
     live_children: Arc<AtomicUsize>,
 ) -> LoadPhase {
+    // `--engine auto` as the `loadgen` binary decides it (one probe connection, before anything
+    // is measured): the threads engine for a fork-per-connection server, the tokio engine for
+    // one that serves connections in its listening process (`--server-cmd` an event loop).
+    let mut config = config;
+    loadgen::choose_engine(&mut config);
     let listen_before = ListenCounters::read().unwrap_or_default();
     let started = Instant::now();
     let own_before = cpu::own_secs();

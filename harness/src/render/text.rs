@@ -92,8 +92,12 @@ pub fn summary_rows(s: &RunSummary) -> Vec<Vec<String>> {
 
 pub fn run_report_text(report: &RunReport) -> String {
     let p = &report.parameters;
+    // Which loadgen engine measured it (`--engine auto` probes the server: loadgen/README.md).
+    let engine = report.load.as_ref().map_or(String::new(), |l| {
+        format!(", loadgen's {} engine", l.parameters.engine)
+    });
     let mut out = format!(
-        "server: {}\nload: {} connections, {}, {} B messages, pipeline {}{}\n\n",
+        "server: {}\nload: {} connections, {}, {} B messages, pipeline {}{}{engine}\n\n",
         report.server.description,
         p.conns,
         match (p.duration_secs, p.messages) {

@@ -4,7 +4,7 @@
 //!
 //! The top layer: it may use every layer below it.
 //!
-//! Layers it may import: `workers`, `report`, `config`, `error`, `interrupt`, `target_probe`.
+//! Layers it may import: `workers`, `report`, `config`, `error`, `interrupt`, `engine_choice`.
 //! Crates it may import: `clap`, `humantime`.
 
 use std::io::{IsTerminal, Write};
@@ -17,8 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::stages::{StageUnit, Stages};
 use crate::report::hlog::IntervalLog;
-use crate::target_probe::ServerModel;
-use crate::{report::output, Config, Engine, Error, Report, Slo};
+use crate::{report::output, Config, Error, Report, Slo};
 
 /// The exit codes, as `--help` lists them.
 const EXIT_CODES_HELP: &str = "Exit codes:\n  0  ok\n  \
@@ -189,33 +188,6 @@ struct ReportArgs {
     quiet: bool,
 }
 
-/// How long `--engine auto` may spend probing the server (one connection, one echoed byte).
-const ENGINE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// `--engine auto` for a closed loop (a flag only the tokio engine honours decides it otherwise):
-/// probes the target and fixes the engine, so the report's `engine` and every worker get the one
-/// chosen. A fork-per-connection server, or one this host cannot see into, gets the threads
-/// engine; a server that serves connections inside its listening process gets the tokio engine
-/// (loadgen/BENCH.md, "`--engine auto`"). Says which on stderr unless `quiet` (the report's
-/// `engine` says it always).
-fn choose_engine(config: &mut Config, quiet: bool) {
-    if config.engine != Engine::Auto || config.engine() != Engine::Threads {
-        return;
-    }
-    let model = crate::target_probe::probe(config.addr, ENGINE_PROBE_TIMEOUT);
-    config.engine = match model {
-        ServerModel::InProcess { .. } => Engine::Tokio,
-        _ => Engine::Threads,
-    };
-    if !quiet {
-        eprintln!(
-            "loadgen: engine {} (auto: {})",
-            config.engine.name(),
-            model.describe()
-        );
-    }
-}
-
 /// Resolves `target`, preferring an address of the source addresses' family, else IPv4.
 fn resolve(target: &str, source_ips: &[IpAddr]) -> Result<SocketAddr, Error> {
     let addrs: Vec<SocketAddr> = target
@@ -374,10 +346,16 @@ fn run(args: &RunArgs) -> Result<Vec<String>, Error> {
     }
     // Usage and limit errors first: the engine probe connects to the server.
     crate::preflight_auto(&config, args.procs)?;
-    choose_engine(
-        &mut config,
-        args.report.quiet || !std::io::stderr().is_terminal(),
-    );
+    // On a terminal, say which engine `auto` chose and why (the report's `engine` says it always).
+    if let Some(model) = crate::choose_engine(&mut config) {
+        if !args.report.quiet && std::io::stderr().is_terminal() {
+            eprintln!(
+                "loadgen: engine {} (auto: {})",
+                config.engine.name(),
+                model.describe()
+            );
+        }
+    }
     // First Ctrl-C stops the load; the summary is printed and the report written as usual,
     // marked `interrupted`. A second one quits.
     crate::interrupt::install_ctrl_c_handler("loadgen", || {});
