@@ -554,8 +554,15 @@ fn open_loop_sends_on_time_so_corrected_latency_is_the_servers() {
          uncorrected {uncorrected}us: something other than loadgen's lateness is corrected in",
         lag.max_us
     );
-    // With tokio's millisecond timer every send was 1-1.5 ms late: the lag p50 catches that.
-    assert!(lag.p50_us < 500, "send lag p50 {}us", lag.p50_us);
+    // With tokio's millisecond timer every send was 1-1.5 ms late, so even the lag's low
+    // percentiles were over 1 ms: p10 catches that. Not p50: a busy CI box delays many sends
+    // (a p50 of 890 us failed a clean-clone run) but not nine in ten of them.
+    let lag_p10 = lag.value_at_percentile_us(10.0).expect("send lag recorded");
+    assert!(
+        lag_p10 < 500,
+        "send lag p10 {lag_p10}us (p50 {}us)",
+        lag.p50_us
+    );
     assert_eq!(lag.count, report.latency.echo.count);
 
     // Had loadgen been as late as the server was slow (far over a quarter of its echo p99), both
