@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,6 +40,7 @@ def free_port():
 
 
 def start_server(template):
+    """(process, port) once the server accepts connections; None (and it is stopped) if not."""
     port = free_port()
     argv = shlex.split(template.replace("{port}", str(port)))
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -53,7 +55,7 @@ def start_server(template):
                 break
             time.sleep(0.05)
     stop(server)
-    sys.exit(f"bench-paired: the server did not listen on port {port}: {template}")
+    return None
 
 
 def stop(server):
@@ -96,11 +98,20 @@ def main():
     cpu_pairs, rate_pairs = [], []
     reports = tempfile.mkdtemp(prefix="bench-paired.")
     for rnd in range(args.rounds):
-        servers, procs = {}, {}
-        for name in ab.swapped(rnd, ["A", "B"]):
-            servers[name], port = start_server(args.server)
+        order = ab.swapped(rnd, ["A", "B"])
+        servers, ports, procs = {}, {}, {}
+        # Both servers listen before either load starts; one that never does stops the other.
+        for name in order:
+            started = start_server(args.server)
+            if started is None:
+                for server in servers.values():
+                    stop(server)
+                shutil.rmtree(reports, ignore_errors=True)
+                sys.exit(f"bench-paired: the server did not listen: {args.server}")
+            servers[name], ports[name] = started
+        for name in order:
             cmd = shlex.split(getattr(args, name.lower())) + [
-                "--addr", f"127.0.0.1:{port}", "--conns", str(args.conns),
+                "--addr", f"127.0.0.1:{ports[name]}", "--conns", str(args.conns),
                 "-d", f"{args.duration}s", "--json", os.path.join(reports, name)]
             procs[name] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL)
