@@ -62,3 +62,49 @@ fn the_server_maps_no_libgcc_s() {
         "fork-echo-server maps libgcc_s (build.rs found no libgcc_eh.a?):\n{maps}"
     );
 }
+
+/// The span `[start, end)` of the mappings of `pid`'s own executable (`/proc/PID/exe`).
+fn image_span(pid: i32) -> (u64, u64) {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("read /proc/PID/exe");
+    let exe = exe.to_string_lossy().into_owned();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read maps");
+    let mut span: Option<(u64, u64)> = None;
+    for line in maps.lines().filter(|l| l.ends_with(&format!(" {exe}"))) {
+        let range = line.split(' ').next().expect("a maps line has a range");
+        let (from, to) = range.split_once('-').expect("a range has a dash");
+        let from = u64::from_str_radix(from, 16).expect("hex start");
+        let to = u64::from_str_radix(to, 16).expect("hex end");
+        span = Some(span.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
+    }
+    span.unwrap_or_else(|| panic!("no mapping of {exe} in:\n{maps}"))
+}
+
+/// The image starts at a 2 MiB boundary (`load-align.ld`), so a release image (1.1 MiB) lies
+/// in one 2 MiB region in every run and a child that runs code from all over it needs one
+/// page-table page for it, not two in about half the runs (server/BENCH.md). A debug image is
+/// larger than 2 MiB; it is only checked for its alignment.
+#[test]
+#[cfg(target_os = "linux")]
+fn the_image_is_loaded_at_a_2_mib_boundary() {
+    const REGION: u64 = 2 << 20;
+    let _lock = fork_lock();
+    let server = ServerProcess::start(&[]);
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"held"), b"held");
+    wait_until("one live child", || server.children().len() == 1);
+    for pid in [server.pid().as_raw(), server.children()[0].pid] {
+        let (start, end) = image_span(pid);
+        assert_eq!(
+            start % REGION,
+            0,
+            "process {pid}'s image starts at {start:#x}"
+        );
+        if end - start <= REGION {
+            assert_eq!(
+                start / REGION,
+                (end - 1) / REGION,
+                "process {pid}'s image {start:#x}-{end:#x} crosses a 2 MiB boundary"
+            );
+        }
+    }
+}
