@@ -2,14 +2,17 @@
 """The one A/B routine and the one /proc reader of the benchmark scripts in ci/.
 
 Every benchmark here compares variants on a shared, noisy box the same way: alternate them within
-each round (A B A B ..., never all of A then all of B, so drift hits every variant alike), then
-report the median of each figure per variant with its range. And every one reads the same /proc
-figures (busy CPU, a process's CPU and faults, run-queue wait, ListenOverflows, meminfo, PSS and
-VmPTE of a process tree). Both live here once: Python scripts import this module, shell scripts
-call its command line.
+each round, never all of A then all of B, so drift hits every variant alike, and reverse the
+order every other round (A B, B A, A B ...), so that coming first or last in a round favours no
+variant either; then report the median of each figure per variant with its range. And every one
+reads the same /proc figures (busy CPU, a process's CPU and faults, run-queue wait,
+ListenOverflows, meminfo, PSS and VmPTE of a process tree). Both live here once: Python scripts
+import this module, shell scripts call its command line.
 
     ab.py medians FILE [--label-col N] [--from-col N]   medians (and min..max) of a TSV whose first
                                                         line names the columns, per label
+    ab.py order ROUND VARIANT...                        round ROUND's order (0 first) of the variants,
+                                                        one a line, for the shell scripts
     ab.py proc busy-ms                                  the machine's busy CPU time, ms
     ab.py proc cpu-faults PID                           utime+stime ms and minor faults of PID
     ab.py proc runq-wait-ms PID                         time PID was runnable but not running, ms
@@ -32,9 +35,12 @@ TCK = os.sysconf("SC_CLK_TCK")
 
 
 def alternate(rounds, variants):
-    """(round, variant) pairs in A B A B order: every round runs every variant once, in order."""
+    """(round, variant) pairs: every round runs every variant once, in the order of `swapped`
+    (A B, B A, A B ...). A position effect is real here: in the 10,000-connect benchmark the
+    server that ran first in its round made up to 1.5x the steady rate of the one after it
+    (server/BENCH.md, "Issue 22 on a quiet box")."""
     for rnd in range(rounds):
-        for variant in variants:
+        for variant in swapped(rnd, variants):
             yield rnd, variant
 
 
@@ -70,8 +76,8 @@ def paired_ratios(pairs):
 
 
 def swapped(rnd, variants):
-    """The start order of a simultaneous round: reversed every other round, so that starting
-    first (a head start on CPU and ports) favours neither variant."""
+    """Round `rnd`'s order: reversed every other round, so that going first (in a simultaneous
+    round, a head start on CPU and ports) favours no variant."""
     return list(variants) if rnd % 2 == 0 else list(reversed(variants))
 
 
@@ -220,6 +226,8 @@ def main(argv):
         for line in medians_of_tsv(argv[1], int(opts.get("--label-col", 1)),
                                    int(opts.get("--from-col", 2))):
             print(line)
+    elif len(argv) >= 2 and argv[0] == "order" and argv[1].isdigit():
+        print("\n".join(swapped(int(argv[1]), argv[2:])))
     elif len(argv) >= 2 and argv[0] == "proc":
         values = proc_command(argv[1:])
         sep = "\n" if argv[1] == "children" else " "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Connect-burst benchmark of the fork echo server's acceptor (issue 14): a burst of CONNS clients
 # (loadgen's default: each echoes as soon as it is connected, then a closed-loop steady phase),
-# against two or more server variants in the SAME run, alternating A B A B ... for ROUNDS rounds,
+# against two or more server variants in the SAME run, alternating A B, B A ... for ROUNDS rounds,
 # then the median of each figure per variant. Not a test: nothing here asserts a speed.
 #
 # Usage: ci/bench-accept.sh [-r ROUNDS] [-c CONNS] [-d DURATION] LABEL=COMMAND [LABEL=COMMAND...]
@@ -90,7 +90,9 @@ HEADER="round\tvariant\tload1\tothers_cpu_pct\taccept_fork_per_s\tconnect_p99_ms
 printf "%b\n" "$HEADER" | tee "$TMP/rows.tsv"
 
 for round in $(seq 1 "$ROUNDS"); do
-    for variant in "$@"; do
+    # A B, then B A: going first in a round favours no variant (ci/ab.py).
+    mapfile -t ORDER < <($AB order "$((round - 1))" "$@")
+    for variant in "${ORDER[@]}"; do
         label="${variant%%=*}"
         read -r -a cmd <<< "${variant#*=}"
         read -r -a flags <<< "$SERVER_FLAGS"

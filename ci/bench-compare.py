@@ -2,7 +2,7 @@
 """The loadgen-vs-blocking-client comparison of ci/bench-loadgen.sh (issue 10).
 
 Runs clients against process-per-connection servers (the careful C fork server, fork-echo-server)
-and tokio-echo, alternating the clients round by round (A B A B ...), and prints a table of medians.
+and tokio-echo, alternating the clients round by round (A B, B A ...), and prints a table of medians.
 Per run it records verified messages/s, the client's CPU per message from getrusage (wait4, via
 /usr/bin/time) cross-checked with perf's task-clock, the server's CPU (its own plus its reaped
 children's, from /proc/PID/stat), context switches and migrations of the client, echo p50 and max,

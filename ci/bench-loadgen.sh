@@ -11,7 +11,7 @@
 #   into a temp dir as its ORIGIN says; never vendored) and blocking-echo-client (both one OS thread
 #   per connection) on the careful C fork server (/work/shared/anchors/c-fork-echo.c, compiled here into a temp
 #   dir), fork-echo-server and tokio-echo; 1000 connections, pinned to one CPU, and one
-#   connection; A B A B rounds, medians. See ci/bench-compare.py for the environment knobs.
+#   connection; A B, B A rounds, medians. See ci/bench-compare.py for the environment knobs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

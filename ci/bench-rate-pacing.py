@@ -3,7 +3,7 @@
 
 Starts target/release/fork-echo-server (--port 0) and a Python delay server that sleeps 20 ms
 before each echo, then runs `loadgen -c CONNS -d DURATION --rate R --json ...` against each, for
-every rate and every loadgen variant, alternating variants within a round (A B A B) and taking
+every rate and every loadgen variant, alternating variants within a round (A B, B A ...) and taking
 medians over the rounds. Prints one Markdown table: corrected, uncorrected and send-lag
 percentiles from the JSON report, loadgen's CPU time from getrusage (os.wait4), and, against the
 delay server, when each message arrived there relative to its connection's schedule (an
@@ -166,7 +166,7 @@ def main():
     results = {}
     try:
         with tempfile.TemporaryDirectory() as workdir:
-            # Each case's variants alternate within a round (A B A B over the rounds).
+            # Each case's variants alternate within a round (A B, then B A in the next).
             runs = [(case, name, variant) for case in cases for name, variant in variants]
             for rnd, (case, name, variant) in alternate(args.rounds, runs):
                 ARRIVALS.clear()

@@ -3,10 +3,10 @@
 # (shared/anchors/c-fork-echo.c, compiled here with gcc -O2 into a temp dir): a burst of CONNS
 # simultaneous connects each echoing one SIZE-byte message (time until all are echoed, connect
 # p99, accept+fork rate), then CONNS sessions held open (PSS per child, the children's page
-# tables and kernel stacks, the kernel's slab growth). Servers alternate A B A B ...; medians of
-# ROUNDS. Not a test: nothing here asserts a speed. Where `perf` is installed (and allowed), the
-# burst also records the parent's own CPU time and page faults (`perf stat --no-inherit`: accept,
-# fork and reap of CONNS clients, not the children's work).
+# tables and kernel stacks, the kernel's slab growth). Servers alternate, A B then B A
+# (ci/ab.py); medians of ROUNDS. Not a test: nothing here asserts a speed. Where `perf` is
+# installed (and allowed), the burst also records the parent's own CPU time and page faults
+# (`perf stat --no-inherit`: accept, fork and reap of CONNS clients, not the children's work).
 #
 # Usage: ci/bench-server.sh
 #   env: ROUNDS=3 CONNS=1000 SIZE=32 HOLD_CONNECT_RATE=500 (connects/s of the held sessions)
@@ -179,7 +179,9 @@ echo "== rounds (servers alternate; CONNS=$CONNS SIZE=$SIZE HOLD_CONNECT_RATE=$H
 printf "server\tall_echoed_ms\tconnect_p99_ms\taccept_fork_per_s\tpss_per_child_kib\tvmpte_per_child_kib\tpt_stack_per_child_kib\tslab_per_conn_kib\tparent_cpu_ms\tfaults_per_accept\n" > "$OUT/results.tsv"
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round"
-    for entry in "${SERVER_LIST[@]}"; do
+    # A B, then B A: going first in a round favours no server (ci/ab.py).
+    mapfile -t ORDER < <($AB order "$((round - 1))" "${SERVER_LIST[@]}")
+    for entry in "${ORDER[@]}"; do
         read -r -a cmd <<< "${entry#*=}"
         measure "${entry%%=*}" "${cmd[@]}"
     done

@@ -15,9 +15,11 @@ import ab  # noqa: E402
 
 
 class Alternation(unittest.TestCase):
-    def test_variants_alternate_within_every_round(self):
+    def test_variants_alternate_within_every_round_and_swap_places_between_rounds(self):
         order = [f"{r}{v}" for r, v in ab.alternate(3, ["A", "B"])]
-        self.assertEqual(order, ["0A", "0B", "1A", "1B", "2A", "2B"])
+        self.assertEqual(order, ["0A", "0B", "1B", "1A", "2A", "2B"])
+        order = [f"{r}{v}" for r, v in ab.alternate(2, ["A", "B", "C"])]
+        self.assertEqual(order, ["0A", "0B", "0C", "1C", "1B", "1A"])
 
     def test_summary_is_median_min_max_per_label_in_first_seen_order(self):
         rows = [{"v": "B", "x": 5}, {"v": "A", "x": 1}, {"v": "B", "x": 1}, {"v": "A", "x": 3},
@@ -82,6 +84,17 @@ class ProcReaders(unittest.TestCase):
         bad = subprocess.run([sys.executable, os.path.join(CI, "ab.py"), "proc", "nonsense"],
                              capture_output=True, text=True)
         self.assertNotEqual(bad.returncode, 0)
+
+    def test_the_command_line_gives_the_shell_scripts_each_rounds_order(self):
+        def order(rnd):
+            out = subprocess.run([sys.executable, os.path.join(CI, "ab.py"), "order", str(rnd),
+                                  "a=x y", "b=z"], capture_output=True, text=True, check=True)
+            return out.stdout.splitlines()
+        self.assertEqual(order(0), ["a=x y", "b=z"])
+        self.assertEqual(order(1), ["b=z", "a=x y"])
+        bad = subprocess.run([sys.executable, os.path.join(CI, "ab.py"), "order", "x", "a"],
+                             capture_output=True, text=True)
+        self.assertEqual(bad.returncode, 2)
 
 
 if __name__ == "__main__":
