@@ -109,7 +109,9 @@ struct RunArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// What drives the connections: `threads` (one OS thread per connection, blocking sockets:
-    /// measures a fork-per-connection server rather than loadgen's scheduling), `tokio` (event
+    /// measures a fork-per-connection server rather than loadgen's scheduling), `uring` (a
+    /// thread per connection to connect, then every steady echo on io_uring, one driver thread
+    /// per CPU: one context switch per echo against a fork server instead of two), `tokio` (event
     /// loops; needed for --rate, --threads and --stages), or `auto`: tokio if one of those is
     /// given, else one probe connection with one echoed byte to a server on this host: threads
     /// when a new process serves it (fork per connection) or the host cannot tell, tokio when

@@ -21,7 +21,7 @@ use crate::session::pacer::Pacer;
 use crate::session::stats::{ShardStats, Stats};
 use crate::session::{RunShared, Steady, STOP_DEADLINE, STOP_INTERRUPT};
 use crate::{
-    engine::limits, interrupt, new_histogram, report::environment, Config, Engine, Error, Report,
+    engine::limits, interrupt, new_histogram, report::environment, Config, Error, Report,
     SCHEMA_VERSION,
 };
 
@@ -41,9 +41,9 @@ pub(crate) fn run_validated(config: Config) -> Result<Report, Error> {
         ));
     }
     // The threads engine's sessions are threads of their own: one runtime orchestrates.
-    let threads = match config.engine() {
-        Engine::Threads => 1,
-        _ => config.threads.unwrap_or_else(default_threads),
+    let threads = match config.engine().thread_per_connection() {
+        true => 1,
+        false => config.threads.unwrap_or_else(default_threads),
     };
     let shards = Shards::start(threads)?;
     let report = shards.block_on(run_on(config, shards.handles()));
@@ -102,9 +102,9 @@ async fn run_on(config: Config, shards: &[Handle]) -> Result<Report, Error> {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let t0 = Instant::now();
-    let stats_shards = match config.engine() {
-        Engine::Threads => crate::engine::threads::STATS_SHARDS / 2,
-        _ => shards.len().max(default_threads()),
+    let stats_shards = match config.engine().thread_per_connection() {
+        true => crate::engine::threads::STATS_SHARDS / 2,
+        false => shards.len().max(default_threads()),
     };
     let overall = config.deadline.map(|d| t0 + d);
     let cap = |t: Instant| overall.map_or(t, |o| t.min(o));

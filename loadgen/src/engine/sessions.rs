@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::engine::threads::ThreadSessions;
 use crate::session::{self, RunShared};
-use crate::{Engine, Error};
+use crate::Error;
 
 pub(crate) enum Sessions {
     Tasks(JoinSet<Option<Instant>>),
@@ -21,7 +21,7 @@ impl Sessions {
     /// Starts every connection of `shared.config` on its engine: tasks on `shards` (connection
     /// `i` on `shards[i % len]`, the current runtime when empty), or threads.
     pub fn start(shared: &Arc<RunShared>, shards: &[Handle]) -> Result<Sessions, Error> {
-        if shared.config.engine() == Engine::Threads {
+        if shared.config.engine().thread_per_connection() {
             return ThreadSessions::start(shared).map(Sessions::Threads);
         }
         let mut tasks = JoinSet::new();

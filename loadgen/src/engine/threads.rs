@@ -1,7 +1,9 @@
 //! The threads engine: one OS thread per connection, each running `session::blocking` on its
 //! own socket. The threads get small stacks (a session keeps its buffers on the heap), record
 //! into the run's shared `Stats` shards like the tokio engine's tasks, and each tells the runner
-//! when it has ended over a channel, so the runner waits for them as it waits for tasks.
+//! when it has ended over a channel, so the runner waits for them as it waits for tasks. The
+//! uring engine is the same plus one `session::uring` driver thread per CPU, which runs the
+//! steady plans the connection threads hand it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,8 +12,9 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::session::uring::{self, Handoff};
 use crate::session::{blocking, RunShared, STOP_INTERRUPT};
-use crate::Error;
+use crate::{Engine, Error};
 
 /// Stack of a connection's thread. A session's frames need a few KiB; only touched pages are
 /// resident, so this bounds address space (128 MiB per 1000 connections), not memory.
@@ -24,6 +27,9 @@ pub(crate) const STATS_SHARDS: usize = 32;
 /// The connection threads of one run.
 pub(crate) struct ThreadSessions {
     threads: Vec<JoinHandle<()>>,
+    /// The uring engine's drivers. Each ends once every connection thread (each holding a
+    /// sender to it) has ended and its last session is handed back, so they are joined last.
+    drivers: Vec<JoinHandle<()>>,
     /// One message per thread, sent when it ends (also when it panics: [`EndReport`]).
     ended: mpsc::UnboundedReceiver<Option<Instant>>,
     /// Threads that have not reported their end yet.
@@ -50,6 +56,10 @@ impl ThreadSessions {
     /// stops and joins those started and says which limit to raise.
     pub fn start(shared: &Arc<RunShared>) -> Result<ThreadSessions, Error> {
         let conns = shared.config.conns;
+        let (drivers, steady) = match shared.config.engine() {
+            Engine::Uring => start_drivers(shared)?,
+            _ => (Vec::new(), Vec::new()),
+        };
         let (tx, ended) = mpsc::unbounded_channel();
         let mut threads = Vec::with_capacity(conns);
         for conn in 0..conns {
@@ -58,13 +68,14 @@ impl ThreadSessions {
                 last: None,
             };
             let shared_here = shared.clone();
+            let driver = steady.get(conn % steady.len().max(1)).cloned();
             let spawned = std::thread::Builder::new()
                 .name("loadgen-conn".into())
                 .stack_size(STACK_BYTES)
                 .spawn(move || {
                     // Moved whole, so it is dropped (and sent) when this thread ends.
                     let mut report = report;
-                    report.last = blocking::connection(&shared_here, conn as u64);
+                    report.last = blocking::connection(&shared_here, conn as u64, driver.as_ref());
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -77,6 +88,10 @@ impl ThreadSessions {
                     for t in threads {
                         let _ = t.join();
                     }
+                    drop(steady);
+                    for d in drivers {
+                        let _ = d.join();
+                    }
                     return Err(Error::Limit(format!(
                         "cannot start the thread of connection {conn} of {conns} (the threads \
                          engine runs one per connection): {e}; raise `ulimit -u` or \
@@ -88,6 +103,7 @@ impl ThreadSessions {
         Ok(ThreadSessions {
             running: threads.len(),
             threads,
+            drivers,
             ended,
             shared: shared.clone(),
         })
@@ -119,6 +135,54 @@ impl ThreadSessions {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        for d in self.drivers.drain(..) {
+            let _ = d.join();
+        }
         latest
     }
+}
+
+/// Starts the uring engine's drivers, one per CPU (at most one per connection), each on a ring
+/// of its own; returns them and a sender to each. A ring that cannot be created (io_uring
+/// disabled by `kernel.io_uring_disabled` or a seccomp filter) is a setup error.
+#[allow(clippy::type_complexity)]
+fn start_drivers(
+    shared: &Arc<RunShared>,
+) -> Result<(Vec<JoinHandle<()>>, Vec<std::sync::mpsc::Sender<Handoff>>), Error> {
+    let conns = shared.config.conns.max(1);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let count = cpus.min(conns);
+    let tick = blocking::tick(&shared.config);
+    let mut drivers = Vec::with_capacity(count);
+    let mut senders = Vec::with_capacity(count);
+    for index in 0..count {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let shared_here = shared.clone();
+        let sessions = conns.div_ceil(count);
+        let spawned = std::thread::Builder::new()
+            .name("loadgen-uring".into())
+            .spawn(move || uring::drive(&shared_here, rx, sessions, tick, ready_tx));
+        let ready = match spawned {
+            Ok(handle) => {
+                drivers.push(handle);
+                ready_rx
+                    .recv()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("it died")))
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ready {
+            drop(senders);
+            for d in drivers {
+                let _ = d.join();
+            }
+            return Err(Error::Limit(format!(
+                "cannot start uring driver {index} (--engine uring): {e}; io_uring may be \
+                 disabled here (kernel.io_uring_disabled, a seccomp filter): use --engine threads"
+            )));
+        }
+        senders.push(tx);
+    }
+    Ok((drivers, senders))
 }

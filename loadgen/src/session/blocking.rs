@@ -15,6 +15,7 @@ use std::net::Shutdown;
 use std::os::fd::AsFd;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Sender};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -27,18 +28,12 @@ use crate::session::connect::{connect_blocking, count_connect};
 use crate::session::echo::{
     Ending, EstablishedGuard, Next, PhaseGuard, Session, Stage, BARRIER_GRACE,
 };
-use crate::session::failure::Failure;
+use crate::session::failure::{Failure, Halt};
 use crate::session::plan::{first_plan, ramp_slot, source_of, steady_plan, Plan};
 use crate::session::read_delay;
 use crate::session::shared::{RunShared, Steady};
+use crate::session::uring::{Handoff, Returned};
 use crate::Config;
-
-/// Why the blocking driver stopped before its plan was over.
-enum Halt {
-    Failed(Failure),
-    /// The runner set `RunShared::stop`: the [`Ending`] guard counts the session by its cause.
-    Stopped,
-}
 
 /// The longest a connect or a send of the threads engine blocks before it looks at
 /// `RunShared::stop` and its deadlines again: short against `--io-timeout`, long enough to cost
@@ -114,9 +109,14 @@ fn registered(shared: &RunShared, socket: Socket) -> Arc<Socket> {
     socket
 }
 
-/// Runs connection number `conn` from ramp-up to close on the calling thread. Returns when its
-/// last echo completed.
-pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
+/// Runs connection number `conn` from ramp-up to close on the calling thread; with `driver`
+/// (the uring engine), its steady plan runs on that driver while the thread waits. Returns when
+/// its last echo completed.
+pub(crate) fn connection(
+    shared: &RunShared,
+    conn: u64,
+    driver: Option<&Sender<Handoff>>,
+) -> Option<Instant> {
     let config = &shared.config;
     let tick = tick(config);
     let mut phase = PhaseGuard(Some(shared));
@@ -174,12 +174,27 @@ pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
             }
         },
     };
-    let result = match steady {
-        Ok(steady) => {
+    let result = match (steady, driver) {
+        (Ok(steady), None) => session.drive_blocking(
+            &steady_plan(config, &steady, conn, connect_start),
+            shared,
+            tick,
+        ),
+        (Ok(steady), Some(driver)) => {
             let plan = steady_plan(config, &steady, conn, connect_start);
-            session.drive_blocking(&plan, shared, tick)
+            handed_off(&mut ending, plan, driver)?
         }
-        Err(f) => Err(Halt::Failed(f)),
+        (Err(f), _) => Err(Halt::Failed(f)),
+    };
+    close(&mut ending, result)
+}
+
+/// Counts the session in `ending` by how its plan ended and closes it; returns when its last
+/// echo completed.
+fn close(ending: &mut Ending<'_, Arc<Socket>>, result: Result<(), Halt>) -> Option<Instant> {
+    let shared = ending.shared;
+    let Stage::Session(session) = &mut ending.stage else {
+        unreachable!("closed only with its session in its stage")
     };
     let failure = match result {
         Err(Halt::Stopped) => return session.last_completion,
@@ -192,6 +207,46 @@ pub(crate) fn connection(shared: &RunShared, conn: u64) -> Option<Instant> {
     let _ = session.stream.shutdown(Shutdown::Write);
     ending.stage = Stage::Counted;
     last
+}
+
+/// Hands the session in `ending` to a uring driver for `plan` and waits until it comes back
+/// (into `ending` again) with how the plan ended. `None` if the driver is gone: the session
+/// went with it, and is counted here as failed.
+fn handed_off(
+    ending: &mut Ending<'_, Arc<Socket>>,
+    plan: Plan,
+    driver: &Sender<Handoff>,
+) -> Option<Result<(), Halt>> {
+    let Stage::Session(session) = std::mem::replace(&mut ending.stage, Stage::Counted) else {
+        unreachable!("only an established session is handed off")
+    };
+    let (back, returned) = sync_channel(1);
+    let handoff = Handoff {
+        session,
+        plan,
+        back,
+    };
+    let returned = match driver.send(handoff) {
+        Ok(()) => returned.recv().ok(),
+        Err(unsent) => Some(Returned {
+            session: unsent.0.session,
+            result: Err(Halt::Failed(Failure::Other(
+                "the uring driver is gone".into(),
+            ))),
+        }),
+    };
+    match returned {
+        Some(Returned { session, result }) => {
+            ending.stage = Stage::Session(session);
+            Some(result)
+        }
+        None => {
+            let mut shard = ending.shared.stats.local();
+            Failure::Other("the uring driver ended with the session".into()).record(&mut shard);
+            shard.counters.sessions_failed += 1;
+            None
+        }
+    }
 }
 
 impl Session<Arc<Socket>> {

@@ -75,3 +75,10 @@ impl Failure {
             .or_insert(example);
     }
 }
+
+/// Why a driver of a steady plan (`blocking`, `uring`) stopped before its plan was over.
+pub(crate) enum Halt {
+    Failed(Failure),
+    /// The runner set `RunShared::stop`: the `Ending` guard counts the session by its cause.
+    Stopped,
+}

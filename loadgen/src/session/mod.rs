@@ -10,7 +10,7 @@
 //! Below `engine`; it records into `report`'s types and reads the `config`.
 //!
 //! Layers it may import: `report`, `config`, `error`.
-//! Crates it may import: `hdrhistogram`, `humantime`, `libc`, `nix`, `socket2`, `tokio`.
+//! Crates it may import: `hdrhistogram`, `humantime`, `io_uring`, `libc`, `nix`, `socket2`, `tokio`.
 
 pub(crate) mod blocking;
 pub(crate) mod connect;
@@ -24,6 +24,7 @@ mod read_delay;
 mod shared;
 mod staged;
 pub(crate) mod stats;
+pub(crate) mod uring;
 
 use std::future::Future;
 use std::pin::Pin;

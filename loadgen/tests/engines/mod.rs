@@ -74,23 +74,27 @@ fn a_closed_loop_runs_one_thread_per_connection_by_default() {
 }
 
 #[test]
-fn flags_the_threads_engine_cannot_honour_exit_2_with_one_line() {
+fn flags_the_thread_per_connection_engines_cannot_honour_exit_2_with_one_line() {
     let target = format!("127.0.0.1:{}", util::refused_port());
-    for (flags, needle) in [
-        (&["--rate", "100"][..], "--rate"),
-        (&["--threads", "2"][..], "--threads"),
-    ] {
-        let assert = util::loadgen_for(&target, 2, "1s")
-            .args(["--engine", "threads"])
-            .args(flags)
-            .assert()
-            .code(2);
-        let stderr = util::stderr(&assert);
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.contains(needle) && stderr.contains("--engine tokio"),
-            "{stderr}"
-        );
+    for engine in ["threads", "uring"] {
+        for (flags, needle) in [
+            (&["--rate", "100"][..], "--rate"),
+            (&["--threads", "2"][..], "--threads"),
+        ] {
+            let assert = util::loadgen_for(&target, 2, "1s")
+                .args(["--engine", engine])
+                .args(flags)
+                .assert()
+                .code(2);
+            let stderr = util::stderr(&assert);
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(
+                stderr.contains(needle)
+                    && stderr.contains("--engine tokio")
+                    && stderr.contains(engine),
+                "{stderr}"
+            );
+        }
     }
     // --stages sets the run's length and peak itself: no -c, no -d.
     let assert = util::loadgen()
@@ -107,7 +111,7 @@ fn flags_the_threads_engine_cannot_honour_exit_2_with_one_line() {
         .args(["--engine", "fibers"])
         .assert()
         .code(2);
-    assert!(util::stderr(&assert).contains("auto, threads, tokio"));
+    assert!(util::stderr(&assert).contains("auto, threads, tokio, uring"));
 }
 
 #[test]

@@ -199,7 +199,11 @@ pub fn raise_nofile() {
 }
 
 /// Every engine, for the suites that must hold under each.
-pub const ENGINES: [loadgen::Engine; 2] = [loadgen::Engine::Threads, loadgen::Engine::Tokio];
+pub const ENGINES: [loadgen::Engine; 3] = [
+    loadgen::Engine::Threads,
+    loadgen::Engine::Tokio,
+    loadgen::Engine::Uring,
+];
 
 /// A base config for in-process runs against `addr`: quiet, no progress bar.
 pub fn config(addr: SocketAddr) -> loadgen::Config {
