@@ -1,12 +1,12 @@
 //! `--engine auto` for a closed loop, decided by the server: one probe connection
 //! (`target_probe`) says whether each connection gets a process of its own. A fork-per-connection
-//! server, or one this host cannot see into, gets the threads engine (not `uring`: its rate was
-//! 0.7-1.1x the threads engine's in the same runs, loadgen/BENCH.md); a server that serves its
+//! server, or one this host cannot see into, gets the uring engine (the threads engine where this
+//! kernel refuses io_uring to this process); a server that serves its
 //! connections inside the listening process gets the tokio engine (loadgen/BENCH.md, "`--engine
 //! auto`"). The CLI and library callers (the harness) decide alike, so a harness run against an
 //! event-loop server is measured with the engine that measures it, not with the threads engine.
 //!
-//! Layers it may import: `config`, `target_probe`.
+//! Layers it may import: `config`, `target_probe`, `session`.
 //! Crates it may import: none.
 
 use std::time::Duration;
@@ -28,6 +28,7 @@ pub fn choose_engine(config: &mut Config) -> Option<ServerModel> {
     let model = probe(config.addr, PROBE_TIMEOUT);
     config.engine = match model {
         ServerModel::InProcess { .. } => Engine::Tokio,
+        _ if crate::session::uring::available() => Engine::Uring,
         _ => Engine::Threads,
     };
     Some(model)

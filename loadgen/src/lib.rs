@@ -60,6 +60,7 @@ pub use report::{
     OLDEST_READABLE_SCHEMA_VERSION, READ_DELAY_WARN_FLOOR_US, SCHEMA_VERSION,
     SEND_LAG_WARN_FRACTION,
 };
+pub use session::uring::available as uring_available;
 pub use workers::{preflight_auto, run_auto};
 
 /// Histogram range shared by every histogram loadgen writes, in microseconds: 1 us .. 60 s with

@@ -113,9 +113,9 @@ struct RunArgs {
     /// thread per connection to connect, then every steady echo on io_uring, one driver thread
     /// per CPU: one context switch per echo against a fork server instead of two), `tokio` (event
     /// loops; needed for --rate, --threads and --stages), or `auto`: tokio if one of those is
-    /// given, else one probe connection with one echoed byte to a server on this host: threads
-    /// when a new process serves it (fork per connection) or the host cannot tell, tokio when
-    /// the listening process serves it itself (an event loop or threads).
+    /// given, else one probe connection with one echoed byte to a server on this host: uring
+    /// (threads where io_uring is refused) when a new process serves it (fork per connection) or
+    /// the host cannot tell, tokio when the listening process serves it itself.
     #[arg(long, default_value = "auto", value_parser = str::parse::<crate::Engine>)]
     engine: crate::Engine,
     /// Start the measured phase at this wall-clock time (RFC 3339 or Unix seconds), after

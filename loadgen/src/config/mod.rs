@@ -62,8 +62,9 @@ impl std::fmt::Display for Slo {
 /// Which engine drives a run's connections (`--engine`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Engine {
-    /// [`Engine::Threads`] for a closed loop, [`Engine::Tokio`] when a flag only it honours
-    /// (`--rate`, `--threads`, `--stages`) is given.
+    /// [`Engine::Tokio`] when a flag only it honours (`--rate`, `--threads`, `--stages`) is
+    /// given; else decided by the server (`choose_engine`: uring or threads for a fork server,
+    /// tokio for an in-process one), and [`Engine::Threads`] where nothing decided it.
     #[default]
     Auto,
     /// Connections as tasks on one `current_thread` tokio runtime per CPU (`engine::shards`).

@@ -7,7 +7,7 @@
 //! Below `workers`; it drives `session`s and builds the `report`.
 //!
 //! Layers it may import: `session`, `report`, `config`, `error`, `interrupt`.
-//! Crates it may import: `indicatif`, `libc`, `tokio`.
+//! Crates it may import: `indicatif`, `libc`, `nix`, `tokio`.
 
 pub(crate) mod limits;
 pub(crate) mod progress;

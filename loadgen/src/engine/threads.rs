@@ -5,14 +5,17 @@
 //! uring engine is the same plus one `session::uring` driver thread per CPU, which runs the
 //! steady plans the connection threads hand it.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::session::uring::{self, Handoff};
+use nix::sched::{sched_getaffinity, CpuSet};
+use nix::unistd::Pid;
+
+use crate::session::uring::{self, Drivers};
 use crate::session::{blocking, RunShared, STOP_INTERRUPT};
 use crate::{Engine, Error};
 
@@ -43,11 +46,17 @@ pub(crate) struct ThreadSessions {
 struct EndReport {
     tx: mpsc::UnboundedSender<Option<Instant>>,
     last: Option<Instant>,
+    /// The uring drivers' count of live connection threads (`Drivers::live`), taken when the
+    /// thread was started.
+    live: Option<Arc<AtomicUsize>>,
 }
 
 impl Drop for EndReport {
     fn drop(&mut self) {
         let _ = self.tx.send(self.last);
+        if let Some(live) = &self.live {
+            live.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -57,18 +66,25 @@ impl ThreadSessions {
     pub fn start(shared: &Arc<RunShared>) -> Result<ThreadSessions, Error> {
         let conns = shared.config.conns;
         let (drivers, steady) = match shared.config.engine() {
-            Engine::Uring => start_drivers(shared)?,
-            _ => (Vec::new(), Vec::new()),
+            Engine::Uring => start_drivers(shared).map(|(d, s)| (d, Some(s)))?,
+            _ => (Vec::new(), None),
         };
+        let live = steady.as_ref().map(|s| s.live.clone());
         let (tx, ended) = mpsc::unbounded_channel();
         let mut threads = Vec::with_capacity(conns);
         for conn in 0..conns {
+            if let Some(live) = &live {
+                live.fetch_add(1, Ordering::AcqRel);
+            }
             let report = EndReport {
                 tx: tx.clone(),
                 last: None,
+                live: live.clone(),
             };
             let shared_here = shared.clone();
-            let driver = steady.get(conn % steady.len().max(1)).cloned();
+            let driver = steady
+                .as_ref()
+                .map(|s| s.senders[conn % s.senders.len()].clone());
             let spawned = std::thread::Builder::new()
                 .name("loadgen-conn".into())
                 .stack_size(STACK_BYTES)
@@ -88,7 +104,9 @@ impl ThreadSessions {
                     for t in threads {
                         let _ = t.join();
                     }
-                    drop(steady);
+                    if let Some(live) = &live {
+                        live.fetch_sub(1, Ordering::AcqRel);
+                    }
                     for d in drivers {
                         let _ = d.join();
                     }
@@ -99,6 +117,10 @@ impl ThreadSessions {
                     )));
                 }
             }
+        }
+        // Every thread is started: the drivers may end once they all have.
+        if let Some(live) = &live {
+            live.fetch_sub(1, Ordering::AcqRel);
         }
         Ok(ThreadSessions {
             running: threads.len(),
@@ -142,27 +164,40 @@ impl ThreadSessions {
     }
 }
 
-/// Starts the uring engine's drivers, one per CPU (at most one per connection), each on a ring
-/// of its own; returns them and a sender to each. A ring that cannot be created (io_uring
-/// disabled by `kernel.io_uring_disabled` or a seccomp filter) is a setup error.
-#[allow(clippy::type_complexity)]
-fn start_drivers(
-    shared: &Arc<RunShared>,
-) -> Result<(Vec<JoinHandle<()>>, Vec<std::sync::mpsc::Sender<Handoff>>), Error> {
+/// Starts the uring engine's drivers, one per CPU this process may run on (at most one per
+/// connection), each pinned there with a ring of its own; returns them and how to reach them.
+/// A ring that cannot be created (io_uring disabled by `kernel.io_uring_disabled` or a seccomp
+/// filter) is a setup error.
+fn start_drivers(shared: &Arc<RunShared>) -> Result<(Vec<JoinHandle<()>>, Drivers), Error> {
     let conns = shared.config.conns.max(1);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let count = cpus.min(conns);
+    let mut cpus: Vec<Option<usize>> = match sched_getaffinity(Pid::from_raw(0)) {
+        Ok(set) => (0..CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .map(Some)
+            .collect(),
+        Err(_) => vec![None; std::thread::available_parallelism().map_or(1, |n| n.get())],
+    };
+    cpus.truncate(conns);
+    let count = cpus.len().max(1);
+    cpus.resize(count, None);
     let tick = blocking::tick(&shared.config);
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..count).map(|_| std::sync::mpsc::channel()).unzip();
+    let peers = Drivers {
+        senders,
+        cpus,
+        // One for the connection threads being started (`ThreadSessions::start`).
+        live: Arc::new(AtomicUsize::new(1)),
+    };
     let mut drivers = Vec::with_capacity(count);
-    let mut senders = Vec::with_capacity(count);
-    for index in 0..count {
-        let (tx, rx) = std::sync::mpsc::channel();
+    for (index, rx) in receivers.into_iter().enumerate() {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let shared_here = shared.clone();
+        let me = (index, peers.clone());
         let sessions = conns.div_ceil(count);
         let spawned = std::thread::Builder::new()
             .name("loadgen-uring".into())
-            .spawn(move || uring::drive(&shared_here, rx, sessions, tick, ready_tx));
+            .spawn(move || uring::drive(&shared_here, me, rx, sessions, tick, ready_tx));
         let ready = match spawned {
             Ok(handle) => {
                 drivers.push(handle);
@@ -173,7 +208,7 @@ fn start_drivers(
             Err(e) => Err(e),
         };
         if let Err(e) = ready {
-            drop(senders);
+            peers.live.store(0, Ordering::Release);
             for d in drivers {
                 let _ = d.join();
             }
@@ -182,7 +217,6 @@ fn start_drivers(
                  disabled here (kernel.io_uring_disabled, a seccomp filter): use --engine threads"
             )));
         }
-        senders.push(tx);
     }
-    Ok((drivers, senders))
+    Ok((drivers, peers))
 }

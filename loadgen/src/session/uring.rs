@@ -7,9 +7,11 @@
 //! Why: against a fork-per-connection server the threads engine's client thread sleeps in `recv`
 //! once per echo, so each echo costs two context switches (client to child and back). A driver
 //! only sleeps when none of its sessions has anything to do, so each echo costs about one switch
-//! (from one server child to the next). On a 2-CPU box that made the client's CPU per echo
-//! 0.7-1.1x rust_echo_bench's, but the server's dearer and the rate 0.6-1.1x, so it is not
-//! `auto`'s choice (loadgen/BENCH.md, "The uring engine").
+//! (from one server child to the next). Each driver is pinned to a CPU, and every few echoes a
+//! session moves to the driver on the CPU its server child ran on (`SO_INCOMING_CPU`): a send
+//! then wakes the child on the sender's own CPU. Without that, 46 % of wake-ups crossed CPUs
+//! and cost the rate its gain; with it, 1.25x rust_echo_bench's rate at 0.69x its client CPU
+//! per echo on a 2-CPU box (loadgen/BENCH.md, "The uring engine").
 //!
 //! Buffers handed to the kernel stay put: a session's `out` is only grown by `next_step`, which
 //! runs only while no send of it is in flight, and `rbuf` is only read once its receive has
@@ -18,12 +20,14 @@
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
 use socket2::Socket;
 use tokio::time::Instant;
 
@@ -41,16 +45,38 @@ pub(crate) struct Handoff {
     pub(super) back: SyncSender<Returned>,
 }
 
+/// The uring engine's drivers, as each of them sees the others.
+#[derive(Clone)]
+pub(crate) struct Drivers {
+    /// Driver `i`'s handoffs.
+    pub senders: Vec<Sender<Handoff>>,
+    /// The CPU driver `i` runs on (it pins itself there), if this process may choose.
+    pub cpus: Vec<Option<usize>>,
+    /// Connection threads still running, plus one while they are being started: a driver ends
+    /// once this is zero and it holds no session (every session's thread waits for it).
+    pub live: Arc<AtomicUsize>,
+}
+
 /// A session handed back by its driver.
 pub(crate) struct Returned {
     pub(super) session: Box<Session<Arc<Socket>>>,
     pub(super) result: Result<(), Halt>,
 }
 
+/// How often a session looks at where its server's side runs (one `getsockopt` per this many
+/// receives): often enough to settle within a second, rare enough to cost nothing per echo.
+const FOLLOW_EVERY: u64 = 8;
+
 /// What an operation's `user_data` says besides its slot.
 const OP_SEND: u64 = 0;
 const OP_RECV: u64 = 1;
 const OP_CANCEL: u64 = 2;
+
+/// Whether this kernel lets this process use io_uring (it may be disabled by
+/// `kernel.io_uring_disabled` or a seccomp filter, as in many containers).
+pub fn available() -> bool {
+    new_ring(64).is_ok()
+}
 
 /// A ring whose completions are only processed when its thread asks for them (no interrupting
 /// task work while the thread runs); it must be created on the thread that uses it.
@@ -78,11 +104,20 @@ fn new_ring(sessions: usize) -> io::Result<IoUring> {
 /// without io_uring is a setup error before any connection starts.
 pub(crate) fn drive(
     shared: &RunShared,
+    (me, drivers): (usize, Drivers),
     handoffs: Receiver<Handoff>,
     sessions: usize,
     tick: Duration,
     ready: Sender<io::Result<()>>,
 ) {
+    if let Some(cpu) = drivers.cpus[me] {
+        // Where it cannot be pinned it still runs, only its sessions follow their children less
+        // well.
+        let mut set = CpuSet::new();
+        if set.set(cpu).is_ok() {
+            let _ = sched_setaffinity(Pid::from_raw(0), &set);
+        }
+    }
     let ring = match new_ring(sessions) {
         Ok(ring) => {
             let _ = ready.send(Ok(()));
@@ -95,6 +130,8 @@ pub(crate) fn drive(
     };
     Driver {
         shared,
+        me,
+        drivers,
         ring,
         slots: Vec::new(),
         free: Vec::new(),
@@ -121,10 +158,16 @@ struct Slot {
     wake: Instant,
     /// Set once the plan has ended: the session goes back when nothing is in flight.
     ended: Option<Result<(), Halt>>,
+    /// Receives completed here, to look at where the server's side runs every
+    /// [`FOLLOW_EVERY`]th.
+    recvs: u64,
 }
 
 struct Driver<'a> {
     shared: &'a RunShared,
+    /// This driver's index in `drivers`.
+    me: usize,
+    drivers: Drivers,
     ring: IoUring,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
@@ -133,25 +176,19 @@ struct Driver<'a> {
 
 impl Driver<'_> {
     fn run(mut self, handoffs: Receiver<Handoff>, tick: Duration) {
-        let mut open = true;
         let mut completions: Vec<(u64, i32)> = Vec::new();
         let mut next_scan = Instant::now() + tick;
         loop {
-            while open {
-                match handoffs.try_recv() {
-                    Ok(h) => self.add(h),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => open = false,
-                }
+            // Every driver holds a sender to every other: the channels never disconnect.
+            while let Ok(h) = handoffs.try_recv() {
+                self.add(h);
             }
             if self.active == 0 {
-                if !open {
+                if self.drivers.live.load(Ordering::Acquire) == 0 {
                     return;
                 }
-                match handoffs.recv_timeout(tick) {
-                    Ok(h) => self.add(h),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => open = false,
+                if let Ok(h) = handoffs.recv_timeout(tick) {
+                    self.add(h);
                 }
                 continue;
             }
@@ -201,6 +238,7 @@ impl Driver<'_> {
             send_in_flight: false,
             recv_in_flight: false,
             ended: None,
+            recvs: 0,
         };
         let index = match self.free.pop() {
             Some(i) => {
@@ -331,9 +369,45 @@ impl Driver<'_> {
         match outcome {
             Err(halt) => self.end(i, Err(halt)),
             // `next_step` may grow `out`: never while the kernel may still read it.
-            Ok(()) if !send_in_flight => self.step(i),
+            Ok(()) if !send_in_flight => {
+                if !self.follow(i) {
+                    self.step(i);
+                }
+            }
             Ok(()) => {}
         }
+    }
+
+    /// Every [`FOLLOW_EVERY`]th receive of session `i` (called with nothing of it in flight),
+    /// moves it to the driver on the CPU its last bytes arrived on (`SO_INCOMING_CPU`: over
+    /// loopback, where the server's side sent them), so that its sends wake the server's side
+    /// on this driver's own CPU. True if it moved.
+    fn follow(&mut self, i: usize) -> bool {
+        let Some(slot) = self.slots[i].as_mut() else {
+            return false;
+        };
+        slot.recvs += 1;
+        if self.drivers.senders.len() < 2 || slot.recvs % FOLLOW_EVERY != 0 {
+            return false;
+        }
+        let Ok(cpu) = slot.handoff.session.stream.cpu_affinity() else {
+            return false;
+        };
+        let to = self.drivers.cpus.iter().position(|c| *c == Some(cpu));
+        let Some(to) = to.filter(|&to| to != self.me) else {
+            return false;
+        };
+        let Some(slot) = self.slots[i].take() else {
+            return false;
+        };
+        self.free.push(i);
+        self.active -= 1;
+        // Its thread still waits for it, so every driver is still there; if one were not,
+        // the session stays here.
+        if let Err(unsent) = self.drivers.senders[to].send(slot.handoff) {
+            self.add(unsent.0);
+        }
+        true
     }
 
     /// Ends session `i`'s plan: cancels what of it is in flight, and hands it back once nothing
