@@ -208,9 +208,13 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("peak live children"))
-        .stdout(predicate::str::contains(
-            "pipeline 1, loadgen's threads engine\n",
-        ))
+        .stdout(predicate::str::contains(format!(
+            "pipeline 1, loadgen's {} engine\n",
+            match loadgen::uring_available() {
+                true => "uring",
+                false => "threads",
+            }
+        )))
         .stdout(predicate::str::contains(
             "memory per child at the peak (20 children)",
         ))

@@ -350,7 +350,15 @@ fn json_reports_validate_against_the_schema() {
         .arg(&failed)
         .assert()
         .code(1);
-    for path in [&closed, &open, &merged, &failed] {
+    // Each engine's name is a valid `engine`.
+    let uring = dir.path().join("uring.json");
+    util::loadgen_for(&server.target(), 4, "500ms")
+        .args(["--engine", "uring", "--json"])
+        .arg(&uring)
+        .assert()
+        .success();
+    assert_eq!(util::read_json(&uring)["parameters"]["engine"], "uring");
+    for path in [&closed, &open, &merged, &failed, &uring] {
         let value = util::read_json(path);
         assert_valid(&validator, &value);
     }
