@@ -210,10 +210,7 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
         .stdout(predicate::str::contains("peak live children"))
         .stdout(predicate::str::contains(format!(
             "pipeline 1, loadgen's {} engine\n",
-            match loadgen::uring_available() {
-                true => "uring",
-                false => "threads",
-            }
+            loadgen::fork_server_engine(20).name()
         )))
         .stdout(predicate::str::contains(
             "memory per child at the peak (20 children)",
@@ -229,13 +226,12 @@ fn run_writes_a_valid_report_whose_child_counts_match_the_load() {
     );
     let delay = &report["load"]["latency"]["read_delay"];
     assert_eq!(delay["count"], report["load"]["latency"]["echo"]["count"]);
-    // A fork-per-connection server is measured with the uring engine where the kernel allows it,
-    // else a thread per connection (`--engine auto`).
-    let engine = match loadgen::uring_available() {
-        true => "uring",
-        false => "threads",
-    };
-    assert_eq!(report["load"]["parameters"]["engine"], engine);
+    // A fork-per-connection server is measured with the uring engine where the kernel allows it
+    // and there are connections enough to batch, else a thread per connection (`--engine auto`).
+    assert_eq!(
+        report["load"]["parameters"]["engine"],
+        loadgen::fork_server_engine(20).name()
+    );
     let summary = &report["summary"];
     assert_eq!(summary["connections_established"], 20);
     assert_eq!(report["load"]["counters"]["peak_established"], 20);

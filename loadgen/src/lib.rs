@@ -52,7 +52,7 @@ pub use session::payload;
 pub use config::stages::Stages;
 pub use config::{Config, Engine, Slo};
 pub use engine::runner::{preflight, run, run_async};
-pub use engine_choice::choose_engine;
+pub use engine_choice::{choose_engine, fork_server_engine};
 pub use error::Error;
 pub use report::{
     read_delay_is_loadgens, ConnectErrors, Counters, Environment, Errors, HistogramReport,
