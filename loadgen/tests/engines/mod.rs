@@ -137,3 +137,164 @@ fn the_library_resolves_auto_and_refuses_what_an_engine_cannot_do() {
     });
     assert!(matches!(refused, Err(loadgen::Error::Config(_))));
 }
+
+/// The CPUs listed in a `/proc/.../status` `Cpus_allowed_list` value ("0-3,6").
+fn cpu_list(value: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in value.trim().split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()),
+            None => cpus.push(part.parse().unwrap()),
+        }
+    }
+    cpus
+}
+
+/// The uring engine's drivers each pin themselves to a CPU of their own (what lets a session
+/// follow its server child, so that its sends wake the child on the same CPU): fails if they
+/// float, share a CPU, or leave one of loadgen's CPUs without a driver.
+#[test]
+fn the_uring_drivers_are_pinned_one_per_cpu() {
+    let _fork = util::forking_lock();
+    let server = SpawnedServer::start(&util::fork_echo_server(), &["--port", "0", "-q"]);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
+        .args(["--addr", &server.addr.to_string(), "-c", "40", "-d", "3s"])
+        .args(["--engine", "uring", "--no-progress", "-q"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = |task: &std::path::Path| std::fs::read_to_string(task.join("status")).ok();
+    let field = |s: &str, name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let ours = cpu_list(
+        &field(
+            &std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap(),
+            "Cpus_allowed_list:",
+        )
+        .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pinned = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no uring drivers each pinned to one CPU seen"
+        );
+        let mut pinned = Vec::new();
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap();
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "loadgen-uring" {
+                continue;
+            }
+            if let Some(s) = status(&task.path()) {
+                pinned.push(cpu_list(&field(&s, "Cpus_allowed_list:").unwrap()));
+            }
+        }
+        // Pinned by each driver itself as it starts: wait until every one has.
+        if !pinned.is_empty() && pinned.iter().all(|c| c.len() == 1) {
+            break pinned;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(child.wait().unwrap().success());
+    let mut cpus: Vec<usize> = pinned.iter().map(|c| c[0]).collect();
+    cpus.sort();
+    assert_eq!(
+        cpus, ours,
+        "drivers pinned to {pinned:?}, loadgen may use {ours:?}"
+    );
+}
+
+/// CPU time (utime + stime, in clock ticks) of each `loadgen-uring` thread of `pid`, by the CPU
+/// it is pinned to.
+fn driver_ticks(pid: u32) -> Vec<(usize, u64)> {
+    let mut drivers = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return drivers;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let allowed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(cpu_list)
+            .unwrap_or_default();
+        let Some((_, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = after.split_whitespace().collect();
+        if comm.trim() != "loadgen-uring" || allowed.len() != 1 || f.len() < 13 {
+            continue;
+        }
+        let ticks = f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+        drivers.push((allowed[0], ticks));
+    }
+    drivers
+}
+
+/// A session moves to the driver on the CPU its server child runs on: with every child of the
+/// server held on one CPU (`taskset`), the driver pinned there must do nearly all the work and
+/// the others next to none. Fails if sessions stay on the driver they were first given (each
+/// driver would then carry its share).
+#[test]
+fn uring_sessions_follow_their_server_child_to_its_cpu() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cpus = cpu_list(
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap(),
+    );
+    if cpus.len() < 2 {
+        eprintln!("skipped: one CPU, nothing to follow");
+        return;
+    }
+    let server_cpu = *cpus.last().unwrap();
+    let _fork = util::forking_lock();
+    let server_bin = util::fork_echo_server();
+    let server = SpawnedServer::start(
+        std::path::Path::new("taskset"),
+        &[
+            "-c",
+            &server_cpu.to_string(),
+            server_bin.to_str().unwrap(),
+            "--port",
+            "0",
+            "-q",
+        ],
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
+        .args(["--addr", &server.addr.to_string(), "-c", "40", "-d", "4s"])
+        .args(["--engine", "uring", "--no-progress", "-q"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The last sample before the run ends: its steady phase, sessions long settled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "loadgen did not end");
+        let now = driver_ticks(child.id());
+        if now.len() == cpus.len() {
+            last = now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(child.wait().unwrap().success());
+    let on_server_cpu: u64 = last.iter().filter(|d| d.0 == server_cpu).map(|d| d.1).sum();
+    let elsewhere: u64 = last.iter().filter(|d| d.0 != server_cpu).map(|d| d.1).sum();
+    assert!(
+        on_server_cpu >= 20,
+        "the driver on the server's CPU ran {on_server_cpu} ticks"
+    );
+    assert!(
+        elsewhere * 4 < on_server_cpu,
+        "drivers elsewhere ran {elsewhere} ticks, the one on the server's CPU {on_server_cpu}: \
+         sessions did not follow ({last:?})"
+    );
+}
