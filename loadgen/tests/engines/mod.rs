@@ -150,6 +150,16 @@ fn cpu_list(value: &str) -> Vec<usize> {
     cpus
 }
 
+/// `loadgen --engine uring` with 40 connections for `duration` against `addr`, running.
+fn uring_loadgen(addr: std::net::SocketAddr, duration: &str) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
+        .args(["--addr", &addr.to_string(), "-c", "40", "-d", duration])
+        .args(["--engine", "uring", "--no-progress", "-q"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// The uring engine's drivers each pin themselves to a CPU of their own (what lets a session
 /// follow its server child, so that its sends wake the child on the same CPU): fails if they
 /// float, share a CPU, or leave one of loadgen's CPUs without a driver.
@@ -157,12 +167,7 @@ fn cpu_list(value: &str) -> Vec<usize> {
 fn the_uring_drivers_are_pinned_one_per_cpu() {
     let _fork = util::forking_lock();
     let server = SpawnedServer::start(&util::fork_echo_server(), &["--port", "0", "-q"]);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
-        .args(["--addr", &server.addr.to_string(), "-c", "40", "-d", "3s"])
-        .args(["--engine", "uring", "--no-progress", "-q"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = uring_loadgen(server.addr, "3s");
     let status = |task: &std::path::Path| std::fs::read_to_string(task.join("status")).ok();
     let field = |s: &str, name: &str| {
         s.lines()
@@ -269,12 +274,7 @@ fn uring_sessions_follow_their_server_child_to_its_cpu() {
             "-q",
         ],
     );
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("loadgen"))
-        .args(["--addr", &server.addr.to_string(), "-c", "40", "-d", "4s"])
-        .args(["--engine", "uring", "--no-progress", "-q"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = uring_loadgen(server.addr, "4s");
     // The last sample before the run ends: its steady phase, sessions long settled.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = Vec::new();
