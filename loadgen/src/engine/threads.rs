@@ -30,8 +30,9 @@ pub(crate) const STATS_SHARDS: usize = 32;
 /// The connection threads of one run.
 pub(crate) struct ThreadSessions {
     threads: Vec<JoinHandle<()>>,
-    /// The uring engine's drivers. Each ends once every connection thread (each holding a
-    /// sender to it) has ended and its last session is handed back, so they are joined last.
+    /// The uring engine's drivers. Each ends by itself within a tick of the last connection
+    /// thread's end (`Drivers::live`; every session's thread waits for its session), so they
+    /// are joined last.
     drivers: Vec<JoinHandle<()>>,
     /// One message per thread, sent when it ends (also when it panics: [`EndReport`]).
     ended: mpsc::UnboundedReceiver<Option<Instant>>,
