@@ -64,7 +64,7 @@ pub(crate) struct Returned {
 }
 
 /// How often a session looks at where its server's side runs (one `getsockopt` per this many
-/// receives): often enough to settle within a second, rare enough to cost nothing per echo.
+/// completions): often enough to settle within a second, rare enough to cost nothing per echo.
 const FOLLOW_EVERY: u64 = 8;
 
 /// What an operation's `user_data` says besides its slot.
@@ -158,8 +158,8 @@ struct Slot {
     wake: Instant,
     /// Set once the plan has ended: the session goes back when nothing is in flight.
     ended: Option<Result<(), Halt>>,
-    /// Receives completed here, to look at where the server's side runs every
-    /// [`FOLLOW_EVERY`]th.
+    /// Completions here that left nothing of it in flight, to look at where the server's side
+    /// runs every [`FOLLOW_EVERY`]th.
     recvs: u64,
 }
 
@@ -378,7 +378,7 @@ impl Driver<'_> {
         }
     }
 
-    /// Every [`FOLLOW_EVERY`]th receive of session `i` (called with nothing of it in flight),
+    /// Every [`FOLLOW_EVERY`]th completion of session `i` that leaves nothing of it in flight,
     /// moves it to the driver on the CPU its last bytes arrived on (`SO_INCOMING_CPU`: over
     /// loopback, where the server's side sent them), so that its sends wake the server's side
     /// on this driver's own CPU. True if it moved.
@@ -386,6 +386,11 @@ impl Driver<'_> {
         let Some(slot) = self.slots[i].as_mut() else {
             return false;
         };
+        // A receive still in flight (a send completed first) points at this slot and the
+        // session's `rbuf`: moving now would free the one and give the other two receives.
+        if slot.send_in_flight || slot.recv_in_flight {
+            return false;
+        }
         slot.recvs += 1;
         if self.drivers.senders.len() < 2 || slot.recvs % FOLLOW_EVERY != 0 {
             return false;
