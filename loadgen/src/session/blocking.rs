@@ -174,17 +174,12 @@ pub(crate) fn connection(
             }
         },
     };
-    let result = match (steady, driver) {
-        (Ok(steady), None) => session.drive_blocking(
-            &steady_plan(config, &steady, conn, connect_start),
-            shared,
-            tick,
-        ),
-        (Ok(steady), Some(driver)) => {
-            let plan = steady_plan(config, &steady, conn, connect_start);
-            handed_off(&mut ending, plan, driver)?
-        }
-        (Err(f), _) => Err(Halt::Failed(f)),
+    let result = match steady.map(|s| steady_plan(config, &s, conn, connect_start)) {
+        Ok(plan) => match driver {
+            None => session.drive_blocking(&plan, shared, tick),
+            Some(driver) => handed_off(&mut ending, plan, driver)?,
+        },
+        Err(f) => Err(Halt::Failed(f)),
     };
     close(&mut ending, result)
 }

@@ -160,7 +160,7 @@ struct Slot {
     ended: Option<Result<(), Halt>>,
     /// Completions here that left nothing of it in flight, to look at where the server's side
     /// runs every [`FOLLOW_EVERY`]th.
-    recvs: u64,
+    settled: u64,
 }
 
 struct Driver<'a> {
@@ -238,7 +238,7 @@ impl Driver<'_> {
             send_in_flight: false,
             recv_in_flight: false,
             ended: None,
-            recvs: 0,
+            settled: 0,
         };
         let index = match self.free.pop() {
             Some(i) => {
@@ -391,8 +391,8 @@ impl Driver<'_> {
         if slot.send_in_flight || slot.recv_in_flight {
             return false;
         }
-        slot.recvs += 1;
-        if self.drivers.senders.len() < 2 || slot.recvs % FOLLOW_EVERY != 0 {
+        slot.settled += 1;
+        if self.drivers.senders.len() < 2 || slot.settled % FOLLOW_EVERY != 0 {
             return false;
         }
         let Ok(cpu) = slot.handoff.session.stream.cpu_affinity() else {
