@@ -150,6 +150,7 @@ impl ChildTable {
     }
 
     fn reap(&mut self, flags: Option<WaitPidFlag>, stats: &mut Stats) {
+        stats.reap_passes += 1;
         loop {
             let (pid, end) = match waitpid(Pid::from_raw(-1), flags) {
                 Ok(WaitStatus::StillAlive) => break,

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod page_top;
 pub mod parent_only;
 pub mod pid_set;
+pub mod reap_pacing;
 pub mod server;
 pub mod session;
 pub mod signals;

@@ -6,11 +6,11 @@
 //! (up to a bound), and between two forks it writes as little memory as it can, because after
 //! each `fork` every page the parent writes is a copy-on-write fault (the child table and the
 //! counters live in memory no child inherits, so recording a child costs none); and it reaps
-//! only when a SIGCHLD was read, because `waitpid(-1, WNOHANG)` walks the whole list of live
-//! children even when none has exited.
+//! only when a SIGCHLD was read, and then no more often than `ReapPacing` allows, because
+//! `waitpid(-1, WNOHANG)` walks the whole list of live children even when none has exited.
 //!
 //! Layers it may import: `child_table`, `config`, `fork`, `limits`, `listener`, `log`, `metrics`,
-//! `parent_only`, `signals`, `stats`.
+//! `parent_only`, `reap_pacing`, `signals`, `stats`.
 //! Crates it may import: `humantime`, `nix`, `socket2`.
 
 use std::io;
@@ -31,6 +31,7 @@ use crate::listener::Listener;
 use crate::log::{self, RateLimitedLog};
 use crate::metrics::{Metrics, MAX_POLL_FDS};
 use crate::parent_only::ParentOnly;
+use crate::reap_pacing::ReapPacing;
 use crate::signals::SignalSource;
 use crate::stats::Stats;
 
@@ -89,11 +90,15 @@ struct Books {
     rate: Option<TokenBucket>,
     /// Whether the last look found the rate spent, so each pause for the rate counts once.
     was_rate_limited: bool,
+    /// When the exited children are reaped next; while a reap waits, the signal fd is not
+    /// polled (see `ReapPacing`).
+    reaping: ReapPacing,
 }
 
 impl Books {
-    fn reap_children(&mut self) {
+    fn reap_children(&mut self, now: Instant) {
         self.children.reap_children(&mut self.stats);
+        self.reaping.reaped(now);
     }
 
     fn insert_child(&mut self, pid: Pid, peer: Option<SocketAddr>) {
@@ -125,6 +130,7 @@ impl Server {
                     .max_rate
                     .map(|per_second| TokenBucket::new(per_second, Instant::now())),
                 was_rate_limited: false,
+                reaping: ReapPacing::new(Instant::now()),
             })?,
             phase: Phase::Running,
             paused_until: None,
@@ -158,15 +164,18 @@ impl Server {
                 break;
             }
             let ready = self.wait_for_events()?;
-            let mut child_exited = false;
-            if ready.signals {
-                child_exited = self.handle_signals()?;
+            let now = Instant::now();
+            // A reap that waited comes due with the signal fd unpolled meanwhile: the signals
+            // read now are covered by it (and a SIGTERM among them is handled at once).
+            let reap_came_due = self.reap_is_due(now);
+            if (ready.signals || reap_came_due) && self.handle_signals()? {
+                self.books.reaping.child_exited();
             }
             // Every exit raises SIGCHLD (coalesced, but the reaper loops), so a wake-up without
             // one has nothing to reap; reaping anyway walked all (up to 10,000) live children
             // for nothing after every accept batch of a burst.
-            if child_exited {
-                self.books.reap_children();
+            if self.reap_is_due(now) {
+                self.books.reap_children(now);
             }
             self.advance_shutdown(Instant::now());
             if ready.listener {
@@ -290,6 +299,7 @@ impl Server {
             self.phase_deadline(),
             self.rate_ready_at(now),
             self.metrics.as_ref().and_then(Metrics::deadline),
+            self.books.reaping.due_at(self.paced_children()),
         ]
         .into_iter()
         .flatten()
@@ -302,16 +312,21 @@ impl Server {
             }
             None => PollTimeout::NONE,
         };
+        // While a reap waits, the exit storm's SIGCHLDs must not wake the loop (see
+        // `ReapPacing`); the signals are read when the reap comes due.
+        let signals_polled = !self.books.reaping.is_waiting(now, self.paced_children());
         // An array, not a Vec: no heap write per wake-up (see `accept_batch` on why the
         // parent avoids writing memory).
         let signal_fd = || PollFd::new(self.signals.as_fd(), PollFlags::POLLIN);
         let mut fds: [PollFd; 2 + MAX_POLL_FDS] = std::array::from_fn(|_| signal_fd());
-        let mut polled = 1;
+        let mut polled = usize::from(signals_polled);
+        let listener_at = polled;
         if let (true, Some(listener)) = (poll_listener, self.listener.as_ref()) {
-            fds[1] = PollFd::new(listener.as_fd(), PollFlags::POLLIN);
-            polled = 2;
+            fds[polled] = PollFd::new(listener.as_fd(), PollFlags::POLLIN);
+            polled += 1;
         }
-        let listener_polled = polled == 2;
+        let listener_polled = polled > listener_at;
+        let metrics_from = polled;
         if let Some(metrics) = self.metrics.as_ref() {
             polled += metrics.poll_fds(&mut fds[polled..]);
         }
@@ -327,13 +342,27 @@ impl Server {
             Err(err) => return Err(io::Error::from(err)),
         }
         let readable = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        ready.signals = readable(&fds[0]);
-        ready.listener = listener_polled && readable(&fds[1]);
-        let metrics_from = if listener_polled { 2 } else { 1 };
+        ready.signals = signals_polled && readable(&fds[0]);
+        ready.listener = listener_polled && readable(&fds[listener_at]);
         for (slot, fd) in ready.metrics.iter_mut().zip(&fds[metrics_from..]) {
             *slot = readable(fd);
         }
         Ok(ready)
+    }
+
+    /// Whether exited children wait to be reaped and their reap is due now.
+    fn reap_is_due(&self, now: Instant) -> bool {
+        self.books.reaping.is_due(now, self.paced_children())
+    }
+
+    /// The live children a reap is paced by: none once shutdown began, which waits for the
+    /// table to empty and so reaps at once.
+    fn paced_children(&self) -> usize {
+        if self.phase == Phase::Running {
+            self.books.children.len()
+        } else {
+            0
+        }
     }
 
     /// When `--max-rate` allows the next session, if it does not allow one now.
@@ -484,7 +513,7 @@ impl Server {
             match signal {
                 Signal::SIGTERM | Signal::SIGINT => self.begin_shutdown(signal),
                 Signal::SIGUSR1 => {
-                    self.books.reap_children();
+                    self.books.reap_children(Instant::now());
                     self.books.stats.print();
                 }
                 Signal::SIGCHLD => child_exited = true,

@@ -45,6 +45,12 @@ pub struct Stats {
     #[serde(default)]
     pub rate_limited: u64,
     pub reaped: ReapedByReason,
+    /// Scans of the child list for exited children (`waitpid` loops). The kernel visits every
+    /// live child in each, so this against `reaped` shows what reaping costs the parent: one
+    /// pass per SIGCHLD read with few children live, fewer when many are (see `ReapPacing`).
+    /// Defaults to 0 when read from a server that predates it.
+    #[serde(default)]
+    pub reap_passes: u64,
     /// Log lines the parent could not write to stderr (dropped, not fatal). Defaults to 0 when
     /// read from a server that predates it.
     #[serde(default)]

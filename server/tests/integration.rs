@@ -111,6 +111,47 @@ fn concurrent_clients_get_only_their_own_bytes_and_children_are_reaped() {
     assert_eq!(stats["reaped"]["eof"], CLIENTS as u64);
 }
 
+/// With hundreds of children live, reaping on every SIGCHLD would scan the whole child list once
+/// per exit; paced (`ReapPacing`), exits that come closer together than the pace share a scan.
+/// The exits here come one every 300 µs, slower than a scan of 1,000 children takes, so each
+/// would get a pass of its own without pacing (about one per exit, checked), and within the
+/// 2 ms pace of 1,000 live children, so paced they share about one pass in six.
+#[test]
+fn exits_among_many_live_children_share_reap_passes() {
+    let _lock = fork_lock();
+    const CLIENTS: usize = 1000;
+    const SPACED: usize = 100;
+    let server = ServerProcess::start(&["--max-children", "2000"]);
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| server.connect()).collect();
+    for client in &mut clients {
+        assert_eq!(echo(client, b"x"), b"x");
+    }
+    let before = server.stats();
+    assert_eq!(before["live"], CLIENTS as u64);
+    for client in clients.drain(..SPACED) {
+        drop(client);
+        let next = Instant::now() + Duration::from_micros(300);
+        while Instant::now() < next {
+            std::hint::spin_loop();
+        }
+    }
+    wait_until("the closed sessions' children to be reaped", || {
+        server.children().len() == CLIENTS - SPACED
+    });
+    let after = server.stats();
+    // Less the pass SIGUSR1 makes before printing.
+    let passes =
+        after["reap_passes"].as_u64().unwrap() - before["reap_passes"].as_u64().unwrap() - 1;
+    eprintln!("{SPACED} exits among {CLIENTS} live children reaped in {passes} passes");
+    assert!(
+        passes <= (SPACED / 2) as u64,
+        "{SPACED} exits took {passes} reap passes"
+    );
+    drop(clients);
+    wait_until("every child to be reaped", || server.children().is_empty());
+    assert_eq!(server.stats()["reaped"]["eof"], CLIENTS as u64);
+}
+
 #[test]
 fn parent_fd_count_is_unchanged_after_500_connections() {
     let _lock = fork_lock();

@@ -16,7 +16,7 @@ const PREFIX: &str = "fork_echo";
 /// Renders the exposition. `durations` is `None` only in a parent that does not measure them.
 pub fn render(stats: &Stats, durations: Option<&SessionDurations>) -> String {
     let mut out = String::with_capacity(4096);
-    let counters: [(&str, &str, u64); 8] = [
+    let counters: [(&str, &str, u64); 9] = [
         ("accepted", "Connections accepted.", stats.accepted),
         ("forked", "Children forked, one per session.", stats.forked),
         (
@@ -43,6 +43,11 @@ pub fn render(stats: &Stats, durations: Option<&SessionDurations>) -> String {
             "rate_limited",
             "Accept pauses for --max-rate.",
             stats.rate_limited,
+        ),
+        (
+            "reap_passes",
+            "Scans of the child list for exited children.",
+            stats.reap_passes,
         ),
         (
             "log_write_failures",
