@@ -16,46 +16,7 @@ const PREFIX: &str = "fork_echo";
 /// Renders the exposition. `durations` is `None` only in a parent that does not measure them.
 pub fn render(stats: &Stats, durations: Option<&SessionDurations>) -> String {
     let mut out = String::with_capacity(4096);
-    let counters: [(&str, &str, u64); 9] = [
-        ("accepted", "Connections accepted.", stats.accepted),
-        ("forked", "Children forked, one per session.", stats.forked),
-        (
-            "fork_failures",
-            "Forks that failed (the client was closed).",
-            stats.fork_failures,
-        ),
-        (
-            "limit_hits",
-            "--at-limit wait: pauses at --max-children; close: clients closed at once.",
-            stats.limit_hits,
-        ),
-        (
-            "emfile_pauses",
-            "Accept pauses for lack of descriptors.",
-            stats.emfile_pauses,
-        ),
-        (
-            "per_source_refused",
-            "Clients closed at once for --max-per-source.",
-            stats.per_source_refused,
-        ),
-        (
-            "rate_limited",
-            "Accept pauses for --max-rate.",
-            stats.rate_limited,
-        ),
-        (
-            "reap_passes",
-            "Scans of the child list for exited children.",
-            stats.reap_passes,
-        ),
-        (
-            "log_write_failures",
-            "Log lines that could not be written to stderr.",
-            stats.log_write_failures,
-        ),
-    ];
-    for (name, help, value) in counters {
+    for (name, help, value) in counters(stats) {
         family(&mut out, name, "counter", help);
         let _ = writeln!(out, "{PREFIX}_{name}_total {value}");
     }
@@ -122,6 +83,49 @@ fn histogram(out: &mut String, d: &SessionDurations) {
     }
     let _ = writeln!(out, "{name}_count {}", d.count());
     let _ = writeln!(out, "{name}_sum {:?}", d.sum_secs());
+}
+
+/// The plain counters: name, help text, value.
+fn counters(stats: &Stats) -> [(&'static str, &'static str, u64); 9] {
+    [
+        ("accepted", "Connections accepted.", stats.accepted),
+        ("forked", "Children forked, one per session.", stats.forked),
+        (
+            "fork_failures",
+            "Forks that failed (the client was closed).",
+            stats.fork_failures,
+        ),
+        (
+            "limit_hits",
+            "--at-limit wait: pauses at --max-children; close: clients closed at once.",
+            stats.limit_hits,
+        ),
+        (
+            "emfile_pauses",
+            "Accept pauses for lack of descriptors.",
+            stats.emfile_pauses,
+        ),
+        (
+            "per_source_refused",
+            "Clients closed at once for --max-per-source.",
+            stats.per_source_refused,
+        ),
+        (
+            "rate_limited",
+            "Accept pauses for --max-rate.",
+            stats.rate_limited,
+        ),
+        (
+            "reap_passes",
+            "Scans of the child list for exited children.",
+            stats.reap_passes,
+        ),
+        (
+            "log_write_failures",
+            "Log lines that could not be written to stderr.",
+            stats.log_write_failures,
+        ),
+    ]
 }
 
 #[cfg(test)]
