@@ -19,8 +19,9 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::signal::Signal;
+use nix::sys::time::TimeSpec;
 use nix::unistd::{getpid, Pid};
 
 use crate::child_table::ChildTable;
@@ -304,14 +305,10 @@ impl Server {
         .into_iter()
         .flatten()
         .min();
-        let timeout = match deadline {
-            // Rounded up so the wake-up is not a hair early, which would spin until it is due.
-            Some(at) => {
-                PollTimeout::try_from(at.saturating_duration_since(now) + Duration::from_millis(1))
-                    .unwrap_or(PollTimeout::MAX)
-            }
-            None => PollTimeout::NONE,
-        };
+        // `ppoll`, not `poll`: a paced reap may be due in microseconds, and `poll`'s timeout in
+        // whole milliseconds, rounded up so as not to wake a hair early and spin, would hold it
+        // back a millisecond. A timer never expires early, so this needs no rounding.
+        let timeout = deadline.map(|at| TimeSpec::from(at.saturating_duration_since(now)));
         // While a reap waits, the exit storm's SIGCHLDs must not wake the loop (see
         // `ReapPacing`); the signals are read when the reap comes due.
         let signals_polled = !self.books.reaping.is_waiting(now, self.paced_children());
@@ -336,7 +333,7 @@ impl Server {
             signals: false,
             metrics: [false; MAX_POLL_FDS],
         };
-        match poll(fds, timeout) {
+        match ppoll(fds, timeout, None) {
             Ok(_) => {}
             Err(Errno::EINTR) => return Ok(ready),
             Err(err) => return Err(io::Error::from(err)),
