@@ -115,7 +115,7 @@ fn concurrent_clients_get_only_their_own_bytes_and_children_are_reaped() {
 /// per exit; paced (`ReapPacing`), exits that come closer together than the pace share a scan.
 /// The exits here come one every 300 µs, slower than a scan of 1,000 children takes, so each
 /// would get a pass of its own without pacing (about one per exit, checked), and within the
-/// 2 ms pace of 1,000 live children, so paced they share about one pass in six.
+/// 10 ms pace of 1,000 live children, so paced they share a few passes.
 #[test]
 fn exits_among_many_live_children_share_reap_passes() {
     let _lock = fork_lock();

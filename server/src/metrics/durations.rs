@@ -2,7 +2,7 @@
 //! buckets, counted at reap time from the fork time the parent's child table keeps. A session's
 //! duration is thus fork to reap as the parent saw it, which is what a client's connection cost
 //! the server (reaping is prompt: every exit raises SIGCHLD, read in the same poll loop; with
-//! many children live a reap waits up to 2 µs per live child, at most 10 ms, see `ReapPacing`).
+//! many children live a reap waits up to 10 µs per live child, at most 100 ms, see `ReapPacing`).
 
 use std::time::Duration;
 
