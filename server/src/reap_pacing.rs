@@ -6,8 +6,8 @@
 //! 3,000). Reaping on every SIGCHLD (what the careful C server's handler does) therefore costs one
 //! scan of all live children per wake-up, and a connect burst ends in an exit storm of hundreds of
 //! wake-ups with hundreds of children live: in a profile of the parent during 1,000-connect
-//! bursts that scan (`wait_consider_task`) was 5-8 % of its CPU, more than any other difference
-//! to C.
+//! bursts that scan (`wait_consider_task`) was 5-8 % of its CPU and one of the largest
+//! differences to C.
 //!
 //! So after a reap the next one waits until `live × PACE_PER_CHILD` has passed (at most
 //! `MAX_DELAY`): the scans then cost the parent at most about 2 % of a CPU up to 10,000 live
