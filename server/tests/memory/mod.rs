@@ -64,7 +64,7 @@ fn the_server_maps_no_libgcc_s() {
 }
 
 /// On x86_64 glibc Linux the binary is linked as a static PIE (`server/static-pie-gcc`, named as
-/// the workspace's linker in `.cargo/config.toml`): no ld.so and no libc.so, 14 fewer mappings
+/// the workspace's linker in `.cargo/config.toml`): no ld.so and no libc.so, 11 fewer mappings
 /// for every fork to copy. Only where glibc's static archive is installed; elsewhere the link
 /// falls back to a dynamic one.
 #[test]
